@@ -1,0 +1,113 @@
+"""Prefect flow: govern one source model version end to end, up to a registered candidate.
+
+Thin orchestration over ``quantgate.pipeline``: each step is a task (with retries only where a
+retry can help: registry reads), so the Prefect UI shows where a run stopped and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from quantgate import pipeline
+from quantgate.errors import QuantgateError
+from quantgate.policy import load_policy
+from quantgate.settings import configure_environment, get_settings
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry infrastructure hiccups, never a user's mistake."""
+    try:
+        state.result()
+    except QuantgateError:
+        return False
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+@task(name="discover-source", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def discover(ref: str) -> pipeline.Source:
+    return pipeline.discover_source(ref)
+
+
+@task(name="load-data", cache_policy=NO_CACHE)
+def load_data(source: pipeline.Source) -> pipeline.Datasets:
+    return pipeline.load_datasets(source.config)
+
+
+@task(name="load-source-model", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def load_source(source: pipeline.Source):  # noqa: ANN201
+    return pipeline.load_source_model(source)
+
+
+@task(name="validate-calibration", cache_policy=NO_CACHE)
+def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets):  # noqa: ANN201
+    return pipeline.validate_calibration(source.config, model, data)
+
+
+@task(name="quantize", cache_policy=NO_CACHE)
+def quantize(model: Any, recipe: Any):  # noqa: ANN201
+    return pipeline.quantize_candidate(model, recipe)
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(source: pipeline.Source, policy: Any, baseline: Any, candidate: Any, data: pipeline.Datasets):  # noqa: ANN201
+    return pipeline.evaluate_candidate(source.config, policy, baseline, candidate, data)
+
+
+@task(name="gate", cache_policy=NO_CACHE)
+def gate(source: pipeline.Source, policy: Any, ev: pipeline.Evaluation):  # noqa: ANN201
+    return pipeline.gate(source.config, policy, ev)
+
+
+@task(name="record-and-register", cache_policy=NO_CACHE)
+def record(**kwargs: Any):  # noqa: ANN201
+    return pipeline.record_candidate(**kwargs)
+
+
+@flow(name="quantize-model", log_prints=True)
+def quantize_model(model: str, policy: str | None = None, recipe: str | None = None) -> dict[str, Any]:
+    """Validate -> quantize -> evaluate -> gate -> card -> register, for ``model`` (NAME[/VERSION|@ALIAS])."""
+    from quantgate.cards.card import render_card
+
+    configure_environment()
+    log = get_run_logger()
+    source = discover(model)
+    cfg = source.config
+    pol = load_policy(get_settings().path(policy or cfg.policy))
+    rec = pipeline.resolve_recipe(recipe, cfg)
+    log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label)
+    data = load_data(source)
+    baseline = load_source(source)
+    report = validate(source, baseline, data)
+    log.info("calibration data: %d checks passed", len(report.checks))
+    candidate, qres = quantize(baseline, rec)
+    log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
+    ev = evaluate(source, pol, baseline, candidate, data)
+    verdict = gate(source, pol, ev)
+    log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
+    ctx = pipeline.card_context(source, rec, qres, ev, verdict, report, data, pol)
+    card_md = render_card(ctx)
+    run_id = str(flow_run.get_id() or "")
+    mv = record(source=source, candidate=candidate, recipe=rec, ev=ev, verdict=verdict, report=report,
+                card_md=card_md, card_ctx=ctx, data=data, flow_run=run_id)
+    cmp = ev.comparison
+    return {
+        "model": source.ref, "recipe": rec.label, "verdict": verdict.status,
+        "failed_rules": verdict.failed_rules,
+        "accuracy_fp32": cmp.baseline["accuracy"], "accuracy_quantized": cmp.candidate["accuracy"],
+        "size_fp32_mb": ev.sizes["baseline_bytes"] / 1e6, "size_quantized_mb": ev.sizes["candidate_bytes"] / 1e6,
+        "speedup": ev.runtime["speedup"], "registered": f"{mv.name}/{mv.version}",
+        "aliases": list(mv.aliases or []), "run_id": mv.run_id, "verdict_rules": verdict.to_dict()["rules"],
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(quantize_model(sys.argv[1] if len(sys.argv) > 1 else "adult-income"))

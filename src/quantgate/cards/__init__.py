@@ -1,0 +1,1 @@
+"""Model cards (and, later, provenance and signatures) for quantized candidates."""

@@ -1,0 +1,1 @@
+"""Packaged demo datasets and demo model training (nothing is downloaded)."""

@@ -1,0 +1,39 @@
+"""Errors a user can act on.
+
+Every failure that reaches the CLI is a :class:`QuantgateError`: one line that says what is
+wrong and how to fix it. Anything else is a bug and shows a traceback with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class QuantgateError(Exception):
+    """A problem with the user's input or environment, reported as one readable line."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ConfigError(QuantgateError):
+    """A YAML file (policy, onboarding, monitoring) that does not match its schema."""
+
+
+class RegistryError(QuantgateError):
+    """A model name, version or alias that is not in the registry, or a refused registry move."""
+
+
+class DataError(QuantgateError):
+    """A data file that is missing, unreadable or of the wrong shape."""
+
+
+class ValidationFailed(QuantgateError):
+    """Calibration data failed its checks; the flow stops before quantization."""
+
+
+class UnsupportedModel(QuantgateError):
+    """A model flavor, layer or op that quantgate cannot quantize."""

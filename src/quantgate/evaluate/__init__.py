@@ -1,0 +1,1 @@
+"""Evaluation of a candidate against its fp32 baseline: pure metric math + runtime measures."""

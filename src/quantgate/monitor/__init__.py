@@ -1,0 +1,43 @@
+"""Post-deployment monitoring: inference logging and data drift.
+
+Names are resolved lazily (PEP 562) so ``import quantgate.monitor`` costs nothing; pandas and
+Evidently load only when a function that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quantgate.monitor.drift import ColumnDrift, DriftResult, detect_drift
+    from quantgate.monitor.inference_log import append_inferences, read_inferences
+
+_EXPORTS: dict[str, str] = {
+    "ColumnDrift": "quantgate.monitor.drift",
+    "DriftResult": "quantgate.monitor.drift",
+    "detect_drift": "quantgate.monitor.drift",
+    "append_inferences": "quantgate.monitor.inference_log",
+    "read_inferences": "quantgate.monitor.inference_log",
+}
+
+__all__ = [
+    "ColumnDrift",
+    "DriftResult",
+    "append_inferences",
+    "detect_drift",
+    "read_inferences",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

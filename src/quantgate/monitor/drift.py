@@ -1,0 +1,291 @@
+"""Data drift between a reference window and a live window, computed by Evidently.
+
+Evidently (0.7, new API) does the statistics and renders the HTML report; this module turns its
+snapshot into a small typed result that the monitor can gate on, log and alert with, so the
+rest of quantgate never depends on the shape of Evidently's output.
+
+Evidently is imported inside :func:`detect_drift` only: it takes seconds to import, and
+``import quantgate.monitor`` must stay cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quantgate.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+ColumnKind = Literal["numerical", "categorical", "text"]
+ScoreKind = Literal["p_value", "distance"]
+
+#: Evidently stattests whose score is a distance (drift when score >= threshold); every other
+#: built-in test reports a p-value (drift when p < threshold). Only used when the snapshot
+#: carries no per-column test verdict.
+_DISTANCE_MARKERS = (
+    "wasserstein",
+    "jensen-shannon",
+    "hellinger",
+    "energy",
+    "kullback",
+    "psi",
+    "text content",
+)
+
+
+class ColumnDrift(BaseModel):
+    """The drift verdict of one column, as Evidently decided it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    kind: ColumnKind
+    stattest: str
+    score: float
+    threshold: float
+    score_kind: ScoreKind
+    drifted: bool
+
+
+class DriftResult(BaseModel):
+    """Dataset-level drift verdict, per-column details, and the Evidently HTML report.
+
+    ``html`` is large (several MB, the report embeds its JS), so it is kept out of ``repr`` and
+    out of :meth:`to_dict`; write it with :meth:`write_html`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dataset_drift: bool
+    drifted_share: float
+    n_drifted: int
+    n_columns: int
+    drift_share: float
+    stattest_threshold: float | None
+    n_reference: int
+    n_current: int
+    evidently_version: str
+    columns: list[ColumnDrift]
+    html: str = Field(repr=False)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Names of the columns whose test fired, for alerts and logs."""
+        return [c.column for c in self.columns if c.drifted]
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the Evidently report (parents created), so an alert can link to it."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.html, encoding="utf-8")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary without the HTML, for run logs, MLflow and alert details."""
+        data = self.model_dump(mode="json", exclude={"html"})
+        data["drifted_columns"] = self.drifted_columns
+        return data
+
+
+def _infer_kinds(
+    df: pd.DataFrame,
+    columns: list[str],
+    numeric: list[str] | None,
+    categorical: list[str] | None,
+    text: list[str] | None,
+) -> dict[str, ColumnKind]:
+    """Column kinds: explicit lists win, the rest follow the dtype (numbers vs everything else).
+
+    Done here rather than by Evidently's auto-mapping so a column's kind (and thus its test)
+    does not flip between windows with different cardinalities.
+    """
+    import pandas as pd
+
+    kinds: dict[str, ColumnKind] = {}
+    for names, kind in ((numeric, "numerical"), (categorical, "categorical"), (text, "text")):
+        for name in names or []:
+            if name in kinds and kinds[name] != kind:
+                raise DataError(
+                    f"column '{name}' is listed as both {kinds[name]} and {kind}",
+                    "list each column in one of numeric / categorical / text",
+                )
+            kinds[name] = kind  # type: ignore[assignment]
+    for name in columns:
+        if name in kinds:
+            continue
+        dtype = df[name].dtype
+        is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        kinds[name] = "numerical" if is_number else "categorical"
+    return {name: kinds[name] for name in columns}
+
+
+def _is_distance(stattest: str) -> bool:
+    low = stattest.lower()
+    return any(marker in low for marker in _DISTANCE_MARKERS)
+
+
+def _as_float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _parse_snapshot(
+    snap: dict[str, Any], kinds: dict[str, ColumnKind]
+) -> tuple[list[ColumnDrift], float | None]:
+    """Per-column results from ``Snapshot.dict()``.
+
+    Relied-on shape (Evidently 0.7.23)::
+
+        {"metrics": [{"id": ..., "config": {"type": "evidently:metric_v2:DriftedColumnsCount",
+                                            "drift_share": 0.5},
+                      "value": {"count": 9.0, "share": 0.6}},
+                     {"id": "<fp>", "config": {"type": "evidently:metric_v2:ValueDrift",
+                                               "column": "age", "method": "<stattest>",
+                                               "threshold": 0.1},
+                      "value": 1.49}, ...],
+         "tests": [{"metric_config": {"metric_id": "<fp>", "params": {...}},
+                    "status": "FAIL" | "SUCCESS", ...}, ...]}
+
+    The verdict comes from the ValueDrift test (FAIL = drifted; present because the report runs
+    with ``include_tests=True``); without one it is re-derived from score and threshold.
+    """
+    status_by_metric: dict[str, str] = {}
+    for test in snap.get("tests") or []:
+        cfg = test.get("metric_config") or {}
+        params = cfg.get("params") or {}
+        if str(params.get("type", "")).endswith(":ValueDrift") and cfg.get("metric_id"):
+            status_by_metric[str(cfg["metric_id"])] = str(test.get("status", ""))
+
+    results: list[ColumnDrift] = []
+    count_share: float | None = None
+    for metric in snap.get("metrics") or []:
+        cfg = metric.get("config") or {}
+        mtype = str(cfg.get("type", ""))
+        if mtype.endswith(":DriftedColumnsCount"):
+            value = metric.get("value")
+            if isinstance(value, dict) and "share" in value:
+                count_share = _as_float(value["share"])
+            continue
+        if not mtype.endswith(":ValueDrift"):
+            continue
+        column = str(cfg.get("column"))
+        value = metric.get("value")
+        score = _as_float(value.get("value") if isinstance(value, dict) else value)
+        stattest = str(cfg.get("method") or "unknown")
+        threshold = _as_float(cfg.get("threshold"))
+        distance = _is_distance(stattest)
+        status = status_by_metric.get(str(metric.get("id")))
+        if status in ("FAIL", "SUCCESS"):
+            drifted = status == "FAIL"
+        elif distance:
+            drifted = score >= threshold
+        else:
+            drifted = score < threshold
+        results.append(
+            ColumnDrift(
+                column=column,
+                kind=kinds.get(column, "categorical"),
+                stattest=stattest,
+                score=score,
+                threshold=threshold,
+                score_kind="distance" if distance else "p_value",
+                drifted=bool(drifted),
+            )
+        )
+    return results, count_share
+
+
+def detect_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    columns: list[str] | None = None,
+    numeric: list[str] | None = None,
+    categorical: list[str] | None = None,
+    text: list[str] | None = None,
+    drift_share: float = 0.5,
+    stattest_threshold: float | None = None,
+) -> DriftResult:
+    """Run Evidently's per-column drift tests and decide dataset drift.
+
+    ``columns`` defaults to every column of ``reference`` that ``current`` also has (plus any
+    listed in numeric/categorical/text). Stattests are Evidently's defaults for the sample size
+    and column kind; ``stattest_threshold`` overrides every column's threshold. The dataset has
+    drifted when the share of drifted columns is >= ``drift_share`` (Evidently's own rule).
+    """
+    if not 0.0 < drift_share <= 1.0:
+        raise DataError(f"drift_share must be in (0, 1], got {drift_share}")
+    if len(reference) == 0 or len(current) == 0:
+        raise DataError(
+            "drift needs rows in both windows "
+            f"(reference: {len(reference)}, current: {len(current)})",
+            "widen the monitoring window or wait for more inferences",
+        )
+    if columns is None:
+        listed = [*(numeric or []), *(categorical or []), *(text or [])]
+        columns = [c for c in reference.columns if c in current.columns]
+        columns += [c for c in listed if c not in columns]
+    columns = list(dict.fromkeys(str(c) for c in columns))
+    if not columns:
+        raise DataError("no columns to compare", "pass columns=[...] that both windows share")
+    for name, df in (("reference", reference), ("current", current)):
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise DataError(f"{name} data lacks column(s): {', '.join(missing)}")
+    kinds = _infer_kinds(reference, columns, numeric, categorical, text)
+
+    import evidently
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(
+        numerical_columns=[c for c, k in kinds.items() if k == "numerical"],
+        categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
+        text_columns=[c for c, k in kinds.items() if k == "text"],
+    )
+    ref_ds = Dataset.from_pandas(
+        reference[columns].reset_index(drop=True), data_definition=definition
+    )
+    cur_ds = Dataset.from_pandas(
+        current[columns].reset_index(drop=True), data_definition=definition
+    )
+    report = Report(
+        [DataDriftPreset(columns=columns, drift_share=drift_share, threshold=stattest_threshold)],
+        include_tests=True,
+    )
+    snapshot = report.run(current_data=cur_ds, reference_data=ref_ds)
+
+    per_column, evidently_share = _parse_snapshot(snapshot.dict(), kinds)
+    if len(per_column) != len(columns):
+        got = {c.column for c in per_column}
+        log.warning("Evidently returned no drift result for: %s", sorted(set(columns) - got))
+    n_columns = len(per_column)
+    n_drifted = sum(c.drifted for c in per_column)
+    share = n_drifted / n_columns if n_columns else 0.0
+    if evidently_share is not None and not math.isclose(share, evidently_share, abs_tol=1e-9):
+        log.warning("drifted share %.4f differs from Evidently's %.4f", share, evidently_share)
+
+    return DriftResult(
+        dataset_drift=n_columns > 0 and share >= drift_share,
+        drifted_share=share,
+        n_drifted=n_drifted,
+        n_columns=n_columns,
+        drift_share=drift_share,
+        stattest_threshold=stattest_threshold,
+        n_reference=len(reference),
+        n_current=len(current),
+        evidently_version=str(evidently.__version__),
+        columns=per_column,
+        html=snapshot.get_html_str(as_iframe=False),
+    )

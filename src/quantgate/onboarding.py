@@ -1,0 +1,106 @@
+"""How a model is onboarded: ``registry/models/<name>.yaml`` or tags on the source version.
+
+Keys (both places): task, label, calibration_data, evaluation_data, reference_data,
+sensitive_attributes, slices, policy, recipe. On a source version the same keys are tags named
+``quantgate.<key>`` (lists comma-separated). **The YAML file wins** key by key: a tag fills in
+only what the file leaves out, so a reviewed file in git can never be silently overridden by
+someone editing tags in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from quantgate.errors import ConfigError
+from quantgate.settings import Settings, get_settings
+
+ONBOARDING_KEYS = (
+    "task", "label", "calibration_data", "evaluation_data", "reference_data",
+    "sensitive_attributes", "slices", "policy", "recipe", "description",
+)
+LIST_KEYS = {"sensitive_attributes", "slices"}
+
+
+class ModelConfig(BaseModel):
+    """What quantgate needs to know about a source model to govern it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    task: Literal["tabular-classification", "text-classification", "tensor-classification"]
+    label: str
+    calibration_data: str
+    evaluation_data: str
+    reference_data: str | None = None
+    sensitive_attributes: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list, description="extra columns to report per group")
+    policy: str = "policies/default.yaml"
+    recipe: str = "dynamic-int8"
+    description: str | None = None
+
+    def resolve(self, rel: str, settings: Settings | None = None) -> Path:
+        """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""
+        s = settings or get_settings()
+        env = dict(os.environ)
+        env.setdefault("QUANTGATE_HOME", str(s.home_abs))
+        expanded = rel
+        for k, v in env.items():
+            expanded = expanded.replace("${" + k + "}", v)
+        return s.path(expanded)
+
+    @property
+    def group_columns(self) -> list[str]:
+        return [*self.sensitive_attributes, *self.slices]
+
+
+def _tags_to_keys(tags: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key in ONBOARDING_KEYS:
+        v = tags.get(f"quantgate.{key}")
+        if v is None:
+            continue
+        out[key] = [s.strip() for s in v.split(",") if s.strip()] if key in LIST_KEYS else v
+    return out
+
+
+def onboarding_file(name: str, settings: Settings | None = None) -> Path:
+    s = settings or get_settings()
+    return s.path(Path("registry") / "models" / f"{name}.yaml")
+
+
+def load_model_config(name: str, tags: dict[str, str] | None = None,
+                      settings: Settings | None = None) -> ModelConfig:
+    """Merge the onboarding file (wins) over ``quantgate.*`` tags of the source version."""
+    path = onboarding_file(name, settings)
+    data: dict[str, object] = _tags_to_keys(tags or {})
+    source = f"tags of {name}"
+    if path.exists():
+        try:
+            file_data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(file_data, dict):
+            raise ConfigError(f"{path} must be a YAML mapping")
+        data.update(file_data)
+        source = str(path)
+    data.setdefault("name", name)
+    if data["name"] != name:
+        raise ConfigError(f"{path}: name '{data['name']}' does not match the file name '{name}'")
+    if len(data) <= 1:
+        raise ConfigError(
+            f"model '{name}' is not onboarded",
+            f"create {path} (see registry/README.md) or set quantgate.* tags on the source version",
+        )
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e["loc"])
+            parts.append(f"{loc}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+        raise ConfigError(f"invalid onboarding for '{name}' ({source}): " + "; ".join(parts)) from None

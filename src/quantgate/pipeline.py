@@ -1,0 +1,268 @@
+"""The governance steps, orchestrator-agnostic: flows/ wraps each one as a Prefect task.
+
+Each step takes values and returns values; the only side effects are in ``record_candidate``
+(MLflow run + registration), which runs last so that every earlier failure leaves the
+registry untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from quantgate.errors import DataError, ValidationFailed
+from quantgate.onboarding import ModelConfig, load_model_config
+from quantgate.registry import contract as c
+from quantgate.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from quantgate.evaluate.metrics import Comparison
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.policy import Policy, Verdict
+    from quantgate.quantize.recipes import QuantizationResult, Recipe
+    from quantgate.validate import ValidationReport
+
+EXPERIMENT = "quantgate-quantization"
+
+
+@dataclass
+class Source:
+    version: ModelVersion
+    config: ModelConfig
+
+    @property
+    def ref(self) -> str:
+        return f"{self.version.name}/{self.version.version}"
+
+
+@dataclass
+class Datasets:
+    calibration: pd.DataFrame
+    evaluation: pd.DataFrame
+    reference: pd.DataFrame
+    paths: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    comparison: Comparison
+    runtime: dict[str, float]
+    sizes: dict[str, int]
+
+
+def discover_source(ref: str, settings: Settings | None = None) -> Source:
+    """Resolve ``NAME[/VERSION|@ALIAS]`` and its onboarding (file wins over tags)."""
+    from quantgate.registry.mlflow_registry import resolve_version
+
+    mv = resolve_version(ref, settings)
+    return Source(mv, load_model_config(mv.name, dict(mv.tags), settings))
+
+
+def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Datasets:
+    from quantgate.data.datasets import file_digest, read_table
+
+    paths = {"calibration": cfg.calibration_data, "evaluation": cfg.evaluation_data,
+             "reference": cfg.reference_data or cfg.calibration_data}
+    frames, resolved, digests = {}, {}, {}
+    for role, rel in paths.items():
+        p = cfg.resolve(rel, settings)
+        if not p.exists():
+            raise DataError(f"{role} data for '{cfg.name}' not found: {p}",
+                            f"fix {role}_data in registry/models/{cfg.name}.yaml (or run quantgate demo)")
+        frames[role] = read_table(p)
+        resolved[role], digests[role] = str(p), file_digest(p)
+    for role in ("evaluation",):
+        if cfg.label not in frames[role].columns:
+            raise DataError(f"{role} data {resolved[role]} has no label column '{cfg.label}'",
+                            "set label: in the onboarding file")
+    return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
+
+
+def validate_calibration(cfg: ModelConfig, model: WrappedModel, data: Datasets) -> ValidationReport:
+    """GX suite derived from the reference data, run on the calibration data; raises on failure."""
+    from quantgate.validate import profile_frame, validate_frame
+
+    text_cols = model.input_columns if model.task == "text-classification" else []
+    label = cfg.label if cfg.label in data.reference.columns else None
+    profile = profile_frame(data.reference, label=label, text_columns=text_cols)
+    report = validate_frame(data.calibration, profile, suite_name=f"{cfg.name}-calibration")
+    if not report.passed:
+        raise ValidationFailed(f"calibration data for '{cfg.name}' failed validation: {report.summary()}",
+                               "fix the calibration data; nothing was quantized or registered")
+    return report
+
+
+def load_source_model(source: Source) -> WrappedModel:
+    from quantgate.registry.mlflow_registry import load_wrapped
+
+    return load_wrapped(source.version)
+
+
+def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe:
+    from quantgate.quantize.recipes import get_recipe, recipe_from_dict
+
+    chosen = name_or_file or cfg.recipe
+    p = Path(chosen)
+    if p.suffix == ".json":
+        if not p.exists():
+            raise DataError(f"recipe file not found: {p}")
+        return recipe_from_dict(json.loads(p.read_text()))
+    return get_recipe(chosen)
+
+
+def quantize_candidate(model: WrappedModel, recipe: Recipe) -> tuple[WrappedModel, QuantizationResult]:
+    from quantgate.quantize.recipes import apply_recipe
+
+    result = apply_recipe(model.module, recipe)
+    spec = dict(model.spec)
+    from quantgate.quantize.recipes import recipe_to_dict
+
+    spec["quantization"] = {"recipe": recipe_to_dict(recipe), "digest": recipe.digest,
+                            "quantized": result.quantized, "kept_float": result.kept_float}
+    from quantgate.models.wrapped import WrappedModel as _W
+
+    return _W(result.module, spec, model.tokenizer), result
+
+
+def evaluate_candidate(cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel,
+                       data: Datasets) -> Evaluation:
+    """fp32 and candidate on the same held-out rows; latency measured side by side."""
+    import torch
+
+    from quantgate.evaluate.metrics import compare
+    from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
+
+    torch.set_num_threads(get_settings().torch_threads)
+    ev = data.evaluation
+    y = ev[cfg.label].to_numpy()
+    classes = baseline.spec.get("classes", [0, 1])
+    base_pred = pd.Series(baseline.predict_proba(ev).argmax(1)).map(dict(enumerate(classes))).to_numpy()
+    cand_pred = pd.Series(candidate.predict_proba(ev).argmax(1)).map(dict(enumerate(classes))).to_numpy()
+    groups = ev[[g for g in cfg.group_columns if g in ev.columns]] if cfg.group_columns else None
+    b = policy.bootstrap
+    cmp = compare(y, base_pred, cand_pred, groups=groups, resamples=b.resamples, confidence=b.confidence, seed=b.seed)
+    runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_arts = baseline.save(Path(tmp) / "base")
+        cand_arts = candidate.save(Path(tmp) / "cand")
+        sizes = {"baseline_bytes": artifact_size(Path(base_arts["module"])),
+                 "candidate_bytes": artifact_size(Path(cand_arts["module"]))}
+    return Evaluation(cmp, runtime, sizes)
+
+
+def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
+    from quantgate.policy import gate_candidate
+
+    extra = {"speedup": ev.runtime["speedup"], "size_ratio": ev.sizes["candidate_bytes"] / ev.sizes["baseline_bytes"]}
+    return gate_candidate(cfg.name, policy, ev.comparison, extra)
+
+
+def card_context(source: Source, recipe: Recipe, qres: QuantizationResult, ev: Evaluation, verdict: Verdict,
+                 report: ValidationReport, data: Datasets, policy: Policy) -> dict[str, Any]:
+    from quantgate.quantize.recipes import recipe_to_dict
+
+    cmp = ev.comparison
+    return {
+        "name": c.quantized_name(source.version.name),
+        "source": {"name": source.version.name, "version": source.version.version,
+                   "description": source.config.description or source.version.description or "",
+                   "tags": dict(source.version.tags)},
+        "config": source.config.model_dump(),
+        "recipe": {"label": recipe.label, "type": recipe.TYPE, "backend": recipe.BACKEND, "summary": recipe.SUMMARY,
+                   "json": recipe_to_dict(recipe), "digest": recipe.digest},
+        "quantized_modules": qres.quantized,
+        "float_modules": qres.kept_float,
+        "metrics": {"n": cmp.n, "baseline": cmp.baseline, "candidate": cmp.candidate,
+                    "accuracy_drop": cmp.intervals["accuracy"].__dict__, "flip_rate": cmp.flip_rate},
+        "groups": [{**g.__dict__, "drop": g.drop} for g in cmp.groups],
+        "runtime": ev.runtime,
+        "sizes": ev.sizes,
+        "verdict": verdict.to_dict(),
+        "validation": {"passed": report.passed, "checks": len(report.checks),
+                       "failed": [ch.name for ch in report.failed()]},
+        "data": {"paths": data.paths, "digests": data.digests},
+        "policy": {"name": policy.name, "digest": policy.digest},
+        "environment": {"python": platform.python_version(), **_versions()},
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("quantgate", "torch", "mlflow", "prefect", "great-expectations", "evidently"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def record_candidate(source: Source, candidate: WrappedModel, recipe: Recipe, ev: Evaluation, verdict: Verdict,
+                     report: ValidationReport, card_md: str, card_ctx: dict[str, Any], data: Datasets,
+                     settings: Settings | None = None, flow_run: str | None = None) -> ModelVersion:
+    """Log the run and the candidate model, then register it (atomically) per the convention."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from quantgate.cards.card import card_json
+    from quantgate.models.pyfunc import QuantgatePyfunc
+    from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
+
+    s = settings or get_settings()
+    ensure_experiment(EXPERIMENT, s)
+    cmp = ev.comparison
+    run_name = f"{source.version.name}-v{source.version.version}-{recipe.TYPE}"
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({c.TAG_SOURCE: source.ref, c.TAG_RECIPE: recipe.label, c.TAG_VERDICT: verdict.status,
+                         **({"quantgate.flow_run": flow_run} if flow_run else {})})
+        mlflow.log_params({"source": source.ref, "recipe": recipe.TYPE, "backend": recipe.BACKEND,
+                           "policy": verdict.policy_name, "n_quantized": len(card_ctx["quantized_modules"]),
+                           "n_kept_float": len(card_ctx["float_modules"])})
+        metrics = {f"fp32_{k}": v for k, v in cmp.baseline.items()}
+        metrics |= {f"quantized_{k}": v for k, v in cmp.candidate.items()}
+        metrics |= {"accuracy_drop": cmp.drop("accuracy"), "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
+                    **ev.runtime, **{k: float(v) for k, v in ev.sizes.items()}}
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.log_text(verdict.to_json(), "verdict.json")
+        mlflow.log_text(card_md, "model_card.md")
+        mlflow.log_text(card_json(card_ctx), "model_card.json")
+        mlflow.log_text(report.model_dump_json(indent=2), "validation/report.json")
+        html = Path(tmp) / "calibration_validation.html"
+        report.write_html(html)
+        mlflow.log_artifact(str(html), "validation")
+        arts = candidate.save(Path(tmp) / "candidate")
+        card_path = Path(tmp) / "model_card.md"
+        card_path.write_text(card_md)
+        arts["model_card"] = str(card_path)
+        example = data.evaluation[candidate.input_columns].head(5)
+        signature = infer_signature(example, candidate.predict(example))
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=QuantgatePyfunc(), artifacts=arts, signature=signature,
+            input_example=example, pip_requirements=_requirements(),
+        )
+        tags = {c.TAG_SOURCE: source.ref, c.TAG_RECIPE: recipe.label, c.TAG_RECIPE_DIGEST: recipe.digest,
+                c.TAG_VERDICT: verdict.status, c.TAG_POLICY_DIGEST: verdict.policy_digest,
+                c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
+                "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
+                "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
+                "quantgate.speedup": f"{ev.runtime['speedup']:.2f}"}
+        if not verdict.passed:
+            tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
+        return register_candidate(model_uri=info.model_uri, source=source.version, run_id=run.info.run_id,
+                                  tags=tags, description=card_md, passed=verdict.passed, settings=s)
+
+
+def _requirements() -> list[str]:
+    v = _versions()
+    return [f"torch=={v['torch'].split('+')[0]}", f"mlflow=={v['mlflow']}", f"quantgate=={v['quantgate']}",
+            "pandas<3", "transformers"]

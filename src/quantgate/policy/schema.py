@@ -1,0 +1,166 @@
+"""Policy schema: YAML reviewed like code, validated strictly.
+
+A typo in a policy is an error that names the key, never a silent default: every model here
+forbids extra keys and is frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from quantgate.errors import ConfigError
+
+RuleKind = Literal["max_drop", "max_group_drop", "min", "max"]
+Severity = Literal["block", "warn"]
+
+#: metrics that the evaluator produces; a rule on anything else is a typo
+KNOWN_METRICS = (
+    "accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "flip_rate",
+    "speedup", "size_ratio",
+)
+#: for these, higher is better; for the others (flip_rate, size_ratio) lower is better
+HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "speedup"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Rule(_Strict):
+    """One gate rule.
+
+    - ``max_drop``: baseline − candidate ≤ threshold, judged on the upper confidence bound of
+      the drop (non-inferiority) when the evaluator gives an interval.
+    - ``max_group_drop``: the same, for every group of every sensitive attribute.
+    - ``min`` / ``max``: the candidate's value against an absolute bound.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    kind: RuleKind
+    metric: str
+    threshold: float
+    severity: Severity = "block"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if self.metric not in KNOWN_METRICS:
+            raise ValueError(
+                f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}"
+            )
+        if self.kind in ("max_drop", "max_group_drop"):
+            if self.threshold < 0:
+                raise ValueError(f"rule '{self.id}': threshold of a drop must be >= 0")
+            if self.metric not in HIGHER_IS_BETTER:
+                raise ValueError(f"rule '{self.id}': a drop rule needs a higher-is-better metric")
+        if self.metric in {"accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "flip_rate"} and not (
+            0.0 <= self.threshold <= 1.0
+        ):
+            raise ValueError(f"rule '{self.id}': threshold {self.threshold} is impossible for a rate (0..1)")
+        return self
+
+
+class RuleOverride(_Strict):
+    threshold: float | None = None
+    severity: Severity | None = None
+
+
+class Bootstrap(_Strict):
+    resamples: int = Field(default=200, ge=0, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class Policy(_Strict):
+    name: str
+    description: str | None = None
+    bootstrap: Bootstrap = Bootstrap()
+    rules: list[Rule] = Field(min_length=1)
+    overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
+    digest: str = Field(default="", description="sha256 of the policy file, set on load")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Policy:
+        ids = [r.id for r in self.rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule id(s): {', '.join(dupes)}")
+        for model, over in self.overrides.items():
+            unknown = sorted(set(over) - set(ids))
+            if unknown:
+                raise ValueError(f"overrides.{model}: no rule named {', '.join(unknown)}")
+        return self
+
+    def rules_for(self, model: str) -> list[Rule]:
+        """The rules with this model's overrides applied."""
+        over = self.overrides.get(model, {})
+        out = []
+        for r in self.rules:
+            o = over.get(r.id)
+            if o is None:
+                out.append(r)
+                continue
+            patch = {k: v for k, v in o.model_dump().items() if v is not None}
+            out.append(r.model_copy(update=patch))
+        return out
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return f"invalid policy {source}: " + "; ".join(parts)
+
+
+def parse_policy(text: str, source: str = "<string>") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"policy {source} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"policy {source} must be a YAML mapping with 'name' and 'rules'")
+    if "digest" in data:
+        raise ConfigError(f"invalid policy {source}: digest: unknown key", "remove it; it is computed")
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source), "see `quantgate policy schema`") from None
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return policy.model_copy(update={"digest": digest})
+
+
+def load_policy(path: str | Path) -> Policy:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"policy file not found: {p}", "pass an existing YAML file with --policy")
+    return parse_policy(p.read_text(), str(p))
+
+
+def policy_json_schema() -> str:
+    schema = Policy.model_json_schema()
+    schema["properties"].pop("digest", None)
+    return json.dumps(schema, indent=2, sort_keys=True)
+
+
+def explain(policy: Policy) -> list[str]:
+    """Each rule in plain words."""
+    lines = []
+    for r in policy.rules:
+        what = {
+            "max_drop": f"{r.metric} may drop by at most {r.threshold:g} vs fp32 (upper CI bound)",
+            "max_group_drop": f"{r.metric} of every group may drop by at most {r.threshold:g} vs fp32",
+            "min": f"{r.metric} must be at least {r.threshold:g}",
+            "max": f"{r.metric} must be at most {r.threshold:g}",
+        }[r.kind]
+        lines.append(f"[{r.severity}] {r.id}: {what}")
+    return lines

@@ -1,0 +1,1 @@
+"""MLflow adapter: the registry contract (names, tags, aliases) lives here and in registry/."""

@@ -1,0 +1,31 @@
+"""The registry convention, as constants (documented in registry/README.md)."""
+
+from __future__ import annotations
+
+SUFFIX = "-quantized"
+TAG_SOURCE = "quantgate.source"          # "<source>/<version>"
+TAG_RECIPE = "quantgate.recipe"          # recipe label
+TAG_RECIPE_DIGEST = "quantgate.recipe_digest"
+TAG_VERDICT = "quantgate.verdict"        # pass | fail
+TAG_APPROVAL = "quantgate.approval"      # pending | approved | rejected
+TAG_POLICY_DIGEST = "quantgate.policy_digest"
+TAG_PROMOTED_AT = "quantgate.promoted_at"
+TAG_PREVIOUS_CHAMPION = "quantgate.previous_champion"
+ALIAS_CANDIDATE = "candidate"
+ALIAS_CHAMPION = "champion"
+APPROVAL_VALUES = ("pending", "approved", "rejected")
+
+
+def quantized_name(source: str) -> str:
+    return source + SUFFIX
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``name``, ``name/3`` or ``name@alias`` -> (name, version, alias)."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, None, alias
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        return name, version, None
+    return ref, None, None

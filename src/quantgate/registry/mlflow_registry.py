@@ -1,0 +1,234 @@
+"""Everything quantgate does to MLflow, in one adapter.
+
+Registry writes are the last step of a flow and are undone if any part fails, so bad input or
+a crash never leaves a half-registered version or a moved alias.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from quantgate.errors import RegistryError, UnsupportedModel
+from quantgate.registry import contract as c
+from quantgate.settings import Settings, configure_environment, get_settings
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+    from quantgate.models.wrapped import WrappedModel
+
+
+def client(settings: Settings | None = None) -> MlflowClient:
+    """Point mlflow at the configured store and return a client."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    s = configure_environment(settings or get_settings())
+    mlflow.set_tracking_uri(s.tracking_uri)
+    mlflow.set_registry_uri(s.registry_uri)
+    return MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
+
+
+def ensure_experiment(name: str, settings: Settings | None = None) -> str:
+    """Create the experiment with its artifacts under QUANTGATE_HOME (never ./mlruns)."""
+    import mlflow
+
+    s = settings or get_settings()
+    cl = client(s)
+    exp = cl.get_experiment_by_name(name)
+    if exp is None:
+        location = (s.artifacts_dir / name).as_uri() if s.embedded_mlflow else None
+        exp_id = cl.create_experiment(name, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _exists(cl: MlflowClient, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        cl.get_registered_model(name)
+        return True
+    except MlflowException:
+        return False
+
+
+def resolve_version(ref: str, settings: Settings | None = None) -> ModelVersion:
+    """``name``, ``name/VERSION`` or ``name@ALIAS`` -> ModelVersion (latest when unqualified)."""
+    from mlflow.exceptions import MlflowException
+
+    cl = client(settings)
+    name, version, alias = c.parse_model_ref(ref)
+    if not _exists(cl, name):
+        known = sorted(m.name for m in cl.search_registered_models(max_results=200))
+        raise RegistryError(f"no registered model named '{name}'",
+                            f"registered: {', '.join(known) or 'none (run `quantgate demo` or register one)'}")
+    try:
+        if alias:
+            return cl.get_model_version_by_alias(name, alias)
+        if version:
+            if not version.isdigit():
+                raise RegistryError(f"version '{version}' of '{name}' is not a number", "use NAME/3 or NAME@alias")
+            return cl.get_model_version(name, version)
+    except MlflowException:
+        what = f"alias '{alias}'" if alias else f"version {version}"
+        versions = sorted(int(v.version) for v in cl.search_model_versions(f"name='{name}'"))
+        raise RegistryError(f"model '{name}' has no {what}",
+                            f"versions: {', '.join(map(str, versions)) or 'none'}") from None
+    versions = cl.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise RegistryError(f"model '{name}' has no versions")
+    return max(versions, key=lambda v: int(v.version))
+
+
+def load_wrapped(mv: ModelVersion) -> WrappedModel:
+    """Load a registered version as a WrappedModel, refusing flavors quantgate cannot quantize."""
+    import mlflow
+    from mlflow.models import Model
+
+    from quantgate.models.pyfunc import QuantgatePyfunc
+    from quantgate.models.wrapped import WrappedModel
+
+    uri = f"models:/{mv.name}/{mv.version}"
+    flavors = sorted(Model.load(uri).flavors)
+    if "pytorch" in flavors:
+        import mlflow.pytorch
+
+        module = mlflow.pytorch.load_model(uri)
+        spec = {"task": "tensor-classification", "feature_columns": _signature_columns(uri), "classes": [0, 1]}
+        return WrappedModel(module, spec)
+    if "python_function" in flavors:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        inner = pyfunc.unwrap_python_model() if hasattr(pyfunc, "unwrap_python_model") else None
+        if isinstance(inner, QuantgatePyfunc):
+            return inner.wrapped
+    raise UnsupportedModel(
+        f"{mv.name}/{mv.version} has flavor(s) {', '.join(flavors)}, which quantgate cannot quantize",
+        "log the model with the 'pytorch' flavor or as quantgate's pyfunc (quantgate.models.pyfunc)",
+    )
+
+
+def _signature_columns(uri: str) -> list[str]:
+    from mlflow.models import Model
+
+    sig = Model.load(uri).signature
+    if sig is None or sig.inputs is None:
+        raise UnsupportedModel(f"{uri} has no input signature", "log it with a signature naming its feature columns")
+    return list(sig.inputs.input_names())
+
+
+def register_candidate(*, model_uri: str, source: ModelVersion, run_id: str, tags: dict[str, str],
+                       description: str, passed: bool, settings: Settings | None = None) -> ModelVersion:
+    """Register under ``<source>-quantized``; alias ``candidate`` only if the gate passed.
+
+    All or nothing: if tagging or aliasing fails, the new version is deleted and the previous
+    ``candidate`` alias restored.
+    """
+    cl = client(settings)
+    name = c.quantized_name(source.name)
+    created_model = False
+    if not _exists(cl, name):
+        cl.create_registered_model(name, tags={"quantgate.source_model": source.name},
+                                   description=f"Governed quantized versions of `{source.name}` (quantgate).")
+        created_model = True
+    previous = _alias_version(cl, name, c.ALIAS_CANDIDATE)
+    mv = None
+    try:
+        mv = cl.create_model_version(name, model_uri, run_id=run_id, tags=tags, description=description)
+        _wait_ready(cl, name, mv.version)
+        if passed:
+            cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)
+        return cl.get_model_version(name, mv.version)
+    except BaseException:
+        if mv is not None:
+            cl.delete_model_version(name, mv.version)
+        if previous is not None:
+            cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, previous)
+        if created_model:
+            cl.delete_registered_model(name)
+        raise
+
+
+def _wait_ready(cl: MlflowClient, name: str, version: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cl.get_model_version(name, version).status == "READY":
+            return
+        time.sleep(0.2)
+    raise RegistryError(f"{name}/{version} did not become READY in {timeout:.0f}s")
+
+
+def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return cl.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def promote(source: str, version: str | None = None, *, settings: Settings | None = None,
+            verify: Any = None) -> tuple[ModelVersion, str | None]:
+    """Move ``champion`` to an approved, passing version; refuse anything else.
+
+    ``verify`` (optional callable taking the ModelVersion) runs last and may raise to refuse.
+    Returns (new champion, previous champion version or None).
+    """
+    cl = client(settings)
+    name = source if source.endswith(c.SUFFIX) else c.quantized_name(source)
+    if not _exists(cl, name):
+        raise RegistryError(f"'{source}' has no quantized versions ({name} is not registered)",
+                            f"run: quantgate quantize --model {source}")
+    if version is None:
+        target = _alias_version(cl, name, c.ALIAS_CANDIDATE)
+        if target is None:
+            raise RegistryError(f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
+                                "quantize again with another recipe or policy")
+        version = target
+    mv = resolve_version(f"{name}/{version}", settings)
+    verdict = mv.tags.get(c.TAG_VERDICT)
+    approval = mv.tags.get(c.TAG_APPROVAL)
+    if verdict != "pass":
+        raise RegistryError(f"{name}/{version} failed its gate (verdict={verdict}); it can never be promoted")
+    if approval != "approved":
+        raise RegistryError(
+            f"{name}/{version} is not approved (quantgate.approval={approval})",
+            f"a reviewer sets tag quantgate.approval=approved on version {version} in the MLflow UI (quantgate ui)",
+        )
+    if verify is not None:
+        verify(mv)
+    previous = _alias_version(cl, name, c.ALIAS_CHAMPION)
+    if previous == mv.version:
+        return mv, previous
+    cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, mv.version)
+    try:
+        cl.set_model_version_tag(name, mv.version, c.TAG_PROMOTED_AT, datetime.now(timezone.utc).isoformat())
+        if previous is not None:
+            cl.set_model_version_tag(name, mv.version, c.TAG_PREVIOUS_CHAMPION, previous)
+    except BaseException:
+        if previous is not None:
+            cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, previous)
+        else:
+            cl.delete_registered_model_alias(name, c.ALIAS_CHAMPION)
+        raise
+    return cl.get_model_version(name, mv.version), previous
+
+
+def registry_snapshot(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every governed version with tags and aliases (for `quantgate status` and tests)."""
+    cl = client(settings)
+    rows = []
+    for rm in cl.search_registered_models(max_results=500):
+        aliases: dict[str, list[str]] = {}
+        for alias, ver in (rm.aliases or {}).items():
+            aliases.setdefault(str(ver), []).append(alias)
+        for mv in cl.search_model_versions(f"name='{rm.name}'"):
+            rows.append({"name": rm.name, "version": int(mv.version), "aliases": sorted(aliases.get(mv.version, [])),
+                         "tags": dict(mv.tags), "run_id": mv.run_id, "source": mv.source})
+    return sorted(rows, key=lambda r: (r["name"], r["version"]))

@@ -1,0 +1,101 @@
+"""Environment-driven settings with embedded defaults.
+
+Everything lives under ``QUANTGATE_HOME`` (default ``./.quantgate``): the MLflow SQLite store,
+its artifacts, Prefect's local database, data files the demo writes, keys and inference logs.
+``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL`` switch to servers (PostgreSQL, object store)
+without touching code.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings read from ``QUANTGATE_*`` environment variables (strict, frozen)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUANTGATE_", extra="forbid", frozen=True, strict=False
+    )
+
+    home: Path = Field(default=Path(".quantgate"), description="Root of all local state.")
+    project_dir: Path = Field(
+        default=Path("."),
+        description="Where policies/, registry/, monitoring/ and flows/ are read from.",
+    )
+    alert_webhook: str | None = Field(
+        default=None, description="URL that drift alerts are POSTed to (overrides monitoring/)."
+    )
+    torch_threads: int = Field(default=2, ge=1, description="Threads for torch inference.")
+    # read once, at start-up: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI itself,
+    # so looking at the environment later cannot tell a server from our own SQLite store
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    mlflow_registry_uri: str | None = Field(default=None, validation_alias="MLFLOW_REGISTRY_URI")
+
+    @property
+    def home_abs(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home_abs / "artifacts"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home_abs / "data"
+
+    @property
+    def tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_abs / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow_registry_uri or self.tracking_uri
+
+    @property
+    def embedded_mlflow(self) -> bool:
+        return self.mlflow_tracking_uri is None or self.mlflow_tracking_uri.startswith("sqlite:")
+
+    def path(self, rel: str | Path) -> Path:
+        """Resolve a project-relative path (policies/..., registry/...)."""
+        p = Path(os.path.expandvars(str(rel))).expanduser()
+        return p if p.is_absolute() else (self.project_dir / p).resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment)."""
+    get_settings.cache_clear()
+
+
+def configure_environment(settings: Settings | None = None) -> Settings:
+    """Point MLflow and Prefect at the embedded stores unless servers are configured.
+
+    Called before mlflow/prefect are imported by the CLI and flows, so that nothing ever
+    lands in a stray ``./mlruns`` and Prefect's database sits under ``QUANTGATE_HOME``.
+    """
+    s = settings or get_settings()
+    home = s.home_abs
+    home.mkdir(parents=True, exist_ok=True)
+    s.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("QUANTGATE_HOME", str(home))
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    return s
