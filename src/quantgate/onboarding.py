@@ -9,7 +9,6 @@ someone editing tags in the UI.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -45,13 +44,7 @@ class ModelConfig(BaseModel):
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:
         """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""
-        s = settings or get_settings()
-        env = dict(os.environ)
-        env.setdefault("QUANTGATE_HOME", str(s.home_abs))
-        expanded = rel
-        for k, v in env.items():
-            expanded = expanded.replace("${" + k + "}", v)
-        return s.path(expanded)
+        return (settings or get_settings()).path(rel)
 
     @property
     def group_columns(self) -> list[str]:

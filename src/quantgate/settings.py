@@ -63,8 +63,10 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri is None or self.mlflow_tracking_uri.startswith("sqlite:")
 
     def path(self, rel: str | Path) -> Path:
-        """Resolve a project-relative path (policies/..., registry/...)."""
-        p = Path(os.path.expandvars(str(rel))).expanduser()
+        """Resolve a path from a config file: ``${QUANTGATE_HOME}`` is this home (absolute),
+        other ``${VARS}`` come from the environment, relative paths are from the project dir."""
+        text = str(rel).replace("${QUANTGATE_HOME}", str(self.home_abs))
+        p = Path(os.path.expandvars(text)).expanduser()
         return p if p.is_absolute() else (self.project_dir / p).resolve()
 
 

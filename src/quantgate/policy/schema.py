@@ -54,6 +54,8 @@ class Rule(_Strict):
             raise ValueError(
                 f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}"
             )
+        if self.kind == "max_group_drop" and self.metric != "accuracy":
+            raise ValueError(f"rule '{self.id}': max_group_drop is evaluated on per-group accuracy only")
         if self.kind in ("max_drop", "max_group_drop"):
             if self.threshold < 0:
                 raise ValueError(f"rule '{self.id}': threshold of a drop must be >= 0")
@@ -95,6 +97,7 @@ class Policy(_Strict):
             unknown = sorted(set(over) - set(ids))
             if unknown:
                 raise ValueError(f"overrides.{model}: no rule named {', '.join(unknown)}")
+            self.rules_for(model)  # an override must satisfy the same checks as the rule itself
         return self
 
     def rules_for(self, model: str) -> list[Rule]:
@@ -107,7 +110,11 @@ class Policy(_Strict):
                 out.append(r)
                 continue
             patch = {k: v for k, v in o.model_dump().items() if v is not None}
-            out.append(r.model_copy(update=patch))
+            try:
+                out.append(Rule.model_validate({**r.model_dump(), **patch}))
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"overrides.{model}.{r.id}: {msg}") from None
         return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +50,23 @@ class Verdict:
                 "policy_digest": self.policy_digest, "rules": [asdict(r) for r in self.results]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """Strict JSON: an unmeasured value (NaN) is written as null."""
+        return json.dumps(_nan_to_none(self.to_dict()), indent=2, allow_nan=False)
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def _le(a: float, b: float) -> bool:
+    """a <= b, forgiving float noise (0.90 - 0.89 is 0.010000000000000009)."""
+    return a <= b + 1e-12
 
 
 def _outcome(ok: bool, rule: Rule) -> Outcome:
@@ -67,9 +84,9 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
         drop = cmp.drop(rule.metric)
         iv = cmp.intervals.get(rule.metric)
         judged = iv.high if iv is not None else drop
-        ev = (f"drop {drop:+.4f} (95% CI {iv.low:+.4f}..{iv.high:+.4f}), judged on upper bound"
+        ev = (f"drop {drop:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), judged on upper bound"
               if iv is not None else f"drop {drop:+.4f}")
-        return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(judged <= rule.threshold, rule),
+        return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(_le(judged, rule.threshold), rule),
                           drop, rule.threshold, (iv.low, iv.high) if iv else None,
                           f"{ev}; fp32 {cmp.baseline[rule.metric]:.4f} -> {cmp.candidate[rule.metric]:.4f}")
     if rule.kind == "max_group_drop":
@@ -78,14 +95,14 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
                               rule.threshold, evidence="no groups were evaluated (no sensitive attributes?)")
         worst = max(cmp.groups, key=lambda g: g.drop)
         return RuleResult(rule.id, rule.kind, rule.metric, rule.severity,
-                          _outcome(worst.drop <= rule.threshold, rule), worst.drop, rule.threshold,
+                          _outcome(_le(worst.drop, rule.threshold), rule), worst.drop, rule.threshold,
                           evidence=f"largest group drop {worst.attribute}={worst.group} (n={worst.n}): "
                                    f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}")
     if rule.metric not in values:
         return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(False, rule), float("nan"),
                           rule.threshold, evidence=f"{rule.metric} was not measured")
     v = float(values[rule.metric])
-    ok = v >= rule.threshold if rule.kind == "min" else v <= rule.threshold
+    ok = _le(rule.threshold, v) if rule.kind == "min" else _le(v, rule.threshold)
     return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(ok, rule), v, rule.threshold,
                       evidence=f"{rule.metric} = {v:.4f}")
 

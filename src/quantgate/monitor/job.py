@@ -1,0 +1,166 @@
+"""One monitoring run: score a window with the deployed quantized model, log the inferences,
+compare the window with the reference through Evidently, and alert when it drifted.
+
+``monitoring/<model>.yaml`` says what is watched (validated strictly).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from quantgate.errors import ConfigError, RegistryError
+from quantgate.registry import contract as c
+from quantgate.settings import Settings, get_settings
+
+EXPERIMENT = "quantgate-monitoring"
+DRIFT_EVENT = "quantgate.drift.detected"
+
+
+class AlertRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["webhook", "slack"]
+    url: str | None = None
+    url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> AlertRoute:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url / url_env")
+        return self
+
+    def resolved_url(self) -> str | None:
+        return self.url or (os.environ.get(self.url_env or "") or None)
+
+
+class MonitorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    alias: str = c.ALIAS_CHAMPION
+    reference: str
+    window: str
+    columns: list[str] | None = None
+    drift_share: float = Field(default=0.3, gt=0, le=1)
+    alerts: list[AlertRoute] = Field(default_factory=list)
+
+
+def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSpec:
+    s = settings or get_settings()
+    path = s.path(Path("monitoring") / f"{model}.yaml")
+    if not path.exists():
+        raise ConfigError(f"no monitoring spec for '{model}'", f"create {path} (see monitoring/adult-income.yaml)")
+    try:
+        return MonitorSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+                 for e in exc.errors()]
+        raise ConfigError(f"invalid monitoring spec {path}: " + "; ".join(parts)) from None
+
+
+@dataclass
+class MonitorOutcome:
+    model: str
+    version: str
+    alias: str
+    rows: int
+    drift: dict[str, Any]
+    run_id: str
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.drift["dataset_drift"])
+
+
+def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
+    from mlflow.exceptions import MlflowException
+
+    for a in dict.fromkeys([alias, c.ALIAS_CHAMPION, c.ALIAS_CANDIDATE]):
+        try:
+            return cl.get_model_version_by_alias(name, a), a
+        except MlflowException:
+            continue
+    raise RegistryError(f"{name} has no '{alias}' (or candidate) version to monitor",
+                        "quantize and promote a model first")
+
+
+def run_monitor(model: str, *, window: str | None = None, settings: Settings | None = None) -> MonitorOutcome:
+    import mlflow
+
+    from quantgate.data.datasets import read_table
+    from quantgate.monitor import append_inferences, detect_drift
+    from quantgate.notify import Alert, send_webhook, write_alert_log
+    from quantgate.registry.mlflow_registry import client, ensure_experiment, load_wrapped
+
+    s = settings or get_settings()
+    spec = load_monitor_spec(model, s)
+    cl = client(s)
+    qname = c.quantized_name(spec.model)
+    mv, alias = _deployed_version(cl, qname, spec.alias)
+    wrapped = load_wrapped(mv)
+    reference = read_table(s.path(spec.reference))
+    current = read_table(s.path(window or spec.window))
+    cols = spec.columns or [col for col in wrapped.input_columns if col in reference.columns]
+    preds = wrapped.predict(current[wrapped.input_columns])
+    log_dir = s.home_abs / "inference" / qname
+    append_inferences(log_dir, current[wrapped.input_columns], preds, model=qname, version=str(mv.version))
+    ref_preds = wrapped.predict(reference[wrapped.input_columns])
+    ref = reference[cols].assign(prediction=ref_preds["label"].to_numpy())
+    cur = current[cols].assign(prediction=preds["label"].to_numpy())
+    result = detect_drift(ref, cur, drift_share=spec.drift_share, categorical=["prediction"])
+    ensure_experiment(EXPERIMENT, s)
+    with mlflow.start_run(run_name=f"monitor-{qname}-v{mv.version}") as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"quantgate.monitored": f"{qname}/{mv.version}", "quantgate.alias": alias,
+                         "quantgate.drift": str(result.dataset_drift).lower()})
+        mlflow.log_metrics({"drifted_share": result.drifted_share, "n_drifted": result.n_drifted,
+                            "rows": len(current), "positive_rate": float(preds["label"].mean())})
+        html = Path(tmp) / "drift_report.html"
+        result.write_html(html)
+        mlflow.log_artifact(str(html))
+        mlflow.log_dict(result.to_dict(), "drift.json")
+        run_id = run.info.run_id
+    cl.set_model_version_tag(qname, mv.version, "quantgate.last_monitor_run", run_id)
+    cl.set_model_version_tag(qname, mv.version, "quantgate.drift", str(result.dataset_drift).lower())
+    outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
+    if result.dataset_drift:
+        alert = Alert(
+            title=f"Data drift on {qname} v{mv.version}", severity="warning", model=qname, version=str(mv.version),
+            summary=(f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
+                     f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}"),
+            details={"drifted_columns": result.drifted_columns, "rows": len(current), "mlflow_run": run_id},
+            links={"mlflow_run": f"{s.tracking_uri} run {run_id}"},
+            created_at=datetime.now(timezone.utc),
+        )
+        urls = [(r.type, r.resolved_url()) for r in spec.alerts]
+        if s.alert_webhook:
+            urls = [("webhook", s.alert_webhook)]
+        for kind, url in urls:
+            if url is None:
+                outcome.deliveries.append({"route": kind, "ok": False, "error": "no URL configured"})
+                continue
+            res = send_webhook(url, alert, format="slack" if kind == "slack" else "auto")
+            write_alert_log(s.home_abs / "alerts.jsonl", alert, res)
+            outcome.deliveries.append({"route": kind, **res.model_dump(mode="json")})
+        _emit_drift_event(qname, str(mv.version), result.drifted_share)
+    return outcome
+
+
+def _emit_drift_event(name: str, version: str, share: float) -> None:
+    """A Prefect event; the retraining deployment in prefect.yaml is triggered by it."""
+    try:
+        from prefect.events import emit_event
+
+        emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": f"quantgate.model.{name}",
+                                                "quantgate.version": version},
+                   payload={"drifted_share": share})
+    except Exception:  # noqa: BLE001 - events are best-effort outside a Prefect run
+        pass

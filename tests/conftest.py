@@ -1,0 +1,99 @@
+"""Shared fixtures: one QUANTGATE_HOME (MLflow SQLite store in tmp), one Prefect test harness,
+and the two demo models trained once, small, for the whole session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def qg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh embedded store for the session (never the developer's ./.quantgate)."""
+    from quantgate.settings import configure_environment, reset_settings
+
+    home = tmp_path_factory.mktemp("quantgate-home")
+    os.environ["QUANTGATE_HOME"] = str(home)
+    os.environ["QUANTGATE_PROJECT_DIR"] = str(ROOT)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    reset_settings()
+    configure_environment()
+    return home
+
+
+@pytest.fixture()
+def settings(qg_home: Path) -> Any:
+    """Settings for the session store, re-read in case a unit test changed the environment."""
+    from quantgate.registry.mlflow_registry import client
+    from quantgate.settings import get_settings, reset_settings
+
+    os.environ["QUANTGATE_HOME"] = str(qg_home)
+    os.environ["QUANTGATE_PROJECT_DIR"] = str(ROOT)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    reset_settings()
+    s = get_settings()
+    client(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(qg_home: Path) -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_sources(qg_home: Path) -> dict[str, str]:
+    """Both demo models trained on small subsamples and registered (fixed seeds)."""
+    from quantgate.data import demo_models as dm
+    from quantgate.settings import get_settings, reset_settings
+
+    reset_settings()
+    s = get_settings()
+    size = dm.DemoSize.small()
+    adult = dm.train_adult(dm.prepare_adult(size, s), s)
+    rt = dm.train_rt(dm.prepare_rt(size, s), s)
+    return {"adult-income": f"{adult.name}/{adult.version}", "rt-sentiment": f"{rt.name}/{rt.version}"}
+
+
+@pytest.fixture(scope="session")
+def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[str, Any]:
+    """The quantize flow run once on adult-income, shared by the tests that inspect its output."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from flows.quantize import quantize_model
+
+    from quantgate.settings import reset_settings
+
+    reset_settings()
+    return quantize_model(demo_sources["adult-income"])
+
+
+IMPOSSIBLE_POLICY = "name: impossible-speed\nrules:\n  - id: speedup\n    kind: min\n    metric: speedup\n    threshold: 1000\n"
+
+
+@pytest.fixture(scope="session")
+def adult_failed_result(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same source quantized under a policy no candidate can meet (speedup >= 1000x)."""
+    from flows.quantize import quantize_model
+
+    policy = tmp_path_factory.mktemp("policies") / "impossible.yaml"
+    policy.write_text(IMPOSSIBLE_POLICY)
+    return quantize_model("adult-income/1", policy=str(policy))
+
+
+def snapshot() -> list[dict[str, Any]]:
+    from quantgate.registry.mlflow_registry import registry_snapshot
+
+    return registry_snapshot()

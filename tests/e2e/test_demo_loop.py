@@ -1,0 +1,57 @@
+"""The whole loop through the real CLI in a fresh QUANTGATE_HOME: `quantgate demo --small`,
+and promotion refused until a reviewer approves. Asserts on the registry's final state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import ROOT
+from e2e_support import client as _client
+from e2e_support import run_cli as _run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], str]) -> None:
+    home, _, out = demo_home
+    cl = _client(home)
+    names = {m.name for m in cl.search_registered_models()}
+    assert names == {"adult-income", "rt-sentiment", "adult-income-quantized", "rt-sentiment-quantized"}
+    for source in ("adult-income", "rt-sentiment"):
+        src = cl.get_model_version(source, "1")
+        assert src.tags["quantgate.training_data_digest"].startswith("sha256:")
+        versions = cl.search_model_versions(f"name='{source}-quantized'")
+        assert len(versions) == 1
+        mv = versions[0]
+        assert mv.tags["quantgate.source"] == f"{source}/1"
+        assert mv.tags["quantgate.verdict"] in {"pass", "fail"}
+        has_alias = "candidate" in (mv.aliases or [])
+        assert has_alias == (mv.tags["quantgate.verdict"] == "pass")
+        assert mv.tags["quantgate.approval"] == ("pending" if has_alias else "rejected")
+        arts = {a.path for a in cl.list_artifacts(mv.run_id)}
+        assert {"model_card.md", "model_card.json", "verdict.json", "validation"} <= arts
+        assert "# Model card" in mv.description
+    assert cl.get_model_version("adult-income", "1").tags["quantgate.sensitive_attributes"] == "sex,race"
+    # the demo's monitoring run: drift report logged, alert delivered to the demo's loopback receiver
+    exp = cl.get_experiment_by_name("quantgate-monitoring")
+    runs = cl.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["quantgate.drift"] == "true"
+    assert "drift_report.html" in {a.path for a in cl.list_artifacts(runs[0].info.run_id)}
+    assert "the local receiver got 1 alert" in out
+    assert (home / "alerts.jsonl").read_text().count("\n") == 1
+    # everything stayed under QUANTGATE_HOME
+    assert not (ROOT / "mlruns").exists() and not (ROOT / "mlartifacts").exists()
+    assert (home / "artifacts" / "quantgate-quantization").is_dir()
+    assert "Where to look" in out and "adult-income" in out
+
+
+def test_promotion_refused_while_pending(demo_home: tuple[Path, dict[str, str], str]) -> None:
+    """Before a reviewer approves (tests/e2e/test_ui_approval.py does that in the MLflow UI)."""
+    home, env, _ = demo_home
+    cl = _client(home)
+    refused = _run(env, "promote", "adult-income", timeout=300)
+    assert refused.returncode == 2 and "is not approved" in refused.stderr + refused.stdout
+    names = [a for m in cl.search_registered_models() for a in (m.aliases or {})]
+    assert "champion" not in names

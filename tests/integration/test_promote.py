@@ -1,0 +1,50 @@
+"""Promotion: only an approved, passing candidate becomes champion; refusals move nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def test_promotion_requires_approval(adult_result: dict[str, Any], settings: Any) -> None:
+    from quantgate.errors import RegistryError
+    from quantgate.registry.mlflow_registry import client, promote
+
+    cl = client(settings)
+    name, version = adult_result["registered"].split("/")
+    cl.set_model_version_tag(name, version, "quantgate.approval", "pending")
+    before = snapshot()
+    with pytest.raises(RegistryError, match="is not approved"):
+        promote("adult-income")
+    assert snapshot() == before
+
+    cl.set_model_version_tag(name, version, "quantgate.approval", "approved")  # what the reviewer does in the UI
+    mv, previous = promote("adult-income")
+    assert (mv.version, previous) == (version, None)
+    assert str(cl.get_model_version_by_alias(name, "champion").version) == version
+    assert "quantgate.promoted_at" in cl.get_model_version(name, version).tags
+
+
+def test_failed_version_never_promotable(adult_failed_result: dict[str, Any], settings: Any) -> None:
+    from quantgate.errors import RegistryError
+    from quantgate.registry.mlflow_registry import client, promote
+
+    cl = client(settings)
+    name, v = adult_failed_result["registered"].split("/")
+    cl.set_model_version_tag(name, v, "quantgate.approval", "approved")  # even if someone approves it by hand
+    before = snapshot()
+    with pytest.raises(RegistryError, match="failed its gate"):
+        promote("adult-income", version=v)
+    assert snapshot() == before
+
+
+def test_promote_unknown_model(settings: Any, qg_home: Any) -> None:
+    from quantgate.errors import RegistryError
+    from quantgate.registry.mlflow_registry import promote
+
+    with pytest.raises(RegistryError, match="has no quantized versions"):
+        promote("never-registered")

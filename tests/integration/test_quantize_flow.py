@@ -1,0 +1,184 @@
+"""The quantize flow on a real MLflow store under the Prefect test harness, real models and data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import ROOT, snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def _flow() -> Any:
+    sys.path.insert(0, str(ROOT))
+    from flows.quantize import quantize_model
+
+    return quantize_model
+
+
+def test_candidate_registered_per_convention(adult_result: dict[str, Any], settings: Any) -> None:
+    from quantgate.registry.mlflow_registry import client
+
+    assert adult_result["verdict"] == "pass"
+    name, version = adult_result["registered"].split("/")
+    assert name == "adult-income-quantized"
+    mv = client(settings).get_model_version(name, version)
+    assert mv.tags["quantgate.source"] == "adult-income/1"
+    assert mv.tags["quantgate.recipe"] == "dynamic-int8"
+    assert mv.tags["quantgate.verdict"] == "pass"
+    assert mv.tags["quantgate.approval"] == "pending"
+    assert mv.tags["quantgate.recipe_digest"].startswith("sha256:")
+    assert str(client(settings).get_model_version_by_alias(name, "candidate").version) == version
+    # the card is the version's description and an artifact, and holds the run's real numbers
+    run = client(settings).get_run(mv.run_id)
+    acc = run.data.metrics["quantized_accuracy"]
+    assert acc == pytest.approx(adult_result["accuracy_quantized"])
+    assert f"{acc:.4f}" in mv.description
+    art_dir = Path(client(settings).download_artifacts(mv.run_id, "", dst_path=str(settings.home_abs / "dl")))
+    card = json.loads((art_dir / "model_card.json").read_text())
+    assert card["metrics"]["candidate"]["accuracy"] == pytest.approx(acc)
+    assert card["verdict"]["status"] == "pass"
+    verdict = json.loads((art_dir / "verdict.json").read_text())
+    assert verdict["policy_digest"] == mv.tags["quantgate.policy_digest"]
+    assert (art_dir / "validation" / "calibration_validation.html").stat().st_size > 1000
+    # groups were evaluated for both sensitive attributes
+    attrs = {g["attribute"] for g in card["groups"]}
+    assert attrs == {"sex", "race"}
+    # the tiny MLP is quantized completely: 3 Linear layers
+    assert len(card["quantized_modules"]) == 3 and card["float_modules"] == []
+
+
+def test_candidate_loads_in_fresh_process(adult_result: dict[str, Any], settings: Any) -> None:
+    """The registered candidate predicts on raw rows in a new interpreter exactly as in-process."""
+    from quantgate.registry.mlflow_registry import load_wrapped, resolve_version
+
+    rows = pd.read_parquet(settings.data_dir / "adult-income" / "evaluation.parquet").head(200)
+    rows_path = settings.home_abs / "rows.parquet"
+    rows.drop(columns=["income"]).to_parquet(rows_path)
+    uri = f"models:/{adult_result['registered']}"
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({settings.tracking_uri!r})\n"
+        f"m = mlflow.pyfunc.load_model({uri!r})\n"
+        f"out = m.predict(pd.read_parquet({str(rows_path)!r}))\n"
+        "print(','.join(map(str, out['label'].tolist())))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    fresh = [int(x) for x in proc.stdout.strip().splitlines()[-1].split(",")]
+    here = load_wrapped(resolve_version(adult_result["registered"])).predict(rows)["label"].tolist()
+    assert fresh == here
+    assert len(fresh) == 200
+
+
+def test_text_model_governed(prefect_harness: None, demo_sources: dict[str, str], settings: Any) -> None:
+    from quantgate.registry.mlflow_registry import client
+
+    r = _flow()(demo_sources["rt-sentiment"])
+    name, version = r["registered"].split("/")
+    mv = client(settings).get_model_version(name, version)
+    assert mv.tags["quantgate.source"] == demo_sources["rt-sentiment"]
+    assert mv.tags["quantgate.verdict"] == r["verdict"]
+    # MiniLM has 6 layers x 6 Linear + pooler + head = 38 Linear modules, all quantized
+    assert int(client(settings).get_run(mv.run_id).data.params["n_quantized"]) == 38
+    assert ("candidate" in (mv.aliases or [])) == (r["verdict"] == "pass")
+    card = client(settings).download_artifacts(mv.run_id, "model_card.json", dst_path=str(settings.home_abs / "rt"))
+    groups = json.loads(Path(card).read_text())["groups"]
+    assert {g["attribute"] for g in groups} == {"length_bucket", "has_negation"}
+
+
+def test_failing_gate_registers_without_alias(adult_failed_result: dict[str, Any], settings: Any) -> None:
+    """A candidate that fails a blocking rule is registered as evidence, never aliased."""
+    from quantgate.registry.mlflow_registry import client
+
+    r = adult_failed_result
+    assert r["verdict"] == "fail" and r["failed_rules"] == ["speedup"]
+    mv = client(settings).get_model_version(*r["registered"].split("/"))
+    assert mv.tags["quantgate.verdict"] == "fail"
+    assert mv.tags["quantgate.approval"] == "rejected"
+    assert mv.tags["quantgate.failed_rules"] == "speedup"
+    assert not mv.aliases
+    # the earlier passing version keeps the alias
+    cand = client(settings).get_model_version_by_alias("adult-income-quantized", "candidate")
+    assert cand.tags["quantgate.verdict"] == "pass" and str(cand.version) != str(mv.version)
+
+
+@pytest.mark.parametrize(
+    ("ref", "needle"),
+    [("no-such-model", "no registered model named 'no-such-model'"),
+     ("adult-income/99", "has no version 99"),
+     ("adult-income@nope", "has no alias 'nope'")],
+)
+def test_unknown_model_or_version(adult_result: dict[str, Any], settings: Any, ref: str, needle: str) -> None:
+    from quantgate.errors import RegistryError
+
+    before = snapshot()
+    with pytest.raises(RegistryError, match=needle):
+        _flow()(ref)
+    assert snapshot() == before
+
+
+def test_invalid_policy_leaves_registry(adult_result: dict[str, Any], settings: Any, tmp_path: Path) -> None:
+    from quantgate.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nrules:\n  - id: a\n    kind: max_drop\n    metric: accuracy\n    treshold: 0.01\n")
+    before = snapshot()
+    with pytest.raises(ConfigError, match=r"rules\.0\.treshold: unknown key"):
+        _flow()("adult-income", policy=str(bad))
+    assert snapshot() == before
+
+
+def test_missing_data_file_leaves_registry(adult_result: dict[str, Any], settings: Any, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantgate.errors import DataError
+    from quantgate.settings import reset_settings
+
+    project = tmp_path / "project"
+    for d in ("policies", "registry"):
+        shutil.copytree(ROOT / d, project / d)
+    cfg = project / "registry" / "models" / "adult-income.yaml"
+    cfg.write_text(cfg.read_text().replace("calibration.parquet", "no-such-file.parquet"))
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    before = snapshot()
+    try:
+        with pytest.raises(DataError, match="calibration data for 'adult-income' not found"):
+            _flow()("adult-income")
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert snapshot() == before
+
+
+def test_unsupported_flavor_leaves_registry(adult_result: dict[str, Any], settings: Any) -> None:
+    """An sklearn model, onboarded through tags only, is refused by name."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from quantgate.errors import UnsupportedModel
+    from quantgate.registry.mlflow_registry import client, ensure_experiment
+
+    ev = pd.read_parquet(settings.data_dir / "adult-income" / "evaluation.parquet")
+    x = ev[["age", "hours_per_week"]]
+    ensure_experiment("tests-foreign-models", settings)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, ev["income"]), name="model",
+                                        registered_model_name="sk-income")
+    v = str(info.registered_model_version)
+    tags = {"quantgate.task": "tabular-classification", "quantgate.label": "income",
+            "quantgate.calibration_data": "${QUANTGATE_HOME}/data/adult-income/calibration.parquet",
+            "quantgate.evaluation_data": "${QUANTGATE_HOME}/data/adult-income/evaluation.parquet"}
+    for k, val in tags.items():
+        client(settings).set_model_version_tag("sk-income", v, k, val)
+    before = snapshot()
+    with pytest.raises(UnsupportedModel, match="sklearn"):
+        _flow()("sk-income")
+    assert snapshot() == before

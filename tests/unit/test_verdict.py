@@ -1,0 +1,294 @@
+"""The gate on hand-built Comparisons: every rule kind, boundaries, CI bounds, severity, evidence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from quantgate.errors import ConfigError
+from quantgate.evaluate.metrics import Comparison, GroupMetric, Interval, compare
+from quantgate.policy.schema import Policy, Rule, parse_policy
+from quantgate.policy.verdict import RuleResult, Verdict, gate_candidate
+
+# binary fractions so that "exactly at the threshold" is exact in floating point
+BASE_ACC = 0.875
+CAND_ACC = 0.8125  # drop 0.0625
+
+
+def _rule(
+    kind: str, metric: str, threshold: float, severity: str = "block", rid: str = "r"
+) -> Rule:
+    return Rule(id=rid, kind=kind, metric=metric, threshold=threshold, severity=severity)  # type: ignore[arg-type]
+
+
+def _policy(*rules: Rule, digest: str = "sha256:feed") -> Policy:
+    return Policy(name="p", rules=list(rules), digest=digest)
+
+
+def _cmp(
+    base: float = BASE_ACC,
+    cand: float = CAND_ACC,
+    *,
+    interval: Interval | None = None,
+    groups: list[GroupMetric] | None = None,
+    **cand_extra: float,
+) -> Comparison:
+    return Comparison(
+        n=64,
+        baseline={"accuracy": base, "f1": 0.5},
+        candidate={"accuracy": cand, "f1": 0.5, **cand_extra},
+        groups=groups or [],
+        intervals={"accuracy": interval} if interval is not None else {},
+    )
+
+
+def _one(rule: Rule, cmp: Comparison, extra: dict[str, float] | None = None) -> RuleResult:
+    v = gate_candidate("m", _policy(rule), cmp, extra)
+    assert len(v.results) == 1
+    return v.results[0]
+
+
+# --- max_drop -----------------------------------------------------------------------------
+
+
+def test_max_drop_exactly_at_threshold_passes() -> None:
+    r = _one(_rule("max_drop", "accuracy", 0.0625), _cmp())
+    assert r.outcome == "pass"
+    assert r.observed == 0.0625 and r.bound == 0.0625
+    assert r.interval is None
+    assert "drop +0.0625" in r.evidence and "0.8750 -> 0.8125" in r.evidence
+
+
+def test_max_drop_just_above_threshold_fails() -> None:
+    r = _one(_rule("max_drop", "accuracy", 0.0625), _cmp(cand=CAND_ACC - 2**-20))
+    assert r.outcome == "fail"
+    r = _one(_rule("max_drop", "accuracy", 0.0625 - 2**-20), _cmp())
+    assert r.outcome == "fail"
+
+
+def test_max_drop_improvement_passes_zero_threshold() -> None:
+    assert _one(_rule("max_drop", "accuracy", 0.0), _cmp(cand=0.9375)).outcome == "pass"
+    assert _one(_rule("max_drop", "accuracy", 0.0), _cmp(cand=BASE_ACC)).outcome == "pass"
+
+
+def test_max_drop_judged_on_upper_ci_bound() -> None:
+    # the point estimate (0.0625) is within 0.1, but the upper bound (0.125) is not
+    iv = Interval(estimate=0.0625, low=0.0, high=0.125, confidence=0.95)
+    r = _one(_rule("max_drop", "accuracy", 0.1), _cmp(interval=iv))
+    assert r.outcome == "fail"
+    assert r.observed == 0.0625  # reports the point estimate...
+    assert r.interval == (0.0, 0.125)  # ...and the interval it was judged on
+    assert "judged on upper bound" in r.evidence and "+0.1250" in r.evidence
+
+
+def test_max_drop_upper_bound_at_threshold_passes() -> None:
+    iv = Interval(estimate=0.0625, low=0.0, high=0.125, confidence=0.95)
+    assert _one(_rule("max_drop", "accuracy", 0.125), _cmp(interval=iv)).outcome == "pass"
+
+
+def test_max_drop_uses_interval_even_when_point_estimate_fails() -> None:
+    # judged only on the upper bound: a narrow interval below the threshold passes
+    iv = Interval(estimate=0.0625, low=0.0, high=0.03125, confidence=0.95)
+    assert _one(_rule("max_drop", "accuracy", 0.05), _cmp(interval=iv)).outcome == "pass"
+
+
+def test_max_drop_without_interval_for_metric_uses_point_estimate() -> None:
+    # the interval belongs to accuracy; an f1 rule is judged on its point estimate
+    iv = Interval(estimate=0.0625, low=0.0, high=0.5, confidence=0.95)
+    cmp = _cmp(interval=iv)
+    cmp.baseline["f1"], cmp.candidate["f1"] = 0.75, 0.5
+    r = _one(_rule("max_drop", "f1", 0.25), cmp)
+    assert r.outcome == "pass" and r.interval is None and r.observed == 0.25
+
+
+def test_max_drop_missing_metric_fails_with_evidence() -> None:
+    r = _one(_rule("max_drop", "balanced_accuracy", 0.01), _cmp())
+    assert r.outcome == "fail"
+    assert math.isnan(r.observed)
+    assert r.evidence == "balanced_accuracy was not measured"
+
+
+def test_max_drop_metric_only_in_baseline_fails() -> None:
+    cmp = _cmp()
+    cmp.baseline["balanced_accuracy"] = 0.9
+    assert _one(_rule("max_drop", "balanced_accuracy", 0.5), cmp).outcome == "fail"
+
+
+def test_max_drop_exact_one_point_drop_on_decimal_accuracies_passes() -> None:
+    r = _one(_rule("max_drop", "accuracy", 0.01), _cmp(base=0.90, cand=0.89))
+    assert r.outcome == "pass"
+
+
+def test_max_drop_exact_one_point_drop_via_compare_without_bootstrap() -> None:
+    y = np.ones(100, dtype=int)
+    base = y.copy()
+    base[:10] = 0  # 90/100
+    cand = y.copy()
+    cand[:11] = 0  # 89/100
+    cmp = compare(y, base, cand, resamples=0)
+    assert _one(_rule("max_drop", "accuracy", 0.01), cmp).outcome == "pass"
+
+
+def test_max_drop_evidence_reports_the_interval_confidence() -> None:
+    iv = Interval(estimate=0.0625, low=0.0, high=0.125, confidence=0.9)
+    r = _one(_rule("max_drop", "accuracy", 0.25), _cmp(interval=iv))
+    assert "90% CI" in r.evidence
+
+
+# --- max_group_drop -----------------------------------------------------------------------
+
+
+def _groups() -> list[GroupMetric]:
+    return [
+        GroupMetric("sex", "Female", 40, 0.875, 0.875),  # drop 0
+        GroupMetric("sex", "Male", 60, 0.75, 0.6875),  # drop 0.0625
+        GroupMetric("race", "A", 50, 0.5, 0.46875),  # drop 0.03125
+    ]
+
+
+def test_max_group_drop_worst_group_at_threshold_passes() -> None:
+    r = _one(_rule("max_group_drop", "accuracy", 0.0625), _cmp(groups=_groups()))
+    assert r.outcome == "pass"
+    assert r.observed == 0.0625
+    assert "sex=Male" in r.evidence and "(n=60)" in r.evidence and "0.7500 -> 0.6875" in r.evidence
+
+
+def test_max_group_drop_worst_group_above_threshold_fails() -> None:
+    r = _one(_rule("max_group_drop", "accuracy", 0.05), _cmp(groups=_groups()))
+    assert r.outcome == "fail"
+    assert "sex=Male" in r.evidence
+
+
+def test_max_group_drop_without_groups_fails() -> None:
+    r = _one(_rule("max_group_drop", "accuracy", 0.5), _cmp())
+    assert r.outcome == "fail"
+    assert math.isnan(r.observed)
+    assert "no groups were evaluated" in r.evidence
+
+
+def test_max_group_drop_without_groups_warns_when_severity_warn() -> None:
+    r = _one(_rule("max_group_drop", "accuracy", 0.5, severity="warn"), _cmp())
+    assert r.outcome == "warn"
+
+
+def test_max_group_drop_on_non_accuracy_metric_is_not_judged_on_accuracy() -> None:
+    text = "name: p\nrules:\n  - {id: g, kind: max_group_drop, metric: f1, threshold: 0.0}\n"
+    try:
+        policy = parse_policy(text)
+    except ConfigError:
+        return  # rejected up front: also a correct behaviour
+    # group accuracy unchanged; nothing is known about per-group f1
+    groups = [GroupMetric("sex", "Female", 40, 0.875, 0.875)]
+    v = gate_candidate("m", policy, _cmp(groups=groups))
+    assert v.results[0].outcome != "pass"
+
+
+# --- min / max ----------------------------------------------------------------------------
+
+
+def test_min_rule_on_extra_metric() -> None:
+    rule = _rule("min", "speedup", 1.5)
+    assert _one(rule, _cmp(), {"speedup": 1.5}).outcome == "pass"  # exactly at bound
+    assert _one(rule, _cmp(), {"speedup": 2.0}).outcome == "pass"
+    r = _one(rule, _cmp(), {"speedup": 1.5 - 2**-20})
+    assert r.outcome == "fail" and r.bound == 1.5
+    assert r.evidence.startswith("speedup = ")
+
+
+def test_min_rule_missing_extra_metric_fails() -> None:
+    r = _one(_rule("min", "speedup", 1.5), _cmp())
+    assert r.outcome == "fail"
+    assert r.evidence == "speedup was not measured"
+    assert math.isnan(r.observed)
+
+
+def test_min_rule_on_candidate_metric() -> None:
+    assert _one(_rule("min", "accuracy", 0.8125), _cmp()).outcome == "pass"
+    assert _one(_rule("min", "accuracy", 0.8125 + 2**-20), _cmp()).outcome == "fail"
+
+
+def test_max_rule_boundaries() -> None:
+    rule = _rule("max", "flip_rate", 0.0625)
+    assert _one(rule, _cmp(flip_rate=0.0625)).outcome == "pass"
+    assert _one(rule, _cmp(flip_rate=0.0)).outcome == "pass"
+    r = _one(rule, _cmp(flip_rate=0.0625 + 2**-20))
+    assert r.outcome == "fail"
+    assert r.observed == pytest.approx(0.0625 + 2**-20)
+
+
+def test_max_rule_on_extra_size_ratio() -> None:
+    rule = _rule("max", "size_ratio", 0.5)
+    assert _one(rule, _cmp(), {"size_ratio": 0.25}).outcome == "pass"
+    assert _one(rule, _cmp(), {"size_ratio": 0.75}).outcome == "fail"
+
+
+def test_extra_overrides_candidate_value() -> None:
+    rule = _rule("max", "flip_rate", 0.1)
+    assert _one(rule, _cmp(flip_rate=0.5), {"flip_rate": 0.0}).outcome == "pass"
+
+
+# --- severity, verdict --------------------------------------------------------------------
+
+
+def test_warn_severity_gives_warn_and_verdict_passes() -> None:
+    policy = _policy(
+        _rule("max_drop", "accuracy", 0.5, rid="acc"),
+        _rule("max", "flip_rate", 0.01, severity="warn", rid="flip"),
+    )
+    v = gate_candidate("m", policy, _cmp(flip_rate=0.25))
+    outcomes = {r.rule_id: r.outcome for r in v.results}
+    assert outcomes == {"acc": "pass", "flip": "warn"}
+    assert v.passed and v.status == "pass" and v.failed_rules == []
+
+
+def test_block_failure_fails_verdict() -> None:
+    policy = _policy(
+        _rule("max_drop", "accuracy", 0.01, rid="acc"),
+        _rule("max", "flip_rate", 0.5, rid="flip"),
+    )
+    v = gate_candidate("m", policy, _cmp(flip_rate=0.25))
+    assert not v.passed and v.status == "fail" and v.failed_rules == ["acc"]
+
+
+def test_gate_applies_model_overrides() -> None:
+    text = (
+        "name: p\nrules:\n  - {id: acc, kind: max_drop, metric: accuracy, threshold: 0.01}\n"
+        "overrides:\n  lenient:\n    acc: {threshold: 0.1}\n  soft:\n    acc: {severity: warn}\n"
+    )
+    policy = parse_policy(text)
+    assert gate_candidate("strict", policy, _cmp()).status == "fail"
+    assert gate_candidate("lenient", policy, _cmp()).results[0].outcome == "pass"
+    soft = gate_candidate("soft", policy, _cmp())
+    assert soft.results[0].outcome == "warn" and soft.passed
+
+
+def test_empty_verdict_passes() -> None:
+    assert Verdict("m", "p", "sha256:x").passed
+
+
+def test_verdict_json_round_trip() -> None:
+    iv = Interval(estimate=0.0625, low=0.0, high=0.125, confidence=0.95)
+    policy = _policy(
+        _rule("max_drop", "accuracy", 0.25, rid="acc"),
+        _rule("min", "speedup", 2.0, severity="warn", rid="speed"),
+        digest="sha256:" + "ab" * 32,
+    )
+    v = gate_candidate("adult-income", policy, _cmp(interval=iv), {"speedup": 1.25})
+    d = json.loads(v.to_json())
+    assert d == v.to_dict() | {"rules": d["rules"]}
+    assert d["model"] == "adult-income"
+    assert d["policy"] == "p"
+    assert d["policy_digest"] == "sha256:" + "ab" * 32
+    assert d["status"] == "pass"
+    assert [r["rule_id"] for r in d["rules"]] == ["acc", "speed"]
+    assert d["rules"][0]["interval"] == [0.0, 0.125]
+    assert d["rules"][0]["outcome"] == "pass"
+    assert d["rules"][1]["outcome"] == "warn" and d["rules"][1]["observed"] == 1.25
+    rebuilt = [
+        RuleResult(**{**r, "interval": tuple(r["interval"]) if r["interval"] else None})
+        for r in d["rules"]
+    ]
+    assert rebuilt == v.results
