@@ -21,8 +21,9 @@ app = typer.Typer(help="Governed quantization for MLflow models: validate, quant
                   pretty_exceptions_enable=False)
 policy_app = typer.Typer(help="Gate policies: validate, explain, print the JSON Schema.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-console = Console()
-err = Console(stderr=True)
+# piped output (logs, CI) gets a wide fixed width instead of an 80-column default
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
 _state = {"debug": False}
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ def test_promotion_requires_approval(adult_result: dict[str, Any], settings: Any
 
     cl.set_model_version_tag(name, version, "quantgate.approval", "approved")  # what the reviewer does in the UI
     mv, previous = promote("adult-income")
-    assert (mv.version, previous) == (version, None)
+    assert (str(mv.version), previous) == (version, None)
     assert str(cl.get_model_version_by_alias(name, "champion").version) == version
     assert "quantgate.promoted_at" in cl.get_model_version(name, version).tags
 

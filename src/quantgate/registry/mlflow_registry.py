@@ -103,18 +103,20 @@ def load_wrapped(mv: ModelVersion) -> WrappedModel:
     from quantgate.models.wrapped import WrappedModel
 
     uri = f"models:/{mv.name}/{mv.version}"
-    flavors = sorted(Model.load(uri).flavors)
+    meta = Model.load(uri)
+    flavors = sorted(meta.flavors)
     if "pytorch" in flavors:
         import mlflow.pytorch
 
         module = mlflow.pytorch.load_model(uri)
         spec = {"task": "tensor-classification", "feature_columns": _signature_columns(uri), "classes": [0, 1]}
         return WrappedModel(module, spec)
-    if "python_function" in flavors:
-        pyfunc = mlflow.pyfunc.load_model(uri)
-        inner = pyfunc.unwrap_python_model() if hasattr(pyfunc, "unwrap_python_model") else None
+    pf = meta.flavors.get("python_function", {})
+    if pf.get("loader_module") == "mlflow.pyfunc.model" and "python_model" in pf:  # a PythonModel
+        inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
         if isinstance(inner, QuantgatePyfunc):
             return inner.wrapped
+        flavors = [*flavors, f"python_model={type(inner).__name__}"]
     raise UnsupportedModel(
         f"{mv.name}/{mv.version} has flavor(s) {', '.join(flavors)}, which quantgate cannot quantize",
         "log the model with the 'pytorch' flavor or as quantgate's pyfunc (quantgate.models.pyfunc)",

@@ -1,0 +1,166 @@
+"""A reviewer approves the candidate in the real MLflow UI (`quantgate ui`), driven by Playwright
+with Debian's chromium (scripts/install-browser.sh); then `quantgate promote` accepts it.
+
+Runs after tests/e2e/test_demo_loop.py, which checks that promotion is refused while pending.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import ROOT
+from e2e_support import client as _client
+from e2e_support import run_cli as _run
+
+CHROMIUM = "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} missing: run scripts/install-browser.sh")]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MODEL = "adult-income-quantized"
+TIMEOUT_MS = 30_000          # every locator wait / navigation
+SERVER_START_S = 120         # `quantgate ui` until HTTP answers
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End the UI's whole process group (quantgate -> mlflow server -> uvicorn + huey job consumers):
+    SIGTERM, up to 30 s for a clean shutdown, then SIGKILL whatever of the group is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)      # stragglers; the group is ours (start_new_session)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[str]:
+    """`quantgate ui` on a free loopback port over the demo's store; stopped (with children) after."""
+    _, env, _ = demo_home
+    port = _free_port()
+    log = tmp_path_factory.mktemp("ui") / "quantgate-ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "quantgate.cli", "ui", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"quantgate ui exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except (urllib.error.URLError, OSError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"quantgate ui did not answer on {url} in {SERVER_START_S}s:\n"
+                                f"{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def test_reviewer_approves_in_mlflow_ui_then_promote(
+        demo_home: tuple[Path, dict[str, str], str], ui_url: str, page: Any, tmp_path: Path) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    home, env, _ = demo_home
+    cl = _client(home)
+    before = cl.get_model_version(MODEL, "1")
+    assert "candidate" in (before.aliases or []), f"the demo left no candidate: {before.aliases}"
+    assert before.tags["quantgate.verdict"] == "pass"
+    assert before.tags["quantgate.approval"] == "pending"
+
+    # the version page: the model card (Markdown description) is rendered
+    page.goto(f"{ui_url}/#/models/{MODEL}/versions/1")
+    expect(page.get_by_role("heading", name=re.compile(r"^Model card"))).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"^Verdict"))).to_be_visible()
+
+    # the Tags table: edit quantgate.approval in place, pending -> approved, Save
+    row = page.get_by_test_id("editable-table").locator('tr[data-row-key="quantgate.approval"]')
+    expect(row).to_contain_text("pending")
+    row.get_by_test_id("editable-table-button-edit").click()
+    value = row.get_by_test_id("editable-table-edited-input")
+    expect(value).to_have_value("pending")
+    value.fill("approved")
+    row.get_by_test_id("editable-table-button-save").click()
+    expect(value).to_have_count(0)                 # left edit mode: the save request came back
+    expect(row.locator("td").nth(1)).to_have_text("approved")
+
+    # the click wrote the registry
+    deadline = time.monotonic() + 30
+    while (approval := cl.get_model_version(MODEL, "1").tags.get("quantgate.approval")) != "approved":
+        assert time.monotonic() < deadline, f"registry still says quantgate.approval={approval}"
+        time.sleep(0.5)
+
+    promoted = _run(env, "promote", "adult-income", timeout=300)
+    assert promoted.returncode == 0, promoted.stdout[-2000:] + promoted.stderr[-2000:]
+    assert str(cl.get_model_version_by_alias(MODEL, "champion").version) == "1"
+
+    # the UI shows it after a reload: approved tag, champion alias
+    page.reload()
+    expect(page.get_by_role("heading", name=re.compile(r"^Model card"))).to_be_visible()
+    expect(page.get_by_role("status", name="champion")).to_be_visible()      # the "@ champion" alias tag
+    page.screenshot(path=str(tmp_path / "approved-version-top.png"))
+    row = page.get_by_test_id("editable-table").locator('tr[data-row-key="quantgate.approval"]')
+    expect(row.locator("td").nth(1)).to_have_text("approved")
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "approved-version-tags.png"))
+
+    # the monitoring run's artifacts: the Evidently drift report is listed
+    exp = cl.get_experiment_by_name("quantgate-monitoring")
+    run = cl.search_runs([exp.experiment_id])[0]
+    page.goto(f"{ui_url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}/artifacts")
+    expect(page.get_by_text("drift_report.html", exact=True)).to_be_visible()
+    page.screenshot(path=str(tmp_path / "monitoring-artifacts.png"))
