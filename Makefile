@@ -22,6 +22,8 @@ demo: setup
 	$(BIN)/quantgate demo
 
 test: setup
+	# Debian chromium for the browser test (Playwright drives it; its own download cannot work here)
+	bash scripts/install-browser.sh
 	bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-fast: setup

@@ -67,6 +67,29 @@ def discover_source(ref: str, settings: Settings | None = None) -> Source:
     return Source(mv, load_model_config(mv.name, dict(mv.tags), settings))
 
 
+def ungoverned_versions(models: list[str] | None = None, settings: Settings | None = None) -> list[str]:
+    """Source versions of onboarded models that no ``<name>-quantized`` version points at.
+
+    One registry search per model for the governed children (their ``quantgate.source`` tags).
+    """
+    from quantgate.registry.mlflow_registry import client
+
+    s = settings or get_settings()
+    cl = client(s)
+    names = models or sorted(p.stem for p in s.path("registry/models").glob("*.yaml"))
+    todo = []
+    for name in names:
+        try:
+            sources = cl.search_model_versions(f"name='{name}'")
+        except Exception:  # noqa: BLE001 - onboarded but not registered yet
+            continue
+        children = cl.search_model_versions(f"name='{c.quantized_name(name)}'") if sources else []
+        governed = {v.tags.get(c.TAG_SOURCE) for v in children}
+        todo += [f"{name}/{v.version}" for v in sorted(sources, key=lambda v: int(v.version))
+                 if f"{name}/{v.version}" not in governed]
+    return todo
+
+
 def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Datasets:
     from quantgate.data.datasets import file_digest, read_table
 

@@ -182,3 +182,21 @@ def test_unsupported_flavor_leaves_registry(adult_result: dict[str, Any], settin
     with pytest.raises(UnsupportedModel, match="sklearn"):
         _flow()("sk-income")
     assert snapshot() == before
+
+
+def test_nightly_sweep_finds_only_ungoverned(adult_result: dict[str, Any], settings: Any) -> None:
+    """The govern flow's discovery: a governed version is skipped, a new source version is found."""
+    import mlflow
+
+    from quantgate.pipeline import ungoverned_versions
+    from quantgate.registry.mlflow_registry import client
+
+    assert ungoverned_versions(["adult-income"]) == []
+    cl = client(settings)
+    src = cl.get_model_version("adult-income", "1")
+    new = cl.create_model_version("adult-income", src.source, run_id=src.run_id, tags=dict(src.tags))
+    try:
+        assert ungoverned_versions(["adult-income"]) == [f"adult-income/{new.version}"]
+    finally:
+        cl.delete_model_version("adult-income", new.version)
+    assert mlflow.get_tracking_uri() == settings.tracking_uri
