@@ -7,10 +7,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from quantgate.settings import configure_environment
-
-from flows.monitor import monitor_model  # noqa: E402  (flows/ is a plain folder, run from the root)
+from flows.monitor import monitor_model
 from flows.quantize import quantize_model
+from quantgate.settings import configure_environment
 
 
 @task(name="train-demo-models", cache_policy=NO_CACHE)

@@ -17,9 +17,22 @@ def monitor_model(model: str, window: str | None = None) -> dict[str, Any]:
     configure_environment()
     out = run_monitor(model, window=window)
     log = get_run_logger()
-    log.info("%s v%s (%s): drifted share %.2f -> %s", out.model, out.version, out.alias,
-             out.drift["drifted_share"], "DRIFT" if out.drifted else "no drift")
-    return {"model": out.model, "version": out.version, "alias": out.alias, "rows": out.rows,
-            "drift": out.drifted, "drifted_share": out.drift["drifted_share"],
-            "drifted_columns": out.drift.get("drifted_columns", []), "run_id": out.run_id,
-            "deliveries": out.deliveries}
+    log.info(
+        "%s v%s (%s): drifted share %.2f -> %s",
+        out.model,
+        out.version,
+        out.alias,
+        out.drift["drifted_share"],
+        "DRIFT" if out.drifted else "no drift",
+    )
+    return {
+        "model": out.model,
+        "version": out.version,
+        "alias": out.alias,
+        "rows": out.rows,
+        "drift": out.drifted,
+        "drifted_share": out.drift["drifted_share"],
+        "drifted_columns": out.drift.get("drifted_columns", []),
+        "run_id": out.run_id,
+        "deliveries": out.deliveries,
+    }

@@ -24,7 +24,7 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except QuantgateError:
         return False
-    except Exception:  # noqa: BLE001
+    except Exception:
         return True
     return False
 
@@ -39,34 +39,33 @@ def load_data(source: pipeline.Source) -> pipeline.Datasets:
     return pipeline.load_datasets(source.config)
 
 
-@task(name="load-source-model", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
-      cache_policy=NO_CACHE)
-def load_source(source: pipeline.Source):  # noqa: ANN201
+@task(name="load-source-model", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def load_source(source: pipeline.Source):
     return pipeline.load_source_model(source)
 
 
 @task(name="validate-calibration", cache_policy=NO_CACHE)
-def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets):  # noqa: ANN201
+def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets):
     return pipeline.validate_calibration(source.config, model, data)
 
 
 @task(name="quantize", cache_policy=NO_CACHE)
-def quantize(model: Any, recipe: Any):  # noqa: ANN201
+def quantize(model: Any, recipe: Any):
     return pipeline.quantize_candidate(model, recipe)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(source: pipeline.Source, policy: Any, baseline: Any, candidate: Any, data: pipeline.Datasets):  # noqa: ANN201
+def evaluate(source: pipeline.Source, policy: Any, baseline: Any, candidate: Any, data: pipeline.Datasets):
     return pipeline.evaluate_candidate(source.config, policy, baseline, candidate, data)
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate(source: pipeline.Source, policy: Any, ev: pipeline.Evaluation):  # noqa: ANN201
+def gate(source: pipeline.Source, policy: Any, ev: pipeline.Evaluation):
     return pipeline.gate(source.config, policy, ev)
 
 
 @task(name="record-and-register", cache_policy=NO_CACHE)
-def record(**kwargs: Any):  # noqa: ANN201
+def record(**kwargs: Any):
     return pipeline.record_candidate(**kwargs)
 
 
@@ -94,16 +93,33 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     ctx = pipeline.card_context(source, rec, qres, ev, verdict, report, data, pol)
     card_md = render_card(ctx)
     run_id = str(flow_run.get_id() or "")
-    mv = record(source=source, candidate=candidate, recipe=rec, ev=ev, verdict=verdict, report=report,
-                card_md=card_md, card_ctx=ctx, data=data, flow_run=run_id)
+    mv = record(
+        source=source,
+        candidate=candidate,
+        recipe=rec,
+        ev=ev,
+        verdict=verdict,
+        report=report,
+        card_md=card_md,
+        card_ctx=ctx,
+        data=data,
+        flow_run=run_id,
+    )
     cmp = ev.comparison
     return {
-        "model": source.ref, "recipe": rec.label, "verdict": verdict.status,
+        "model": source.ref,
+        "recipe": rec.label,
+        "verdict": verdict.status,
         "failed_rules": verdict.failed_rules,
-        "accuracy_fp32": cmp.baseline["accuracy"], "accuracy_quantized": cmp.candidate["accuracy"],
-        "size_fp32_mb": ev.sizes["baseline_bytes"] / 1e6, "size_quantized_mb": ev.sizes["candidate_bytes"] / 1e6,
-        "speedup": ev.runtime["speedup"], "registered": f"{mv.name}/{mv.version}",
-        "aliases": list(mv.aliases or []), "run_id": mv.run_id, "verdict_rules": verdict.to_dict()["rules"],
+        "accuracy_fp32": cmp.baseline["accuracy"],
+        "accuracy_quantized": cmp.candidate["accuracy"],
+        "size_fp32_mb": ev.sizes["baseline_bytes"] / 1e6,
+        "size_quantized_mb": ev.sizes["candidate_bytes"] / 1e6,
+        "speedup": ev.runtime["speedup"],
+        "registered": f"{mv.name}/{mv.version}",
+        "aliases": list(mv.aliases or []),
+        "run_id": mv.run_id,
+        "verdict_rules": verdict.to_dict()["rules"],
     }
 
 

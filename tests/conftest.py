@@ -73,14 +73,15 @@ def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[st
 
     sys.path.insert(0, str(ROOT))
     from flows.quantize import quantize_model
-
     from quantgate.settings import reset_settings
 
     reset_settings()
     return quantize_model(demo_sources["adult-income"])
 
 
-IMPOSSIBLE_POLICY = "name: impossible-speed\nrules:\n  - id: speedup\n    kind: min\n    metric: speedup\n    threshold: 1000\n"
+IMPOSSIBLE_POLICY = (
+    "name: impossible-speed\nrules:\n  - id: speedup\n    kind: min\n    metric: speedup\n    threshold: 1000\n"
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Governed quantization for MLflow models: validate, quantize, gate, record, approve, "
-                       "promote, monitor.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Governed quantization for MLflow models: validate, quantize, gate, record, approve, promote, monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 policy_app = typer.Typer(help="Gate policies: validate, explain, print the JSON Schema.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 # piped output (logs, CI) gets a wide fixed width instead of an 80-column default
@@ -27,8 +30,8 @@ err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however n
 _state = {"debug": False}
 T = TypeVar("T")
 
-EXIT_USER = 2   # bad input, refused move
-EXIT_GATE = 3   # a candidate failed its gate / validation failed
+EXIT_USER = 2  # bad input, refused move
+EXIT_GATE = 3  # a candidate failed its gate / validation failed
 
 
 @app.callback()
@@ -50,12 +53,13 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(EXIT_GATE if isinstance(exc, ValidationFailed) else EXIT_USER) from None
     except (KeyboardInterrupt, typer.Exit):
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if _state["debug"]:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)",
-                  highlight=False)
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)", highlight=False
+        )
         raise typer.Exit(1) from None
 
 
@@ -84,7 +88,9 @@ def _load_flow(entrypoint: str) -> Any:
     path, _, name = entrypoint.partition(":")
     full = s.path(path)
     if not full.exists():
-        raise ConfigError(f"flow file not found: {full}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR")
+        raise ConfigError(
+            f"flow file not found: {full}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR"
+        )
     root = str(s.project_dir.resolve())
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -92,6 +98,7 @@ def _load_flow(entrypoint: str) -> Any:
 
 
 # --- the loop ------------------------------------------------------------------------------
+
 
 @app.command()
 def demo(
@@ -125,38 +132,62 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
 
     s = get_settings()
     t = Table(title="quantgate demo", show_lines=False)
-    for col in ("model", "recipe", "accuracy fp32 → quantized", "size (module)", "speed (b32)", "verdict", "registered"):
+    for col in (
+        "model",
+        "recipe",
+        "accuracy fp32 → quantized",
+        "size (module)",
+        "speed (b32)",
+        "verdict",
+        "registered",
+    ):
         t.add_column(col)
     for r in result["quantized"]:
         color = "green" if r["verdict"] == "pass" else "red"
-        t.add_row(r["model"], r["recipe"], f"{r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}",
-                  f"{r['size_fp32_mb']:.2f} → {r['size_quantized_mb']:.2f} MB", f"{r['speedup']:.2f}x",
-                  f"[{color}]{r['verdict']}[/]", f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}")
+        t.add_row(
+            r["model"],
+            r["recipe"],
+            f"{r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}",
+            f"{r['size_fp32_mb']:.2f} → {r['size_quantized_mb']:.2f} MB",
+            f"{r['speedup']:.2f}x",
+            f"[{color}]{r['verdict']}[/]",
+            f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}",
+        )
     console.print(t)
     m = result.get("monitor")
     if m:
         drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
-        console.print(f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {m['rows']} rows: {drift} "
-                      f"(share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])})")
+        console.print(
+            f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {m['rows']} rows: {drift} "
+            f"(share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])})"
+        )
         for d in m["deliveries"]:
-            console.print(f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}"
-                          f" ({d.get('status_code') or d.get('error')})")
+            console.print(
+                f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}"
+                f" ({d.get('status_code') or d.get('error')})"
+            )
         if receiver is not None and receiver.received:
-            console.print(f"  the local receiver got {len(receiver.received)} alert(s): "
-                          f"\"{receiver.received[-1].get('title', '')}\"")
+            console.print(
+                f"  the local receiver got {len(receiver.received)} alert(s): "
+                f'"{receiver.received[-1].get("title", "")}"'
+            )
     console.print("\n[bold]Where to look[/]")
     console.print(f"  store: {s.tracking_uri}")
-    console.print("  UI:    quantgate ui   → http://127.0.0.1:5000 (Models → *-quantized: card in the description,"
-                  " verdict/card/validation in the run's artifacts; experiment quantgate-monitoring: drift report)")
-    console.print("  approve: in the UI, set tag quantgate.approval=approved on the candidate version, then"
-                  " `quantgate promote adult-income`")
+    console.print(
+        "  UI:    quantgate ui   → http://127.0.0.1:5000 (Models → *-quantized: card in the description,"
+        " verdict/card/validation in the run's artifacts; experiment quantgate-monitoring: drift report)"
+    )
+    console.print(
+        "  approve: in the UI, set tag quantgate.approval=approved on the candidate version, then"
+        " `quantgate promote adult-income`"
+    )
 
 
 @app.command()
 def quantize(
     model: str = typer.Option(..., "--model", "-m", help="Source model: NAME, NAME/VERSION or NAME@ALIAS."),
-    policy: Optional[Path] = typer.Option(None, help="Policy YAML (default: the model's onboarding policy)."),
-    recipe: Optional[str] = typer.Option(None, help="Recipe name or JSON file (default: the model's recipe)."),
+    policy: Path | None = typer.Option(None, help="Policy YAML (default: the model's onboarding policy)."),
+    recipe: str | None = typer.Option(None, help="Recipe name or JSON file (default: the model's recipe)."),
 ) -> None:
     """Govern one source version: validate, quantize, evaluate, gate, card, register."""
 
@@ -184,19 +215,27 @@ def _verdict_table(r: dict[str, Any]) -> None:
         t.add_column(col, overflow="fold")
     for rule in r["verdict_rules"]:
         color = {"pass": "green", "warn": "yellow", "fail": "red"}[rule["outcome"]]
-        t.add_row(rule["rule_id"], rule["severity"], f"{rule['observed']:.4f}", f"{rule['bound']:.4f}",
-                  f"[{color}]{rule['outcome']}[/]", rule["evidence"])
+        t.add_row(
+            rule["rule_id"],
+            rule["severity"],
+            f"{rule['observed']:.4f}",
+            f"{rule['bound']:.4f}",
+            f"[{color}]{rule['outcome']}[/]",
+            rule["evidence"],
+        )
     console.print(t)
-    console.print(f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}; size {r['size_fp32_mb']:.2f} → "
-                  f"{r['size_quantized_mb']:.2f} MB; speed {r['speedup']:.2f}x; verdict [bold]{r['verdict']}[/]; "
-                  f"aliases: {', '.join(r['aliases']) or 'none'}")
+    console.print(
+        f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}; size {r['size_fp32_mb']:.2f} → "
+        f"{r['size_quantized_mb']:.2f} MB; speed {r['speedup']:.2f}x; verdict [bold]{r['verdict']}[/]; "
+        f"aliases: {', '.join(r['aliases']) or 'none'}"
+    )
 
 
 @app.command()
 def validate(
     model: str = typer.Option(..., "--model", "-m", help="Source model: NAME or NAME/VERSION."),
     data: Path = typer.Option(..., "--data", help="Calibration data to check (CSV or Parquet)."),
-    html: Optional[Path] = typer.Option(None, help="Also write the HTML report here."),
+    html: Path | None = typer.Option(None, help="Also write the HTML report here."),
 ) -> None:
     """Check a calibration file against the suite derived from the model's reference data."""
 
@@ -209,8 +248,9 @@ def validate(
         model_obj = pipeline.load_source_model(source)
         ref = read_table(source.config.resolve(source.config.reference_data or source.config.calibration_data))
         text_cols = model_obj.input_columns if model_obj.task == "text-classification" else []
-        profile = profile_frame(ref, label=source.config.label if source.config.label in ref.columns else None,
-                                text_columns=text_cols)
+        profile = profile_frame(
+            ref, label=source.config.label if source.config.label in ref.columns else None, text_columns=text_cols
+        )
         report = validate_frame(read_table(data), profile, suite_name=f"{source.config.name}-calibration")
         t = Table(title=f"{data} vs {source.ref} reference")
         for col in ("check", "observed", "expected", "result"):
@@ -232,7 +272,7 @@ def validate(
 @app.command()
 def promote(
     source: str = typer.Argument(..., help="Source model name (or its -quantized name)."),
-    version: Optional[str] = typer.Option(None, help="Quantized version (default: the 'candidate' alias)."),
+    version: str | None = typer.Option(None, help="Quantized version (default: the 'candidate' alias)."),
 ) -> None:
     """Move 'champion' to an approved, passing candidate; refuse otherwise."""
 
@@ -249,16 +289,18 @@ def promote(
 @app.command()
 def monitor(
     model: str = typer.Option(..., "--model", "-m", help="Source model name with a monitoring/<name>.yaml."),
-    window: Optional[str] = typer.Option(None, help="Window of inputs to check (default: the spec's window)."),
+    window: str | None = typer.Option(None, help="Window of inputs to check (default: the spec's window)."),
 ) -> None:
     """One monitoring run: score, log inferences, Evidently drift, alert on drift."""
 
     def body() -> None:
         flow = _load_flow("flows/monitor.py:monitor_model")
         m = flow(model=model, window=window)
-        console.print(f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
-                      f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
-                      f"({', '.join(m['drifted_columns'])}); run {m['run_id']}")
+        console.print(
+            f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
+            f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
+            f"({', '.join(m['drifted_columns'])}); run {m['run_id']}"
+        )
         for d in m["deliveries"]:
             console.print(f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}")
 
@@ -277,9 +319,15 @@ def status() -> None:
             t.add_column(col)
         for r in registry_snapshot():
             tg = r["tags"]
-            t.add_row(r["name"], str(r["version"]), " ".join("@" + a for a in r["aliases"]),
-                      tg.get("quantgate.verdict", ""), tg.get("quantgate.approval", ""),
-                      tg.get("quantgate.source", ""), tg.get("quantgate.recipe", ""))
+            t.add_row(
+                r["name"],
+                str(r["version"]),
+                " ".join("@" + a for a in r["aliases"]),
+                tg.get("quantgate.verdict", ""),
+                tg.get("quantgate.approval", ""),
+                tg.get("quantgate.source", ""),
+                tg.get("quantgate.recipe", ""),
+            )
         console.print(t)
 
     _run(body)
@@ -298,9 +346,22 @@ def ui(
         from quantgate.settings import get_settings
 
         s = get_settings()
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", s.tracking_uri,
-               "--default-artifact-root", s.artifacts_dir.as_uri(), "--host", host, "--port", str(port),
-               "--workers", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            s.tracking_uri,
+            "--default-artifact-root",
+            s.artifacts_dir.as_uri(),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         console.print(f"MLflow UI on http://{host}:{port} (store {s.tracking_uri})")
         raise typer.Exit(subprocess.call(cmd))
 
@@ -325,6 +386,7 @@ def recipes() -> None:
 
 
 # --- policy ----------------------------------------------------------------------------------
+
 
 @policy_app.command("validate")
 def policy_validate(file: Path = typer.Argument(..., help="Policy YAML.")) -> None:

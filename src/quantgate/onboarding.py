@@ -19,8 +19,16 @@ from quantgate.errors import ConfigError
 from quantgate.settings import Settings, get_settings
 
 ONBOARDING_KEYS = (
-    "task", "label", "calibration_data", "evaluation_data", "reference_data",
-    "sensitive_attributes", "slices", "policy", "recipe", "description",
+    "task",
+    "label",
+    "calibration_data",
+    "evaluation_data",
+    "reference_data",
+    "sensitive_attributes",
+    "slices",
+    "policy",
+    "recipe",
+    "description",
 )
 LIST_KEYS = {"sensitive_attributes", "slices"}
 
@@ -66,8 +74,7 @@ def onboarding_file(name: str, settings: Settings | None = None) -> Path:
     return s.path(Path("registry") / "models" / f"{name}.yaml")
 
 
-def load_model_config(name: str, tags: dict[str, str] | None = None,
-                      settings: Settings | None = None) -> ModelConfig:
+def load_model_config(name: str, tags: dict[str, str] | None = None, settings: Settings | None = None) -> ModelConfig:
     """Merge the onboarding file (wins) over ``quantgate.*`` tags of the source version."""
     path = onboarding_file(name, settings)
     data: dict[str, object] = _tags_to_keys(tags or {})

@@ -81,32 +81,41 @@ def ungoverned_versions(models: list[str] | None = None, settings: Settings | No
     for name in names:
         try:
             sources = cl.search_model_versions(f"name='{name}'")
-        except Exception:  # noqa: BLE001 - onboarded but not registered yet
+        except Exception:
             continue
         children = cl.search_model_versions(f"name='{c.quantized_name(name)}'") if sources else []
         governed = {v.tags.get(c.TAG_SOURCE) for v in children}
-        todo += [f"{name}/{v.version}" for v in sorted(sources, key=lambda v: int(v.version))
-                 if f"{name}/{v.version}" not in governed]
+        todo += [
+            f"{name}/{v.version}"
+            for v in sorted(sources, key=lambda v: int(v.version))
+            if f"{name}/{v.version}" not in governed
+        ]
     return todo
 
 
 def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Datasets:
     from quantgate.data.datasets import file_digest, read_table
 
-    paths = {"calibration": cfg.calibration_data, "evaluation": cfg.evaluation_data,
-             "reference": cfg.reference_data or cfg.calibration_data}
+    paths = {
+        "calibration": cfg.calibration_data,
+        "evaluation": cfg.evaluation_data,
+        "reference": cfg.reference_data or cfg.calibration_data,
+    }
     frames, resolved, digests = {}, {}, {}
     for role, rel in paths.items():
         p = cfg.resolve(rel, settings)
         if not p.exists():
-            raise DataError(f"{role} data for '{cfg.name}' not found: {p}",
-                            f"fix {role}_data in registry/models/{cfg.name}.yaml (or run quantgate demo)")
+            raise DataError(
+                f"{role} data for '{cfg.name}' not found: {p}",
+                f"fix {role}_data in registry/models/{cfg.name}.yaml (or run quantgate demo)",
+            )
         frames[role] = read_table(p)
         resolved[role], digests[role] = str(p), file_digest(p)
     for role in ("evaluation",):
         if cfg.label not in frames[role].columns:
-            raise DataError(f"{role} data {resolved[role]} has no label column '{cfg.label}'",
-                            "set label: in the onboarding file")
+            raise DataError(
+                f"{role} data {resolved[role]} has no label column '{cfg.label}'", "set label: in the onboarding file"
+            )
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
 
 
@@ -119,8 +128,10 @@ def validate_calibration(cfg: ModelConfig, model: WrappedModel, data: Datasets) 
     profile = profile_frame(data.reference, label=label, text_columns=text_cols)
     report = validate_frame(data.calibration, profile, suite_name=f"{cfg.name}-calibration")
     if not report.passed:
-        raise ValidationFailed(f"calibration data for '{cfg.name}' failed validation: {report.summary()}",
-                               "fix the calibration data; nothing was quantized or registered")
+        raise ValidationFailed(
+            f"calibration data for '{cfg.name}' failed validation: {report.summary()}",
+            "fix the calibration data; nothing was quantized or registered",
+        )
     return report
 
 
@@ -149,15 +160,20 @@ def quantize_candidate(model: WrappedModel, recipe: Recipe) -> tuple[WrappedMode
     spec = dict(model.spec)
     from quantgate.quantize.recipes import recipe_to_dict
 
-    spec["quantization"] = {"recipe": recipe_to_dict(recipe), "digest": recipe.digest,
-                            "quantized": result.quantized, "kept_float": result.kept_float}
+    spec["quantization"] = {
+        "recipe": recipe_to_dict(recipe),
+        "digest": recipe.digest,
+        "quantized": result.quantized,
+        "kept_float": result.kept_float,
+    }
     from quantgate.models.wrapped import WrappedModel as _W
 
     return _W(result.module, spec, model.tokenizer), result
 
 
-def evaluate_candidate(cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel,
-                       data: Datasets) -> Evaluation:
+def evaluate_candidate(
+    cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel, data: Datasets
+) -> Evaluation:
     """fp32 and candidate on the same held-out rows; latency measured side by side."""
     import torch
 
@@ -177,8 +193,10 @@ def evaluate_candidate(cfg: ModelConfig, policy: Policy, baseline: WrappedModel,
     with tempfile.TemporaryDirectory() as tmp:
         base_arts = baseline.save(Path(tmp) / "base")
         cand_arts = candidate.save(Path(tmp) / "cand")
-        sizes = {"baseline_bytes": artifact_size(Path(base_arts["module"])),
-                 "candidate_bytes": artifact_size(Path(cand_arts["module"]))}
+        sizes = {
+            "baseline_bytes": artifact_size(Path(base_arts["module"])),
+            "candidate_bytes": artifact_size(Path(cand_arts["module"])),
+        }
     return Evaluation(cmp, runtime, sizes)
 
 
@@ -189,29 +207,54 @@ def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
     return gate_candidate(cfg.name, policy, ev.comparison, extra)
 
 
-def card_context(source: Source, recipe: Recipe, qres: QuantizationResult, ev: Evaluation, verdict: Verdict,
-                 report: ValidationReport, data: Datasets, policy: Policy) -> dict[str, Any]:
+def card_context(
+    source: Source,
+    recipe: Recipe,
+    qres: QuantizationResult,
+    ev: Evaluation,
+    verdict: Verdict,
+    report: ValidationReport,
+    data: Datasets,
+    policy: Policy,
+) -> dict[str, Any]:
     from quantgate.quantize.recipes import recipe_to_dict
 
     cmp = ev.comparison
     return {
         "name": c.quantized_name(source.version.name),
-        "source": {"name": source.version.name, "version": source.version.version,
-                   "description": source.config.description or source.version.description or "",
-                   "tags": dict(source.version.tags)},
+        "source": {
+            "name": source.version.name,
+            "version": source.version.version,
+            "description": source.config.description or source.version.description or "",
+            "tags": dict(source.version.tags),
+        },
         "config": source.config.model_dump(),
-        "recipe": {"label": recipe.label, "type": recipe.TYPE, "backend": recipe.BACKEND, "summary": recipe.SUMMARY,
-                   "json": recipe_to_dict(recipe), "digest": recipe.digest},
+        "recipe": {
+            "label": recipe.label,
+            "type": recipe.TYPE,
+            "backend": recipe.BACKEND,
+            "summary": recipe.SUMMARY,
+            "json": recipe_to_dict(recipe),
+            "digest": recipe.digest,
+        },
         "quantized_modules": qres.quantized,
         "float_modules": qres.kept_float,
-        "metrics": {"n": cmp.n, "baseline": cmp.baseline, "candidate": cmp.candidate,
-                    "accuracy_drop": cmp.intervals["accuracy"].__dict__, "flip_rate": cmp.flip_rate},
+        "metrics": {
+            "n": cmp.n,
+            "baseline": cmp.baseline,
+            "candidate": cmp.candidate,
+            "accuracy_drop": cmp.intervals["accuracy"].__dict__,
+            "flip_rate": cmp.flip_rate,
+        },
         "groups": [{**g.__dict__, "drop": g.drop} for g in cmp.groups],
         "runtime": ev.runtime,
         "sizes": ev.sizes,
         "verdict": verdict.to_dict(),
-        "validation": {"passed": report.passed, "checks": len(report.checks),
-                       "failed": [ch.name for ch in report.failed()]},
+        "validation": {
+            "passed": report.passed,
+            "checks": len(report.checks),
+            "failed": [ch.name for ch in report.failed()],
+        },
         "data": {"paths": data.paths, "digests": data.digests},
         "policy": {"name": policy.name, "digest": policy.digest},
         "environment": {"python": platform.python_version(), **_versions()},
@@ -230,9 +273,19 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def record_candidate(source: Source, candidate: WrappedModel, recipe: Recipe, ev: Evaluation, verdict: Verdict,
-                     report: ValidationReport, card_md: str, card_ctx: dict[str, Any], data: Datasets,
-                     settings: Settings | None = None, flow_run: str | None = None) -> ModelVersion:
+def record_candidate(
+    source: Source,
+    candidate: WrappedModel,
+    recipe: Recipe,
+    ev: Evaluation,
+    verdict: Verdict,
+    report: ValidationReport,
+    card_md: str,
+    card_ctx: dict[str, Any],
+    data: Datasets,
+    settings: Settings | None = None,
+    flow_run: str | None = None,
+) -> ModelVersion:
     """Log the run and the candidate model, then register it (atomically) per the convention."""
     import mlflow
     from mlflow.models import infer_signature
@@ -246,15 +299,32 @@ def record_candidate(source: Source, candidate: WrappedModel, recipe: Recipe, ev
     cmp = ev.comparison
     run_name = f"{source.version.name}-v{source.version.version}-{recipe.TYPE}"
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({c.TAG_SOURCE: source.ref, c.TAG_RECIPE: recipe.label, c.TAG_VERDICT: verdict.status,
-                         **({"quantgate.flow_run": flow_run} if flow_run else {})})
-        mlflow.log_params({"source": source.ref, "recipe": recipe.TYPE, "backend": recipe.BACKEND,
-                           "policy": verdict.policy_name, "n_quantized": len(card_ctx["quantized_modules"]),
-                           "n_kept_float": len(card_ctx["float_modules"])})
+        mlflow.set_tags(
+            {
+                c.TAG_SOURCE: source.ref,
+                c.TAG_RECIPE: recipe.label,
+                c.TAG_VERDICT: verdict.status,
+                **({"quantgate.flow_run": flow_run} if flow_run else {}),
+            }
+        )
+        mlflow.log_params(
+            {
+                "source": source.ref,
+                "recipe": recipe.TYPE,
+                "backend": recipe.BACKEND,
+                "policy": verdict.policy_name,
+                "n_quantized": len(card_ctx["quantized_modules"]),
+                "n_kept_float": len(card_ctx["float_modules"]),
+            }
+        )
         metrics = {f"fp32_{k}": v for k, v in cmp.baseline.items()}
         metrics |= {f"quantized_{k}": v for k, v in cmp.candidate.items()}
-        metrics |= {"accuracy_drop": cmp.drop("accuracy"), "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
-                    **ev.runtime, **{k: float(v) for k, v in ev.sizes.items()}}
+        metrics |= {
+            "accuracy_drop": cmp.drop("accuracy"),
+            "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
+            **ev.runtime,
+            **{k: float(v) for k, v in ev.sizes.items()},
+        }
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_text(verdict.to_json(), "verdict.json")
         mlflow.log_text(card_md, "model_card.md")
@@ -270,22 +340,43 @@ def record_candidate(source: Source, candidate: WrappedModel, recipe: Recipe, ev
         example = data.evaluation[candidate.input_columns].head(5)
         signature = infer_signature(example, candidate.predict(example))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=QuantgatePyfunc(), artifacts=arts, signature=signature,
-            input_example=example, pip_requirements=_requirements(),
+            name="model",
+            python_model=QuantgatePyfunc(),
+            artifacts=arts,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
         )
-        tags = {c.TAG_SOURCE: source.ref, c.TAG_RECIPE: recipe.label, c.TAG_RECIPE_DIGEST: recipe.digest,
-                c.TAG_VERDICT: verdict.status, c.TAG_POLICY_DIGEST: verdict.policy_digest,
-                c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
-                "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
-                "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
-                "quantgate.speedup": f"{ev.runtime['speedup']:.2f}"}
+        tags = {
+            c.TAG_SOURCE: source.ref,
+            c.TAG_RECIPE: recipe.label,
+            c.TAG_RECIPE_DIGEST: recipe.digest,
+            c.TAG_VERDICT: verdict.status,
+            c.TAG_POLICY_DIGEST: verdict.policy_digest,
+            c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
+            "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
+            "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
+            "quantgate.speedup": f"{ev.runtime['speedup']:.2f}",
+        }
         if not verdict.passed:
             tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
-        return register_candidate(model_uri=info.model_uri, source=source.version, run_id=run.info.run_id,
-                                  tags=tags, description=card_md, passed=verdict.passed, settings=s)
+        return register_candidate(
+            model_uri=info.model_uri,
+            source=source.version,
+            run_id=run.info.run_id,
+            tags=tags,
+            description=card_md,
+            passed=verdict.passed,
+            settings=s,
+        )
 
 
 def _requirements() -> list[str]:
     v = _versions()
-    return [f"torch=={v['torch'].split('+')[0]}", f"mlflow=={v['mlflow']}", f"quantgate=={v['quantgate']}",
-            "pandas<3", "transformers"]
+    return [
+        f"torch=={v['torch'].split('+')[0]}",
+        f"mlflow=={v['mlflow']}",
+        f"quantgate=={v['quantgate']}",
+        "pandas<3",
+        "transformers",
+    ]

@@ -19,9 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Settings read from ``QUANTGATE_*`` environment variables (strict, frozen)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="QUANTGATE_", extra="forbid", frozen=True, strict=False
-    )
+    model_config = SettingsConfigDict(env_prefix="QUANTGATE_", extra="forbid", frozen=True, strict=False)
 
     home: Path = Field(default=Path(".quantgate"), description="Root of all local state.")
     project_dir: Path = Field(

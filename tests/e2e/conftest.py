@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from e2e_support import ROOT, run_cli  # noqa: E402
+from e2e_support import ROOT, run_cli
 
 
 @pytest.fixture(scope="session")

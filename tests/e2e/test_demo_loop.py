@@ -4,7 +4,6 @@ and promotion refused until a reviewer approves. Asserts on the registry's final
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_support import ROOT

@@ -26,14 +26,22 @@ from e2e_support import run_cli as _run
 
 CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                 reason=f"{CHROMIUM} missing: run scripts/install-browser.sh")]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-browser.sh"),
+]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 MODEL = "adult-income-quantized"
-TIMEOUT_MS = 30_000          # every locator wait / navigation
-SERVER_START_S = 120         # `quantgate ui` until HTTP answers
+TIMEOUT_MS = 30_000  # every locator wait / navigation
+SERVER_START_S = 120  # `quantgate ui` until HTTP answers
 
 
 def _free_port() -> int:
@@ -51,23 +59,27 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
     try:
-        os.killpg(proc.pid, signal.SIGKILL)      # stragglers; the group is ours (start_new_session)
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers; the group is ours (start_new_session)
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[str]:
+def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`quantgate ui` on a free loopback port over the demo's store; stopped (with children) after."""
     _, env, _ = demo_home
     port = _free_port()
     log = tmp_path_factory.mktemp("ui") / "quantgate-ui.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "quantgate.cli", "ui", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quantgate.cli", "ui", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + SERVER_START_S
@@ -81,8 +93,9 @@ def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest
                 except (urllib.error.URLError, OSError):
                     pass
                 if time.monotonic() > deadline:
-                    pytest.fail(f"quantgate ui did not answer on {url} in {SERVER_START_S}s:\n"
-                                f"{log.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"quantgate ui did not answer on {url} in {SERVER_START_S}s:\n{log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
             yield url
         finally:
@@ -112,7 +125,8 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def test_reviewer_approves_in_mlflow_ui_then_promote(
-        demo_home: tuple[Path, dict[str, str], str], ui_url: str, page: Any, tmp_path: Path) -> None:
+    demo_home: tuple[Path, dict[str, str], str], ui_url: str, page: Any, tmp_path: Path
+) -> None:
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     home, env, _ = demo_home
@@ -135,7 +149,7 @@ def test_reviewer_approves_in_mlflow_ui_then_promote(
     expect(value).to_have_value("pending")
     value.fill("approved")
     row.get_by_test_id("editable-table-button-save").click()
-    expect(value).to_have_count(0)                 # left edit mode: the save request came back
+    expect(value).to_have_count(0)  # left edit mode: the save request came back
     expect(row.locator("td").nth(1)).to_have_text("approved")
 
     # the click wrote the registry
@@ -151,7 +165,7 @@ def test_reviewer_approves_in_mlflow_ui_then_promote(
     # the UI shows it after a reload: approved tag, champion alias
     page.reload()
     expect(page.get_by_role("heading", name=re.compile(r"^Model card"))).to_be_visible()
-    expect(page.get_by_role("status", name="champion")).to_be_visible()      # the "@ champion" alias tag
+    expect(page.get_by_role("status", name="champion")).to_be_visible()  # the "@ champion" alias tag
     page.screenshot(path=str(tmp_path / "approved-version-top.png"))
     row = page.get_by_test_id("editable-table").locator('tr[data-row-key="quantgate.approval"]')
     expect(row.locator("td").nth(1)).to_have_text("approved")

@@ -22,23 +22,30 @@ def _cli(*args: str) -> Any:
 
 
 def test_help_is_fast_and_light() -> None:
-    code = "import sys, quantgate.cli; bad = [m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules]; print(bad)"
+    code = (
+        "import sys, quantgate.cli; bad = [m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    proc = subprocess.run([sys.executable, "-m", "quantgate.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quantgate.cli", "--help"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0 and "quantize" in proc.stdout and "promote" in proc.stdout
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["quantize", "--model", "no-such-model"], "no registered model named 'no-such-model'"),
-     (["quantize", "--model", "adult-income/42"], "has no version 42"),
-     (["quantize", "--model", "adult-income", "--recipe", "int3-magic"], "unknown recipe 'int3-magic'"),
-     (["promote", "no-such-model"], "has no quantized versions"),
-     (["validate", "--model", "adult-income", "--data", "/nonexistent/calib.csv"], "data file not found")],
+    [
+        (["quantize", "--model", "no-such-model"], "no registered model named 'no-such-model'"),
+        (["quantize", "--model", "adult-income/42"], "has no version 42"),
+        (["quantize", "--model", "adult-income", "--recipe", "int3-magic"], "unknown recipe 'int3-magic'"),
+        (["promote", "no-such-model"], "has no quantized versions"),
+        (["validate", "--model", "adult-income", "--data", "/nonexistent/calib.csv"], "data file not found"),
+    ],
 )
-def test_bad_input_is_one_line_and_changes_nothing(demo_sources: dict[str, str], settings: Any,
-                                                   args: list[str], needle: str) -> None:
+def test_bad_input_is_one_line_and_changes_nothing(
+    demo_sources: dict[str, str], settings: Any, args: list[str], needle: str
+) -> None:
     before = snapshot()
     res = _cli(*args)
     assert res.exit_code == 2, res.output

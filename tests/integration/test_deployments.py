@@ -31,13 +31,22 @@ def _free_port() -> int:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory, qg_home: Path) -> Iterator[dict[str, str]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "QUANTGATE_HOME": str(qg_home), "QUANTGATE_PROJECT_DIR": str(ROOT)}
+    env |= {
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "QUANTGATE_HOME": str(qg_home),
+        "QUANTGATE_PROJECT_DIR": str(ROOT),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
-    proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -55,12 +64,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory, qg_home: Path) -> I
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PREFECT, "--no-prompt", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [PREFECT, "--no-prompt", *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False, timeout=timeout
+    )
 
 
-def test_deploy_and_run_monitoring(prefect_server: dict[str, str], adult_result: dict[str, Any],
-                                   settings: Any) -> None:
+def test_deploy_and_run_monitoring(prefect_server: dict[str, str], adult_result: dict[str, Any], settings: Any) -> None:
     from quantgate.registry.mlflow_registry import client
 
     env = prefect_server
@@ -68,8 +77,11 @@ def test_deploy_and_run_monitoring(prefect_server: dict[str, str], adult_result:
     dep = _prefect(env, "deploy", "--all")
     assert dep.returncode == 0, dep.stdout[-2000:] + dep.stderr[-2000:]
     listing = _prefect(env, "deployment", "ls")
-    for name in ("govern-registry/govern-nightly", "monitor-model/monitor-adult-income",
-                 "quantize-model/quantize-on-demand"):
+    for name in (
+        "govern-registry/govern-nightly",
+        "monitor-model/monitor-adult-income",
+        "quantize-model/quantize-on-demand",
+    ):
         assert name.split("/")[0] in listing.stdout, listing.stdout
     inspect = _prefect(env, "deployment", "inspect", "govern-registry/govern-nightly")
     assert "0 2 * * *" in inspect.stdout

@@ -20,8 +20,9 @@ def receiver() -> Any:
     r.stop()
 
 
-def test_drifted_window_alerts(adult_result: dict[str, Any], settings: Any, receiver: Any,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drifted_window_alerts(
+    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from quantgate.monitor import read_inferences
     from quantgate.monitor.job import run_monitor
     from quantgate.registry.mlflow_registry import client
@@ -45,13 +46,15 @@ def test_drifted_window_alerts(adult_result: dict[str, Any], settings: Any, rece
     assert mv.tags["quantgate.last_monitor_run"] == out.run_id
     html = Path(cl.download_artifacts(out.run_id, "drift_report.html", dst_path=str(settings.home_abs / "mon")))
     assert html.stat().st_size > 10_000
-    drift = json.loads(Path(cl.download_artifacts(out.run_id, "drift.json", dst_path=str(settings.home_abs / "mon")))
-                       .read_text())
+    drift = json.loads(
+        Path(cl.download_artifacts(out.run_id, "drift.json", dst_path=str(settings.home_abs / "mon"))).read_text()
+    )
     assert drift["dataset_drift"] is True
 
 
-def test_stable_window_does_not_alert(adult_result: dict[str, Any], settings: Any, receiver: Any,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stable_window_does_not_alert(
+    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from quantgate.monitor.job import run_monitor
 
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)

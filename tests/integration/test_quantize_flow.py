@@ -111,9 +111,11 @@ def test_failing_gate_registers_without_alias(adult_failed_result: dict[str, Any
 
 @pytest.mark.parametrize(
     ("ref", "needle"),
-    [("no-such-model", "no registered model named 'no-such-model'"),
-     ("adult-income/99", "has no version 99"),
-     ("adult-income@nope", "has no alias 'nope'")],
+    [
+        ("no-such-model", "no registered model named 'no-such-model'"),
+        ("adult-income/99", "has no version 99"),
+        ("adult-income@nope", "has no alias 'nope'"),
+    ],
 )
 def test_unknown_model_or_version(adult_result: dict[str, Any], settings: Any, ref: str, needle: str) -> None:
     from quantgate.errors import RegistryError
@@ -135,8 +137,9 @@ def test_invalid_policy_leaves_registry(adult_result: dict[str, Any], settings: 
     assert snapshot() == before
 
 
-def test_missing_data_file_leaves_registry(adult_result: dict[str, Any], settings: Any, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_data_file_leaves_registry(
+    adult_result: dict[str, Any], settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from quantgate.errors import DataError
     from quantgate.settings import reset_settings
 
@@ -170,12 +173,16 @@ def test_unsupported_flavor_leaves_registry(adult_result: dict[str, Any], settin
     x = ev[["age", "hours_per_week"]]
     ensure_experiment("tests-foreign-models", settings)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(LogisticRegression().fit(x, ev["income"]), name="model",
-                                        registered_model_name="sk-income")
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(x, ev["income"]), name="model", registered_model_name="sk-income"
+        )
     v = str(info.registered_model_version)
-    tags = {"quantgate.task": "tabular-classification", "quantgate.label": "income",
-            "quantgate.calibration_data": "${QUANTGATE_HOME}/data/adult-income/calibration.parquet",
-            "quantgate.evaluation_data": "${QUANTGATE_HOME}/data/adult-income/evaluation.parquet"}
+    tags = {
+        "quantgate.task": "tabular-classification",
+        "quantgate.label": "income",
+        "quantgate.calibration_data": "${QUANTGATE_HOME}/data/adult-income/calibration.parquet",
+        "quantgate.evaluation_data": "${QUANTGATE_HOME}/data/adult-income/evaluation.parquet",
+    }
     for k, val in tags.items():
         client(settings).set_model_version_tag("sk-income", v, k, val)
     before = snapshot()

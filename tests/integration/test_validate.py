@@ -61,8 +61,14 @@ def test_clean_adult_sample_passes(sample: pd.DataFrame, adult_profile: DataProf
     assert report.row_count == SAMPLE_ROWS
     names = {c.name for c in report.checks}
     for expected in (
-        "row count", "columns match", "age: numeric type", "age: no nulls", "age: finite",
-        "age: within range", "sex: values in set", "income: values in set",
+        "row count",
+        "columns match",
+        "age: numeric type",
+        "age: no nulls",
+        "age: finite",
+        "age: within range",
+        "sex: values in set",
+        "income: values in set",
     ):
         assert expected in names
     assert "passed" in report.summary()
@@ -185,9 +191,7 @@ def test_write_html_without_data_docs_writes_checks_table(
     assert "Expectation Suite" not in html
 
 
-def test_nullable_dtype_with_na_fails_and_still_renders(
-    sample: pd.DataFrame, adult_profile: DataProfile
-) -> None:
+def test_nullable_dtype_with_na_fails_and_still_renders(sample: pd.DataFrame, adult_profile: DataProfile) -> None:
     age = sample["age"].astype("Int64")
     age.iloc[0] = pd.NA
     report = validate_frame(sample.assign(age=age), adult_profile)

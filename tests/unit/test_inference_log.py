@@ -17,9 +17,7 @@ def _batch(n: int, start: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
         {"age": range(start, start + n), "sex": ["Female", "Male"] * (n // 2) + ["Male"] * (n % 2)},
         index=range(100, 100 + n),  # a non-default index must not misalign rows
     )
-    preds = pd.DataFrame(
-        {"prediction": [i % 2 for i in range(n)], "score": [0.1 * i for i in range(n)]}
-    )
+    preds = pd.DataFrame({"prediction": [i % 2 for i in range(n)], "score": [0.1 * i for i in range(n)]})
     return inputs, preds
 
 
@@ -77,9 +75,7 @@ def test_bad_batches_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="rows"):
         append_inferences(tmp_path, inputs, preds.iloc[:2], model="m", version="1")
     with pytest.raises(DataError, match="share column"):
-        append_inferences(
-            tmp_path, inputs, inputs.rename(columns={"sex": "x"}), model="m", version="1"
-        )
+        append_inferences(tmp_path, inputs, inputs.rename(columns={"sex": "x"}), model="m", version="1")
     with pytest.raises(DataError, match="reserved"):
         append_inferences(tmp_path, inputs.assign(model="x"), preds, model="m", version="1")
     assert not list(tmp_path.iterdir())

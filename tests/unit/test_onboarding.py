@@ -177,9 +177,7 @@ def test_resolve_expands_quantgate_home(project: Path) -> None:
     assert cfg.resolve("/abs/x.parquet") == Path("/abs/x.parquet")
 
 
-def test_resolve_defaults_home_from_settings(
-    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resolve_defaults_home_from_settings(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QUANTGATE_HOME")
     s = Settings(home=tmp_path / "h2", project_dir=project)
     cfg = ModelConfig(
@@ -205,9 +203,7 @@ def test_resolve_expands_other_variables(project: Path, monkeypatch: pytest.Monk
     assert cfg.resolve(cfg.calibration_data) == Path("/data/root/c.parquet")
 
 
-def test_resolve_relative_home_matches_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resolve_relative_home_matches_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tmp_path = tmp_path.resolve()
     proj = tmp_path / "project"
     cwd = tmp_path / "cwd"

@@ -25,9 +25,7 @@ def frame() -> pd.DataFrame:
             "score": np.r_[rng.normal(size=n - 3), [np.nan, np.inf, -np.inf]],
             "city": rng.choice(["Oslo", "Rome", "Lima"], n),
             "flag": rng.choice([True, False], n),
-            "flag_nullable": pd.Series(rng.choice([True, False], n), dtype=object).where(
-                np.arange(n) % 10 != 0, None
-            ),
+            "flag_nullable": pd.Series(rng.choice([True, False], n), dtype=object).where(np.arange(n) % 10 != 0, None),
             "review": [f"review number {i} " + "good " * (i % 7) for i in range(n)],
             "user_id": [f"u{i:05d}" for i in range(n)],
             "tier": pd.Categorical(rng.choice(["gold", "silver"], n)),

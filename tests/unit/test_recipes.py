@@ -67,9 +67,7 @@ def test_digest_stable_and_sensitive_to_exclude() -> None:
     assert a.digest == DynamicInt8Recipe().digest
     assert a.digest.startswith("sha256:") and len(a.digest) == len("sha256:") + 64
     assert DynamicInt8Recipe(exclude=("head",)).digest != a.digest
-    assert (
-        DynamicInt8Recipe(exclude=("head",)).digest == DynamicInt8Recipe(exclude=("head",)).digest
-    )
+    assert DynamicInt8Recipe(exclude=("head",)).digest == DynamicInt8Recipe(exclude=("head",)).digest
     assert DynamicInt8Recipe(per_channel=False).digest != a.digest
     assert Int8WeightOnlyRecipe().digest != a.digest  # type is part of the digest
 
@@ -181,7 +179,7 @@ def test_excluding_every_linear_is_unsupported(mlp: TabularMLP) -> None:
 
 
 def test_module_without_linear_is_unsupported() -> None:
-    with pytest.raises(UnsupportedModel, match="found no nn.Linear") as exc:
+    with pytest.raises(UnsupportedModel, match=r"found no nn\.Linear") as exc:
         apply_recipe(nn.Sequential(nn.ReLU()), DynamicInt8Recipe())
     assert "layers present: ReLU" in str(exc.value)
     with pytest.raises(UnsupportedModel) as exc:

@@ -72,9 +72,7 @@ def test_transform_unknown_category_is_all_zero(pre: TabularPreprocessor) -> Non
     assert x[0, 0] == 0.0
 
 
-def test_transform_ignores_extra_columns_and_order(
-    pre: TabularPreprocessor, frame: pd.DataFrame
-) -> None:
+def test_transform_ignores_extra_columns_and_order(pre: TabularPreprocessor, frame: pd.DataFrame) -> None:
     shuffled = frame[["city", "y", "sex", "hours", "age"]].assign(extra=1)
     assert np.array_equal(pre.transform(shuffled), pre.transform(frame))
 

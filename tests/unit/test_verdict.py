@@ -18,9 +18,7 @@ BASE_ACC = 0.875
 CAND_ACC = 0.8125  # drop 0.0625
 
 
-def _rule(
-    kind: str, metric: str, threshold: float, severity: str = "block", rid: str = "r"
-) -> Rule:
+def _rule(kind: str, metric: str, threshold: float, severity: str = "block", rid: str = "r") -> Rule:
     return Rule(id=rid, kind=kind, metric=metric, threshold=threshold, severity=severity)  # type: ignore[arg-type]
 
 
@@ -287,8 +285,5 @@ def test_verdict_json_round_trip() -> None:
     assert d["rules"][0]["interval"] == [0.0, 0.125]
     assert d["rules"][0]["outcome"] == "pass"
     assert d["rules"][1]["outcome"] == "warn" and d["rules"][1]["observed"] == 1.25
-    rebuilt = [
-        RuleResult(**{**r, "interval": tuple(r["interval"]) if r["interval"] else None})
-        for r in d["rules"]
-    ]
+    rebuilt = [RuleResult(**{**r, "interval": tuple(r["interval"]) if r["interval"] else None}) for r in d["rules"]]
     assert rebuilt == v.results

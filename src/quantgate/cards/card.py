@@ -22,10 +22,16 @@ def render_card(context: dict[str, Any], settings: Settings | None = None) -> st
 
     path = (settings or get_settings()).path(TEMPLATE)
     if not path.exists():
-        raise ConfigError(f"model card template not found: {path}",
-                          "run quantgate from the project root or set QUANTGATE_PROJECT_DIR")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             autoescape=False, keep_trailing_newline=True)
+        raise ConfigError(
+            f"model card template not found: {path}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR"
+        )
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * float(v):.2f}%"
     env.filters["num"] = lambda v, nd=4: "n/a" if v is None else f"{float(v):.{nd}f}"
     try:

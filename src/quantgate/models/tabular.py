@@ -87,8 +87,14 @@ class TabularMLP(nn.Module):
 
 
 def train_mlp(
-    x: np.ndarray, y: np.ndarray, *, hidden: tuple[int, ...] = (128, 64), epochs: int = 12,
-    batch_size: int = 256, lr: float = 2e-3, seed: int = 0,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: tuple[int, ...] = (128, 64),
+    epochs: int = 12,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    seed: int = 0,
 ) -> TabularMLP:
     """Train with a fixed seed (deterministic on CPU)."""
     torch.manual_seed(seed)

@@ -51,24 +51,38 @@ def load_encoder(path: Path | None = None) -> tuple[nn.Module, object]:
 
 
 @torch.inference_mode()
-def embed_texts(model: SentenceClassifier, tokenizer: object, texts: list[str], *,
-                batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+def embed_texts(
+    model: SentenceClassifier, tokenizer: object, texts: list[str], *, batch_size: int = 64, max_length: int = 128
+) -> np.ndarray:
     if not texts:
         return np.zeros((0, model.head.in_features), np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths -> little padding
     outs = []
     for i in range(0, len(texts), batch_size):
         chunk = [texts[j] for j in order[i : i + batch_size]]
-        enc = tokenizer(chunk, padding=True, truncation=True,  # type: ignore[operator]
-                        max_length=max_length, return_tensors="pt")
+        enc = tokenizer(
+            chunk,
+            padding=True,
+            truncation=True,  # type: ignore[operator]
+            max_length=max_length,
+            return_tensors="pt",
+        )
         outs.append(model.embed(enc["input_ids"], enc["attention_mask"]).numpy())
     emb = np.empty((len(texts), outs[0].shape[1]), np.float32)
     emb[order] = np.concatenate(outs)
     return emb
 
 
-def train_head(model: SentenceClassifier, emb: np.ndarray, y: np.ndarray, *, epochs: int = 300,
-               lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0) -> SentenceClassifier:
+def train_head(
+    model: SentenceClassifier,
+    emb: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int = 300,
+    lr: float = 0.05,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SentenceClassifier:
     """Fit only the linear head on frozen embeddings (full batch, fixed seed): minutes, not hours."""
     torch.manual_seed(seed)
     head = nn.Linear(emb.shape[1], int(y.max()) + 1)

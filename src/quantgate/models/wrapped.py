@@ -60,8 +60,13 @@ class WrappedModel:
             texts = df[self.input_columns[0]].astype(str).tolist()
             max_len = int(self.spec.get("max_length", 128))
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[i : i + batch_size], padding=True, truncation=True,  # type: ignore[misc]
-                                     max_length=max_len, return_tensors="pt")
+                enc = self.tokenizer(
+                    texts[i : i + batch_size],
+                    padding=True,
+                    truncation=True,  # type: ignore[misc]
+                    max_length=max_len,
+                    return_tensors="pt",
+                )
                 out.append((enc["input_ids"], enc["attention_mask"]))
             return out
         if self._pre is not None:
@@ -95,8 +100,9 @@ class WrappedModel:
         proba = self.predict_proba(df)
         classes = self.spec.get("classes", list(range(proba.shape[1])))
         idx = proba.argmax(axis=1)
-        return pd.DataFrame({"label": np.asarray(classes)[idx], "score": proba.max(axis=1),
-                             "probability": proba[:, -1]})
+        return pd.DataFrame(
+            {"label": np.asarray(classes)[idx], "score": proba.max(axis=1), "probability": proba[:, -1]}
+        )
 
     # --- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> dict[str, str]:

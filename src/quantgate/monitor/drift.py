@@ -140,9 +140,7 @@ def _as_float(value: Any) -> float:
     return out
 
 
-def _parse_snapshot(
-    snap: dict[str, Any], kinds: dict[str, ColumnKind]
-) -> tuple[list[ColumnDrift], float | None]:
+def _parse_snapshot(snap: dict[str, Any], kinds: dict[str, ColumnKind]) -> tuple[list[ColumnDrift], float | None]:
     """Per-column results from ``Snapshot.dict()``.
 
     Relied-on shape (Evidently 0.7.23)::
@@ -228,8 +226,7 @@ def detect_drift(
         raise DataError(f"drift_share must be in (0, 1], got {drift_share}")
     if len(reference) == 0 or len(current) == 0:
         raise DataError(
-            "drift needs rows in both windows "
-            f"(reference: {len(reference)}, current: {len(current)})",
+            f"drift needs rows in both windows (reference: {len(reference)}, current: {len(current)})",
             "widen the monitoring window or wait for more inferences",
         )
     if columns is None:
@@ -254,12 +251,8 @@ def detect_drift(
         categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
         text_columns=[c for c, k in kinds.items() if k == "text"],
     )
-    ref_ds = Dataset.from_pandas(
-        reference[columns].reset_index(drop=True), data_definition=definition
-    )
-    cur_ds = Dataset.from_pandas(
-        current[columns].reset_index(drop=True), data_definition=definition
-    )
+    ref_ds = Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition)
+    cur_ds = Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition)
     report = Report(
         [DataDriftPreset(columns=columns, drift_share=drift_share, threshold=stattest_threshold)],
         include_tests=True,

@@ -56,9 +56,7 @@ def append_inferences(
             f"inputs and predictions share column(s): {', '.join(clash)}",
             "rename the prediction columns (e.g. prediction, score)",
         )
-    reserved = sorted(
-        set(RESERVED) & (set(map(str, inputs.columns)) | set(map(str, predictions.columns)))
-    )
+    reserved = sorted(set(RESERVED) & (set(map(str, inputs.columns)) | set(map(str, predictions.columns))))
     if reserved:
         raise DataError(
             f"column name(s) reserved by the inference log: {', '.join(reserved)}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,8 +61,10 @@ def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSp
     try:
         return MonitorSpec.model_validate(yaml.safe_load(path.read_text()) or {})
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
-                 for e in exc.errors()]
+        parts = [
+            f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+            for e in exc.errors()
+        ]
         raise ConfigError(f"invalid monitoring spec {path}: " + "; ".join(parts)) from None
 
 
@@ -89,8 +91,9 @@ def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
             return cl.get_model_version_by_alias(name, a), a
         except MlflowException:
             continue
-    raise RegistryError(f"{name} has no '{alias}' (or candidate) version to monitor",
-                        "quantize and promote a model first")
+    raise RegistryError(
+        f"{name} has no '{alias}' (or candidate) version to monitor", "quantize and promote a model first"
+    )
 
 
 def run_monitor(model: str, *, window: str | None = None, settings: Settings | None = None) -> MonitorOutcome:
@@ -119,10 +122,21 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
     result = detect_drift(ref, cur, drift_share=spec.drift_share, categorical=["prediction"])
     ensure_experiment(EXPERIMENT, s)
     with mlflow.start_run(run_name=f"monitor-{qname}-v{mv.version}") as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({"quantgate.monitored": f"{qname}/{mv.version}", "quantgate.alias": alias,
-                         "quantgate.drift": str(result.dataset_drift).lower()})
-        mlflow.log_metrics({"drifted_share": result.drifted_share, "n_drifted": result.n_drifted,
-                            "rows": len(current), "positive_rate": float(preds["label"].mean())})
+        mlflow.set_tags(
+            {
+                "quantgate.monitored": f"{qname}/{mv.version}",
+                "quantgate.alias": alias,
+                "quantgate.drift": str(result.dataset_drift).lower(),
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "drifted_share": result.drifted_share,
+                "n_drifted": result.n_drifted,
+                "rows": len(current),
+                "positive_rate": float(preds["label"].mean()),
+            }
+        )
         html = Path(tmp) / "drift_report.html"
         result.write_html(html)
         mlflow.log_artifact(str(html))
@@ -133,12 +147,17 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
     outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
     if result.dataset_drift:
         alert = Alert(
-            title=f"Data drift on {qname} v{mv.version}", severity="warning", model=qname, version=str(mv.version),
-            summary=(f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
-                     f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}"),
+            title=f"Data drift on {qname} v{mv.version}",
+            severity="warning",
+            model=qname,
+            version=str(mv.version),
+            summary=(
+                f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
+                f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}"
+            ),
             details={"drifted_columns": result.drifted_columns, "rows": len(current), "mlflow_run": run_id},
             links={"mlflow_run": f"{s.tracking_uri} run {run_id}"},
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
         )
         urls = [(r.type, r.resolved_url()) for r in spec.alerts]
         if s.alert_webhook:
@@ -159,8 +178,10 @@ def _emit_drift_event(name: str, version: str, share: float) -> None:
     try:
         from prefect.events import emit_event
 
-        emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": f"quantgate.model.{name}",
-                                                "quantgate.version": version},
-                   payload={"drifted_share": share})
-    except Exception:  # noqa: BLE001 - events are best-effort outside a Prefect run
+        emit_event(
+            event=DRIFT_EVENT,
+            resource={"prefect.resource.id": f"quantgate.model.{name}", "quantgate.version": version},
+            payload={"drifted_share": share},
+        )
+    except Exception:
         pass

@@ -129,8 +129,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     ]
     if alert.details:
         lines = "\n".join(
-            f"{k}: {json.dumps(v, default=str) if not isinstance(v, str) else v}"
-            for k, v in alert.details.items()
+            f"{k}: {json.dumps(v, default=str) if not isinstance(v, str) else v}" for k, v in alert.details.items()
         )
         blocks.append(
             {
@@ -146,10 +145,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
                 "elements": [{"type": "mrkdwn", "text": _truncate(links, _SLACK_TEXT_MAX)}],
             }
         )
-    text = (
-        f"[{alert.severity.upper()}] {alert.title} — "
-        f"{alert.model} v{alert.version}: {alert.summary}"
-    )
+    text = f"[{alert.severity.upper()}] {alert.title} — {alert.model} v{alert.version}: {alert.summary}"
     return {"text": _truncate(text, _SLACK_TEXT_MAX), "blocks": blocks}
 
 
@@ -212,7 +208,7 @@ def send_webhook(
                 error = f"HTTP {status}: {_truncate(response.text.strip(), 200)}"
                 if not _retryable_status(status):
                     break
-    except Exception as exc:  # noqa: BLE001 - alerting must not crash the monitor
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     ok = error is None and status is not None and 200 <= status < 300
     result = DeliveryResult(
@@ -224,9 +220,7 @@ def send_webhook(
         elapsed_s=round(time.monotonic() - started, 4),
     )
     if not ok:
-        log.warning(
-            "alert '%s' not delivered after %d attempt(s): %s", alert.title, attempts, result.error
-        )
+        log.warning("alert '%s' not delivered after %d attempt(s): %s", alert.title, attempts, result.error)
     return result
 
 

@@ -21,8 +21,13 @@ Severity = Literal["block", "warn"]
 
 #: metrics that the evaluator produces; a rule on anything else is a typo
 KNOWN_METRICS = (
-    "accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "flip_rate",
-    "speedup", "size_ratio",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "worst_group_accuracy",
+    "flip_rate",
+    "speedup",
+    "size_ratio",
 )
 #: for these, higher is better; for the others (flip_rate, size_ratio) lower is better
 HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "speedup"}
@@ -35,7 +40,7 @@ class _Strict(BaseModel):
 class Rule(_Strict):
     """One gate rule.
 
-    - ``max_drop``: baseline − candidate ≤ threshold, judged on the upper confidence bound of
+    - ``max_drop``: baseline - candidate ≤ threshold, judged on the upper confidence bound of
       the drop (non-inferiority) when the evaluator gives an interval.
     - ``max_group_drop``: the same, for every group of every sensitive attribute.
     - ``min`` / ``max``: the candidate's value against an absolute bound.
@@ -51,9 +56,7 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _check(self) -> Rule:
         if self.metric not in KNOWN_METRICS:
-            raise ValueError(
-                f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}"
-            )
+            raise ValueError(f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}")
         if self.kind == "max_group_drop" and self.metric != "accuracy":
             raise ValueError(f"rule '{self.id}': max_group_drop is evaluated on per-group accuracy only")
         if self.kind in ("max_drop", "max_group_drop"):

@@ -46,8 +46,13 @@ class Verdict:
         return [r.rule_id for r in self.results if r.outcome == "fail"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "status": self.status, "policy": self.policy_name,
-                "policy_digest": self.policy_digest, "rules": [asdict(r) for r in self.results]}
+        return {
+            "model": self.model,
+            "status": self.status,
+            "policy": self.policy_name,
+            "policy_digest": self.policy_digest,
+            "rules": [asdict(r) for r in self.results],
+        }
 
     def to_json(self) -> str:
         """Strict JSON: an unmeasured value (NaN) is written as null."""
@@ -79,32 +84,82 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
     values = {**cmp.candidate, **extra}
     if rule.kind == "max_drop":
         if rule.metric not in cmp.baseline or rule.metric not in cmp.candidate:
-            return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(False, rule), float("nan"),
-                              rule.threshold, evidence=f"{rule.metric} was not measured")
+            return RuleResult(
+                rule.id,
+                rule.kind,
+                rule.metric,
+                rule.severity,
+                _outcome(False, rule),
+                float("nan"),
+                rule.threshold,
+                evidence=f"{rule.metric} was not measured",
+            )
         drop = cmp.drop(rule.metric)
         iv = cmp.intervals.get(rule.metric)
         judged = iv.high if iv is not None else drop
-        ev = (f"drop {drop:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), judged on upper bound"
-              if iv is not None else f"drop {drop:+.4f}")
-        return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(_le(judged, rule.threshold), rule),
-                          drop, rule.threshold, (iv.low, iv.high) if iv else None,
-                          f"{ev}; fp32 {cmp.baseline[rule.metric]:.4f} -> {cmp.candidate[rule.metric]:.4f}")
+        ev = (
+            f"drop {drop:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), judged on upper bound"
+            if iv is not None
+            else f"drop {drop:+.4f}"
+        )
+        return RuleResult(
+            rule.id,
+            rule.kind,
+            rule.metric,
+            rule.severity,
+            _outcome(_le(judged, rule.threshold), rule),
+            drop,
+            rule.threshold,
+            (iv.low, iv.high) if iv else None,
+            f"{ev}; fp32 {cmp.baseline[rule.metric]:.4f} -> {cmp.candidate[rule.metric]:.4f}",
+        )
     if rule.kind == "max_group_drop":
         if not cmp.groups:
-            return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(False, rule), float("nan"),
-                              rule.threshold, evidence="no groups were evaluated (no sensitive attributes?)")
+            return RuleResult(
+                rule.id,
+                rule.kind,
+                rule.metric,
+                rule.severity,
+                _outcome(False, rule),
+                float("nan"),
+                rule.threshold,
+                evidence="no groups were evaluated (no sensitive attributes?)",
+            )
         worst = max(cmp.groups, key=lambda g: g.drop)
-        return RuleResult(rule.id, rule.kind, rule.metric, rule.severity,
-                          _outcome(_le(worst.drop, rule.threshold), rule), worst.drop, rule.threshold,
-                          evidence=f"largest group drop {worst.attribute}={worst.group} (n={worst.n}): "
-                                   f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}")
+        return RuleResult(
+            rule.id,
+            rule.kind,
+            rule.metric,
+            rule.severity,
+            _outcome(_le(worst.drop, rule.threshold), rule),
+            worst.drop,
+            rule.threshold,
+            evidence=f"largest group drop {worst.attribute}={worst.group} (n={worst.n}): "
+            f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}",
+        )
     if rule.metric not in values:
-        return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(False, rule), float("nan"),
-                          rule.threshold, evidence=f"{rule.metric} was not measured")
+        return RuleResult(
+            rule.id,
+            rule.kind,
+            rule.metric,
+            rule.severity,
+            _outcome(False, rule),
+            float("nan"),
+            rule.threshold,
+            evidence=f"{rule.metric} was not measured",
+        )
     v = float(values[rule.metric])
     ok = _le(rule.threshold, v) if rule.kind == "min" else _le(v, rule.threshold)
-    return RuleResult(rule.id, rule.kind, rule.metric, rule.severity, _outcome(ok, rule), v, rule.threshold,
-                      evidence=f"{rule.metric} = {v:.4f}")
+    return RuleResult(
+        rule.id,
+        rule.kind,
+        rule.metric,
+        rule.severity,
+        _outcome(ok, rule),
+        v,
+        rule.threshold,
+        evidence=f"{rule.metric} = {v:.4f}",
+    )
 
 
 def gate_candidate(model: str, policy: Policy, cmp: Comparison, extra: dict[str, float] | None = None) -> Verdict:

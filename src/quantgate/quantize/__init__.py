@@ -11,6 +11,11 @@ from quantgate.quantize.recipes import (
 )
 
 __all__ = [
-    "QuantizationResult", "Recipe", "apply_recipe", "get_recipe", "list_recipes",
-    "recipe_from_dict", "recipe_to_dict",
+    "QuantizationResult",
+    "Recipe",
+    "apply_recipe",
+    "get_recipe",
+    "list_recipes",
+    "recipe_from_dict",
+    "recipe_to_dict",
 ]

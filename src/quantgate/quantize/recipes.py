@@ -133,8 +133,11 @@ def _int8_weight_only(module: nn.Module, recipe: Int8WeightOnlyRecipe) -> Quanti
     linears = _linear_names(q)
     targets = {n for n in linears if not _excluded(n, recipe.exclude)}
     quantize_(q, Int8WeightOnlyConfig(), filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in targets)
-    done = [n for n, m in q.named_modules() if isinstance(m, nn.Linear) and type(m.weight).__name__ != "Parameter"
-            and type(m.weight).__name__ != "Tensor"]
+    done = [
+        n
+        for n, m in q.named_modules()
+        if isinstance(m, nn.Linear) and type(m.weight).__name__ != "Parameter" and type(m.weight).__name__ != "Tensor"
+    ]
     return QuantizationResult(q, recipe, done, [n for n in linears if n not in done])
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 SUFFIX = "-quantized"
-TAG_SOURCE = "quantgate.source"          # "<source>/<version>"
-TAG_RECIPE = "quantgate.recipe"          # recipe label
+TAG_SOURCE = "quantgate.source"  # "<source>/<version>"
+TAG_RECIPE = "quantgate.recipe"  # recipe label
 TAG_RECIPE_DIGEST = "quantgate.recipe_digest"
-TAG_VERDICT = "quantgate.verdict"        # pass | fail
-TAG_APPROVAL = "quantgate.approval"      # pending | approved | rejected
+TAG_VERDICT = "quantgate.verdict"  # pass | fail
+TAG_APPROVAL = "quantgate.approval"  # pending | approved | rejected
 TAG_POLICY_DIGEST = "quantgate.policy_digest"
 TAG_PROMOTED_AT = "quantgate.promoted_at"
 TAG_PREVIOUS_CHAMPION = "quantgate.previous_champion"

@@ -7,7 +7,7 @@ a crash never leaves a half-registered version or a moved alias.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import RegistryError, UnsupportedModel
@@ -74,8 +74,10 @@ def resolve_version(ref: str, settings: Settings | None = None) -> ModelVersion:
     name, version, alias = c.parse_model_ref(ref)
     if not _exists(cl, name):
         known = sorted(m.name for m in cl.search_registered_models(max_results=200))
-        raise RegistryError(f"no registered model named '{name}'",
-                            f"registered: {', '.join(known) or 'none (run `quantgate demo` or register one)'}")
+        raise RegistryError(
+            f"no registered model named '{name}'",
+            f"registered: {', '.join(known) or 'none (run `quantgate demo` or register one)'}",
+        )
     try:
         if alias:
             return cl.get_model_version_by_alias(name, alias)
@@ -86,8 +88,9 @@ def resolve_version(ref: str, settings: Settings | None = None) -> ModelVersion:
     except MlflowException:
         what = f"alias '{alias}'" if alias else f"version {version}"
         versions = sorted(int(v.version) for v in cl.search_model_versions(f"name='{name}'"))
-        raise RegistryError(f"model '{name}' has no {what}",
-                            f"versions: {', '.join(map(str, versions)) or 'none'}") from None
+        raise RegistryError(
+            f"model '{name}' has no {what}", f"versions: {', '.join(map(str, versions)) or 'none'}"
+        ) from None
     versions = cl.search_model_versions(f"name='{name}'")
     if not versions:
         raise RegistryError(f"model '{name}' has no versions")
@@ -132,8 +135,16 @@ def _signature_columns(uri: str) -> list[str]:
     return list(sig.inputs.input_names())
 
 
-def register_candidate(*, model_uri: str, source: ModelVersion, run_id: str, tags: dict[str, str],
-                       description: str, passed: bool, settings: Settings | None = None) -> ModelVersion:
+def register_candidate(
+    *,
+    model_uri: str,
+    source: ModelVersion,
+    run_id: str,
+    tags: dict[str, str],
+    description: str,
+    passed: bool,
+    settings: Settings | None = None,
+) -> ModelVersion:
     """Register under ``<source>-quantized``; alias ``candidate`` only if the gate passed.
 
     All or nothing: if tagging or aliasing fails, the new version is deleted and the previous
@@ -143,8 +154,11 @@ def register_candidate(*, model_uri: str, source: ModelVersion, run_id: str, tag
     name = c.quantized_name(source.name)
     created_model = False
     if not _exists(cl, name):
-        cl.create_registered_model(name, tags={"quantgate.source_model": source.name},
-                                   description=f"Governed quantized versions of `{source.name}` (quantgate).")
+        cl.create_registered_model(
+            name,
+            tags={"quantgate.source_model": source.name},
+            description=f"Governed quantized versions of `{source.name}` (quantgate).",
+        )
         created_model = True
     previous = _alias_version(cl, name, c.ALIAS_CANDIDATE)
     mv = None
@@ -184,8 +198,9 @@ def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def promote(source: str, version: str | None = None, *, settings: Settings | None = None,
-            verify: Any = None) -> tuple[ModelVersion, str | None]:
+def promote(
+    source: str, version: str | None = None, *, settings: Settings | None = None, verify: Any = None
+) -> tuple[ModelVersion, str | None]:
     """Move ``champion`` to an approved, passing version; refuse anything else.
 
     ``verify`` (optional callable taking the ModelVersion) runs last and may raise to refuse.
@@ -194,13 +209,17 @@ def promote(source: str, version: str | None = None, *, settings: Settings | Non
     cl = client(settings)
     name = source if source.endswith(c.SUFFIX) else c.quantized_name(source)
     if not _exists(cl, name):
-        raise RegistryError(f"'{source}' has no quantized versions ({name} is not registered)",
-                            f"run: quantgate quantize --model {source}")
+        raise RegistryError(
+            f"'{source}' has no quantized versions ({name} is not registered)",
+            f"run: quantgate quantize --model {source}",
+        )
     if version is None:
         target = _alias_version(cl, name, c.ALIAS_CANDIDATE)
         if target is None:
-            raise RegistryError(f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
-                                "quantize again with another recipe or policy")
+            raise RegistryError(
+                f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
+                "quantize again with another recipe or policy",
+            )
         version = target
     mv = resolve_version(f"{name}/{version}", settings)
     verdict = mv.tags.get(c.TAG_VERDICT)
@@ -219,7 +238,7 @@ def promote(source: str, version: str | None = None, *, settings: Settings | Non
         return mv, previous
     cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, mv.version)
     try:
-        cl.set_model_version_tag(name, mv.version, c.TAG_PROMOTED_AT, datetime.now(timezone.utc).isoformat())
+        cl.set_model_version_tag(name, mv.version, c.TAG_PROMOTED_AT, datetime.now(UTC).isoformat())
         if previous is not None:
             cl.set_model_version_tag(name, mv.version, c.TAG_PREVIOUS_CHAMPION, previous)
     except BaseException:
@@ -240,6 +259,14 @@ def registry_snapshot(settings: Settings | None = None) -> list[dict[str, Any]]:
         for alias, ver in (rm.aliases or {}).items():
             aliases.setdefault(str(ver), []).append(alias)
         for mv in cl.search_model_versions(f"name='{rm.name}'"):
-            rows.append({"name": rm.name, "version": int(mv.version), "aliases": sorted(aliases.get(mv.version, [])),
-                         "tags": dict(mv.tags), "run_id": mv.run_id, "source": mv.source})
+            rows.append(
+                {
+                    "name": rm.name,
+                    "version": int(mv.version),
+                    "aliases": sorted(aliases.get(mv.version, [])),
+                    "tags": dict(mv.tags),
+                    "run_id": mv.run_id,
+                    "source": mv.source,
+                }
+            )
     return sorted(rows, key=lambda r: (r["name"], r["version"]))

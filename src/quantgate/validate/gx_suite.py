@@ -53,19 +53,46 @@ log = logging.getLogger(__name__)
 
 #: dtype names GX's type-list check accepts as numeric (numpy and pandas nullable)
 NUMERIC_TYPE_LIST = [
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64",
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype",
-    "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype", "Float32Dtype", "Float64Dtype",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "UInt8Dtype",
+    "UInt16Dtype",
+    "UInt32Dtype",
+    "UInt64Dtype",
+    "Float32Dtype",
+    "Float64Dtype",
 ]
 
 # order of checks within a column in the report
 _KIND_RANK = {
-    "row_count": 0, "columns": 1, "unique_columns": 2, "type": 3, "not_null": 4, "finite": 5,
-    "range": 6, "in_set": 7, "length": 8,
+    "row_count": 0,
+    "columns": 1,
+    "unique_columns": 2,
+    "type": 3,
+    "not_null": 4,
+    "finite": 5,
+    "range": 6,
+    "in_set": 7,
+    "length": 8,
 }
 _META_NAME, _META_KIND, _META_EXPECTED, _META_COLUMN = (
-    "quantgate_check", "quantgate_kind", "quantgate_expected", "quantgate_column",
+    "quantgate_check",
+    "quantgate_kind",
+    "quantgate_expected",
+    "quantgate_column",
 )
 
 
@@ -148,51 +175,73 @@ def _column_expectations(
     out: list[Expectation] = []
     col = c.name
     if c.kind == "numeric":
-        out.append(E.ExpectColumnValuesToBeInTypeList(
-            column=col, type_list=NUMERIC_TYPE_LIST,
-            meta=_meta(f"{col}: numeric type", "type", f"a numeric dtype (reference {c.dtype})", col),
-        ))
+        out.append(
+            E.ExpectColumnValuesToBeInTypeList(
+                column=col,
+                type_list=NUMERIC_TYPE_LIST,
+                meta=_meta(f"{col}: numeric type", "type", f"a numeric dtype (reference {c.dtype})", col),
+            )
+        )
     if c.null_fraction == 0.0:
-        out.append(E.ExpectColumnValuesToNotBeNull(
-            column=col, meta=_meta(f"{col}: no nulls", "not_null", "no nulls (none in reference)", col),
-        ))
+        out.append(
+            E.ExpectColumnValuesToNotBeNull(
+                column=col,
+                meta=_meta(f"{col}: no nulls", "not_null", "no nulls (none in reference)", col),
+            )
+        )
     if c.kind == "numeric" and c.min is not None and c.max is not None:
         span = c.max - c.min
         if span == 0.0:
             span = max(abs(c.min), 1.0)
         lo, hi = c.min - range_tolerance * span, c.max + range_tolerance * span
-        out.append(E.ExpectColumnValuesToBeBetween(
-            column=col, min_value=lo, max_value=hi,
-            meta=_meta(
-                f"{col}: within range", "range",
-                f"values in [{_fmt(lo)}, {_fmt(hi)}] (reference [{_fmt(c.min)}, {_fmt(c.max)}]"
-                f" +/- {range_tolerance:.0%} of span)", col,
-            ),
-        ))
+        out.append(
+            E.ExpectColumnValuesToBeBetween(
+                column=col,
+                min_value=lo,
+                max_value=hi,
+                meta=_meta(
+                    f"{col}: within range",
+                    "range",
+                    f"values in [{_fmt(lo)}, {_fmt(hi)}] (reference [{_fmt(c.min)}, {_fmt(c.max)}]"
+                    f" +/- {range_tolerance:.0%} of span)",
+                    col,
+                ),
+            )
+        )
     if c.kind in ("categorical", "boolean") and c.values is not None:
         strict = c.kind == "boolean" or col == label
         values: list[Any] = [False, True] if c.kind == "boolean" else list(c.values)
         mostly = 1.0 if strict else 1.0 - max_unseen_share
         what = "classes" if col == label else "values"
         expected = (
-            f"all values among the {len(values)} reference {what}" if strict
+            f"all values among the {len(values)} reference {what}"
+            if strict
             else f">= {mostly:.2%} of values among the {len(values)} reference {what}"
         )
-        out.append(E.ExpectColumnValuesToBeInSet(
-            column=col, value_set=values, mostly=mostly,
-            meta=_meta(f"{col}: values in set", "in_set", expected, col),
-        ))
+        out.append(
+            E.ExpectColumnValuesToBeInSet(
+                column=col,
+                value_set=values,
+                mostly=mostly,
+                meta=_meta(f"{col}: values in set", "in_set", expected, col),
+            )
+        )
     if c.kind == "text" and c.max_length is not None:
         lo_len = max(1, c.min_length or 0)
         hi_len = max(2 * c.max_length, lo_len)
-        out.append(E.ExpectColumnValueLengthsToBeBetween(
-            column=col, min_value=lo_len, max_value=hi_len,
-            meta=_meta(
-                f"{col}: length", "length",
-                f"length in [{lo_len}, {hi_len}] characters (reference "
-                f"[{c.min_length}, {c.max_length}])", col,
-            ),
-        ))
+        out.append(
+            E.ExpectColumnValueLengthsToBeBetween(
+                column=col,
+                min_value=lo_len,
+                max_value=hi_len,
+                meta=_meta(
+                    f"{col}: length",
+                    "length",
+                    f"length in [{lo_len}, {hi_len}] characters (reference [{c.min_length}, {c.max_length}])",
+                    col,
+                ),
+            )
+        )
     return out
 
 
@@ -208,15 +257,18 @@ def _expectations(
     E = _gx().expectations
     out: list[Expectation] = [
         E.ExpectTableRowCountToBeBetween(
-            min_value=min_rows, max_value=None,
+            min_value=min_rows,
+            max_value=None,
             meta=_meta("row count", "row_count", f">= {min_rows} rows", None),
         ),
         E.ExpectTableColumnsToMatchSet(
-            column_set=profile.column_names, exact_match=True,
+            column_set=profile.column_names,
+            exact_match=True,
             meta=_meta(
-                "columns match", "columns",
-                f"exactly the {len(profile.columns)} reference columns: "
-                + _clip(", ".join(profile.column_names), 300), None,
+                "columns match",
+                "columns",
+                f"exactly the {len(profile.columns)} reference columns: " + _clip(", ".join(profile.column_names), 300),
+                None,
             ),
         ),
     ]
@@ -238,7 +290,9 @@ def build_suite(
     return gx_mod.ExpectationSuite(
         name=name,
         expectations=_expectations(
-            profile, range_tolerance=range_tolerance, max_unseen_share=max_unseen_share,
+            profile,
+            range_tolerance=range_tolerance,
+            max_unseen_share=max_unseen_share,
             min_rows=min_rows,
         ),
     )
@@ -298,7 +352,9 @@ def _observed(kind: str, r: ExpectationValidationResult) -> str:
         return f"{bad} nulls in {n} rows"
     pct = f" ({100.0 * bad / nonnull:.2f}%)" if nonnull and bad else ""
     what = {
-        "type": "non-numeric", "range": "outside the range", "in_set": "unseen",
+        "type": "non-numeric",
+        "range": "outside the range",
+        "in_set": "unseen",
         "length": "with length out of range",
     }.get(kind, "unexpected")
     return f"{bad} of {nonnull} non-null values {what}{pct}{_examples(res) if bad else ''}"
@@ -337,7 +393,8 @@ def _finite_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
         n_nan, n_inf = int(nan_mask.sum()), int(np.isinf(arr).sum())
     nan_ok = c.null_fraction > 0.0
     return CheckResult(
-        name=f"{c.name}: finite", column=c.name,
+        name=f"{c.name}: finite",
+        column=c.name,
         passed=n_inf == 0 and (nan_ok or n_nan == 0),
         observed=f"{n_nan} NaN, {n_inf} +/-inf",
         expected="no +/-inf (NaN allowed: reference has nulls)" if nan_ok else "no NaN or +/-inf",
@@ -347,8 +404,11 @@ def _finite_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
 def _string_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
     inferred = pd.api.types.infer_dtype(s, skipna=True)
     return CheckResult(
-        name=f"{c.name}: string values", column=c.name, passed=inferred in ("string", "empty"),
-        observed=f"{inferred} values (dtype {s.dtype})", expected="strings",
+        name=f"{c.name}: string values",
+        column=c.name,
+        passed=inferred in ("string", "empty"),
+        observed=f"{inferred} values (dtype {s.dtype})",
+        expected="strings",
     )
 
 
@@ -360,9 +420,7 @@ def _applicable(e: Expectation, frame: pd.DataFrame, skip: set[tuple[str, str]])
     return col in frame.columns and (col, kind) not in skip
 
 
-def _run_gx(
-    frame: pd.DataFrame, expectations: list[Expectation], suite_name: str
-) -> ExpectationSuiteValidationResult:
+def _run_gx(frame: pd.DataFrame, expectations: list[Expectation], suite_name: str) -> ExpectationSuiteValidationResult:
     gx_mod = _gx()
     ctx = gx_mod.get_context(mode="ephemeral")
     try:
@@ -377,9 +435,7 @@ def _run_gx(
         .add_batch_definition_whole_dataframe("whole_frame")
     )
     suite = ctx.suites.add(gx_mod.ExpectationSuite(name=suite_name, expectations=expectations))
-    vd = ctx.validation_definitions.add(
-        gx_mod.ValidationDefinition(name=suite_name, data=batch_def, suite=suite)
-    )
+    vd = ctx.validation_definitions.add(gx_mod.ValidationDefinition(name=suite_name, data=batch_def, suite=suite))
     return vd.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
 
 
@@ -397,7 +453,9 @@ def validate_frame(
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame to validate, got {type(df).__name__}")
     expectations = _expectations(
-        profile, range_tolerance=range_tolerance, max_unseen_share=max_unseen_share,
+        profile,
+        range_tolerance=range_tolerance,
+        max_unseen_share=max_unseen_share,
         min_rows=min_rows,
     )
     order = {name: i for i, name in enumerate(profile.column_names)}
@@ -409,10 +467,17 @@ def validate_frame(
     dup = frame.columns.duplicated()
     if dup.any():
         names = sorted(set(frame.columns[dup]))
-        extra.append(((-1, _KIND_RANK["unique_columns"]), CheckResult(
-            name="unique column names", passed=False, observed="duplicated: " + ", ".join(names),
-            expected="each column once",
-        )))
+        extra.append(
+            (
+                (-1, _KIND_RANK["unique_columns"]),
+                CheckResult(
+                    name="unique column names",
+                    passed=False,
+                    observed="duplicated: " + ", ".join(names),
+                    expected="each column once",
+                ),
+            )
+        )
         frame = frame.loc[:, ~dup]
 
     skip: set[tuple[str, str]] = set()
@@ -442,7 +507,9 @@ def validate_frame(
     ranked.sort(key=lambda t: t[0])
     checks = [c for _, c in ranked]
     report = ValidationReport(
-        passed=all(c.passed for c in checks), suite_name=suite_name, row_count=len(df),
+        passed=all(c.passed for c in checks),
+        suite_name=suite_name,
+        row_count=len(df),
         checks=checks,
     )
     if render_html:
@@ -498,7 +565,7 @@ def _inject_after_body(page: str, fragment: str) -> str:
     end = page.find(">", start) if start >= 0 else -1
     if end < 0:
         return fragment + page
-    return page[: end + 1] + fragment + page[end + 1:]
+    return page[: end + 1] + fragment + page[end + 1 :]
 
 
 def _renderable(v: Any) -> Any:

@@ -159,7 +159,8 @@ def _profile_column(name: str, s: pd.Series, *, is_label: bool, is_text: bool) -
         return ColumnProfile(kind="numeric", min=lo, max=hi, **base)
 
     if isinstance(s.dtype, pd.CategoricalDtype) or (
-        n_unique <= MAX_CATEGORIES and not pd.api.types.is_datetime64_any_dtype(s.dtype)
+        n_unique <= MAX_CATEGORIES
+        and not pd.api.types.is_datetime64_any_dtype(s.dtype)
         and inferred not in ("datetime", "datetime64", "date", "timedelta", "timedelta64", "period")
     ):
         return ColumnProfile(kind="categorical", values=_value_set(s), **base)
@@ -174,9 +175,7 @@ def _profile_column(name: str, s: pd.Series, *, is_label: bool, is_text: bool) -
     )
 
 
-def profile_frame(
-    df: pd.DataFrame, label: str | None, text_columns: Sequence[str] | Iterable[str] = ()
-) -> DataProfile:
+def profile_frame(df: pd.DataFrame, label: str | None, text_columns: Sequence[str] | Iterable[str] = ()) -> DataProfile:
     """Profile reference (training) data so later data can be checked against it."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame to profile, got {type(df).__name__}")
@@ -184,9 +183,7 @@ def profile_frame(
         raise DataError("cannot profile an empty frame", "pass the training data, not a header")
     bad = [c for c in df.columns if not isinstance(c, str)]
     if bad:
-        raise DataError(
-            f"column names must be strings, got {bad[:5]!r}", "rename the columns before profiling"
-        )
+        raise DataError(f"column names must be strings, got {bad[:5]!r}", "rename the columns before profiling")
     if df.columns.duplicated().any():
         dupes = sorted(set(df.columns[df.columns.duplicated()]))
         raise DataError(f"duplicate column names: {', '.join(dupes)}", "make column names unique")
@@ -197,8 +194,5 @@ def profile_frame(
             f"column(s) not in the data: {', '.join(missing)}",
             f"available: {', '.join(map(str, df.columns))}",
         )
-    columns = [
-        _profile_column(str(c), df[c], is_label=(c == label), is_text=(c in text))
-        for c in df.columns
-    ]
+    columns = [_profile_column(str(c), df[c], is_label=(c == label), is_text=(c in text)) for c in df.columns]
     return DataProfile(row_count=len(df), label=label, columns=columns)
