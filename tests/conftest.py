@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import IMPOSSIBLE_POLICY, ROOT, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +78,6 @@ def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[st
     return quantize_model(demo_sources["adult-income"])
 
 
-IMPOSSIBLE_POLICY = (
-    "name: impossible-speed\nrules:\n  - id: speedup\n    kind: min\n    metric: speedup\n    threshold: 1000\n"
-)
-
-
 @pytest.fixture(scope="session")
 def adult_failed_result(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The same source quantized under a policy no candidate can meet (speedup >= 1000x)."""
@@ -94,7 +88,12 @@ def adult_failed_result(adult_result: dict[str, Any], tmp_path_factory: pytest.T
     return quantize_model("adult-income/1", policy=str(policy))
 
 
-def snapshot() -> list[dict[str, Any]]:
-    from quantgate.registry.mlflow_registry import registry_snapshot
-
-    return registry_snapshot()
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], str]:
+    """One `quantgate demo --small` in a fresh QUANTGATE_HOME: (home, the CLI's env, its stdout)."""
+    home = tmp_path_factory.mktemp("e2e-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
+    env |= {"QUANTGATE_HOME": str(home), "QUANTGATE_PROJECT_DIR": str(ROOT), "COLUMNS": "200"}
+    proc = run_cli(env, "demo", "--small")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return home, env, proc.stdout

@@ -24,6 +24,7 @@ from quantgate.settings import Settings, get_settings
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
+    from quantgate.evaluate.audit import FlipAudit
     from quantgate.evaluate.metrics import Comparison
     from quantgate.models.wrapped import WrappedModel
     from quantgate.policy import Policy, Verdict
@@ -57,6 +58,7 @@ class Evaluation:
     comparison: Comparison
     runtime: dict[str, float]
     sizes: dict[str, int]
+    audit: FlipAudit | None = None
 
 
 def discover_source(ref: str, settings: Settings | None = None) -> Source:
@@ -174,21 +176,41 @@ def quantize_candidate(model: WrappedModel, recipe: Recipe) -> tuple[WrappedMode
 def evaluate_candidate(
     cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel, data: Datasets
 ) -> Evaluation:
-    """fp32 and candidate on the same held-out rows; latency measured side by side."""
+    """fp32 and candidate on the same held-out rows: metrics with paired-bootstrap intervals,
+    per-group and intersectional accuracy, fairness gaps, the flip audit; latency side by side."""
     import torch
 
-    from quantgate.evaluate.metrics import compare
+    from quantgate.evaluate.audit import flip_audit
+    from quantgate.evaluate.metrics import compare_proba
     from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
 
     torch.set_num_threads(get_settings().torch_threads)
     ev = data.evaluation
-    y = ev[cfg.label].to_numpy()
-    classes = baseline.spec.get("classes", [0, 1])
-    base_pred = pd.Series(baseline.predict_proba(ev).argmax(1)).map(dict(enumerate(classes))).to_numpy()
-    cand_pred = pd.Series(candidate.predict_proba(ev).argmax(1)).map(dict(enumerate(classes))).to_numpy()
-    groups = ev[[g for g in cfg.group_columns if g in ev.columns]] if cfg.group_columns else None
+    classes = list(baseline.spec.get("classes", [0, 1]))
+    index = {c: i for i, c in enumerate(classes)}
+    y_series = ev[cfg.label].map(index)
+    if y_series.isna().any():
+        bad = sorted(set(ev[cfg.label][y_series.isna()].astype(str)))[:5]
+        raise DataError(
+            f"evaluation labels {bad} are not among the model's classes {classes}",
+            f"check label: {cfg.label} in registry/models/{cfg.name}.yaml",
+        )
+    y = y_series.to_numpy(dtype=int)
+    base_proba, cand_proba = baseline.predict_proba(ev), candidate.predict_proba(ev)
+    group_cols = [g for g in cfg.group_columns if g in ev.columns]
     b = policy.bootstrap
-    cmp = compare(y, base_pred, cand_pred, groups=groups, resamples=b.resamples, confidence=b.confidence, seed=b.seed)
+    cmp = compare_proba(
+        y,
+        base_proba,
+        cand_proba,
+        groups=ev[group_cols] if group_cols else None,
+        sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
+        resamples=b.resamples,
+        confidence=b.confidence,
+        seed=b.seed,
+    )
+    audit_cols = list(dict.fromkeys([*candidate.input_columns, *group_cols]))
+    audit = flip_audit(ev[audit_cols], y, base_proba, cand_proba, group_columns=group_cols, seed=b.seed)
     runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         base_arts = baseline.save(Path(tmp) / "base")
@@ -197,13 +219,17 @@ def evaluate_candidate(
             "baseline_bytes": artifact_size(Path(base_arts["module"])),
             "candidate_bytes": artifact_size(Path(cand_arts["module"])),
         }
-    return Evaluation(cmp, runtime, sizes)
+    return Evaluation(cmp, runtime, sizes, audit)
 
 
 def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
     from quantgate.policy import gate_candidate
 
-    extra = {"speedup": ev.runtime["speedup"], "size_ratio": ev.sizes["candidate_bytes"] / ev.sizes["baseline_bytes"]}
+    extra = {
+        "speedup": ev.runtime["speedup"],
+        "size_ratio": ev.sizes["candidate_bytes"] / ev.sizes["baseline_bytes"],
+        "max_flip_ratio": ev.audit.max_ratio if ev.audit is not None else float("nan"),
+    }
     return gate_candidate(cfg.name, policy, ev.comparison, extra)
 
 
@@ -245,8 +271,10 @@ def card_context(
             "candidate": cmp.candidate,
             "accuracy_drop": cmp.intervals["accuracy"].__dict__,
             "flip_rate": cmp.flip_rate,
+            "intervals": {k: v.__dict__ for k, v in cmp.intervals.items() if not k.startswith("group:")},
         },
-        "groups": [{**g.__dict__, "drop": g.drop} for g in cmp.groups],
+        "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
+        "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
         "runtime": ev.runtime,
         "sizes": ev.sizes,
         "verdict": verdict.to_dict(),
@@ -259,6 +287,11 @@ def card_context(
         "policy": {"name": policy.name, "digest": policy.digest},
         "environment": {"python": platform.python_version(), **_versions()},
     }
+
+
+def _group_interval(cmp: Comparison, g: Any) -> dict[str, float] | None:
+    iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
+    return iv.__dict__ if iv is not None else None
 
 
 def _versions() -> dict[str, str]:
@@ -325,11 +358,17 @@ def record_candidate(
             **ev.runtime,
             **{k: float(v) for k, v in ev.sizes.items()},
         }
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        if ev.audit is not None:
+            metrics["max_flip_ratio"] = ev.audit.max_ratio
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN: not measured, not logged
         mlflow.log_text(verdict.to_json(), "verdict.json")
         mlflow.log_text(card_md, "model_card.md")
         mlflow.log_text(card_json(card_ctx), "model_card.json")
         mlflow.log_text(report.model_dump_json(indent=2), "validation/report.json")
+        if ev.audit is not None:
+            mlflow.log_text(json.dumps(ev.audit.to_dict(), indent=2, default=str), "flip_audit.json")
+            if ev.audit.sample:
+                mlflow.log_text(pd.DataFrame(ev.audit.sample).to_csv(index=False), "flip_audit_sample.csv")
         html = Path(tmp) / "calibration_validation.html"
         report.write_html(html)
         mlflow.log_artifact(str(html), "validation")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from e2e_support import ROOT
-from e2e_support import client as _client
-from e2e_support import run_cli as _run
+from helpers import ROOT
+from helpers import client as _client
+from helpers import run_cli as _run
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import ROOT
-from e2e_support import client as _client
-from e2e_support import run_cli as _run
+from helpers import ROOT
+from helpers import client as _client
+from helpers import run_cli as _run
 
 CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, snapshot
+from helpers import ROOT, snapshot
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import snapshot
+from helpers import snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT, snapshot
+from helpers import ROOT, snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -287,3 +287,33 @@ def test_verdict_json_round_trip() -> None:
     assert d["rules"][1]["outcome"] == "warn" and d["rules"][1]["observed"] == 1.25
     rebuilt = [RuleResult(**{**r, "interval": tuple(r["interval"]) if r["interval"] else None}) for r in d["rules"]]
     assert rebuilt == v.results
+
+
+def test_max_increase_and_judge_on_estimate() -> None:
+    from quantgate.evaluate.metrics import Comparison, Interval
+    from quantgate.policy.schema import parse_policy
+    from quantgate.policy.verdict import gate_candidate
+
+    cmp = Comparison(
+        n=100,
+        baseline={"accuracy": 0.9, "ece": 0.05},
+        candidate={"accuracy": 0.9, "ece": 0.06},
+        intervals={"ece": Interval(0.01, -0.005, 0.03, 0.95)},
+    )
+    text = (
+        "name: p\nrules:\n"
+        "  - {id: ece-ub, kind: max_increase, metric: ece, threshold: 0.02}\n"
+        "  - {id: ece-est, kind: max_increase, metric: ece, threshold: 0.02, judge_on: estimate}\n"
+    )
+    v = gate_candidate("m", parse_policy(text), cmp)
+    out = {r.rule_id: r.outcome for r in v.results}
+    assert out == {"ece-ub": "fail", "ece-est": "pass"}
+    assert v.results[0].observed == pytest.approx(0.01) and v.results[0].interval == (-0.005, 0.03)
+
+
+def test_increase_rule_needs_lower_is_better_metric() -> None:
+    from quantgate.errors import ConfigError
+    from quantgate.policy.schema import parse_policy
+
+    with pytest.raises(ConfigError, match="increase rule needs a lower-is-better metric"):
+        parse_policy("name: p\nrules:\n  - {id: a, kind: max_increase, metric: accuracy, threshold: 0.1}\n")

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quantgate.evaluate.catalog import HIGHER_IS_BETTER
+
 
 def _acc(y: np.ndarray, p: np.ndarray) -> float:
     return float((y == p).mean()) if len(y) else float("nan")
@@ -120,3 +122,229 @@ def compare(
     cand["flip_rate"] = flip
     interval = paired_bootstrap_drop(y, base_pred, cand_pred, resamples=resamples, confidence=confidence, seed=seed)
     return Comparison(len(y), base, cand, group_metrics, {"accuracy": interval}, flip)
+
+
+# --- probability-based evaluation (what the gate uses) -----------------------------------------
+
+#: metrics that get a paired-bootstrap interval on their baseline -> candidate change
+BOOTSTRAPPED = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "dp_difference",
+    "eo_difference",
+)
+
+
+def expected_calibration_error(y: np.ndarray, p1: np.ndarray, bins: int = 10) -> float:
+    """ECE of the positive-class probability over equal-width bins (binary)."""
+    if len(y) == 0:
+        return float("nan")
+    idx = np.minimum((p1 * bins).astype(int), bins - 1)
+    err = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            err += m.mean() * abs(float(y[m].mean()) - float(p1[m].mean()))
+    return float(err)
+
+
+def _roc_auc(y: np.ndarray, p1: np.ndarray) -> float:
+    """Mann-Whitney form of ROC-AUC (ties count half); NaN when one class is absent."""
+    pos, neg = y == 1, y == 0
+    n_pos, n_neg = int(pos.sum()), int(neg.sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(p1, kind="mergesort")
+    ranks = np.empty(len(p1), dtype=np.float64)
+    sorted_p = p1[order]
+    # average ranks for ties
+    _, inv, counts = np.unique(sorted_p, return_inverse=True, return_counts=True)
+    cum = np.cumsum(counts)
+    avg = cum - (counts - 1) / 2.0
+    ranks[order] = avg[inv]
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _fairness_gaps(y: np.ndarray, pred: np.ndarray, groups: np.ndarray | None) -> tuple[float, float]:
+    """Demographic parity difference and equalized odds difference (fairlearn's definitions:
+    max-min selection rate; max of the TPR and FPR max-min gaps)."""
+    if groups is None or len(y) == 0:
+        return float("nan"), float("nan")
+    sel, tpr, fpr = [], [], []
+    for g in np.unique(groups):
+        m = groups == g
+        sel.append(float(pred[m].mean()))
+        pos, neg = m & (y == 1), m & (y == 0)
+        if pos.any():
+            tpr.append(float(pred[pos].mean()))
+        if neg.any():
+            fpr.append(float(pred[neg].mean()))
+    dp = max(sel) - min(sel)
+    eo = max((max(tpr) - min(tpr)) if tpr else 0.0, (max(fpr) - min(fpr)) if fpr else 0.0)
+    return float(dp), float(eo)
+
+
+def proba_metrics(y: np.ndarray, proba: np.ndarray, *, groups: np.ndarray | None = None) -> dict[str, float]:
+    """Every overall metric of one model on labels ``y`` (binary: classes 0/1)."""
+    pred = proba.argmax(1)
+    out = classification_metrics(y, pred)
+    p1 = proba[:, -1].astype(np.float64)
+    eps = 1e-7
+    p_true = np.clip(proba[np.arange(len(y)), y.astype(int)], eps, 1.0) if len(y) else np.array([])
+    out["roc_auc"] = _roc_auc(y, p1)
+    out["log_loss"] = float(-np.log(p_true).mean()) if len(y) else float("nan")
+    out["brier"] = float(((p1 - (y == 1)) ** 2).mean()) if len(y) else float("nan")
+    out["ece"] = expected_calibration_error(y, p1)
+    out["dp_difference"], out["eo_difference"] = _fairness_gaps(y, pred, groups)
+    return out
+
+
+def _intersections(groups: pd.DataFrame, sensitive: list[str]) -> pd.DataFrame:
+    """Single attributes plus pairwise intersections of the sensitive ones (e.g. sex&race)."""
+    cols = {c: groups[c].astype(str) for c in groups.columns}
+    for i, a in enumerate(sensitive):
+        for b in sensitive[i + 1 :]:
+            cols[f"{a}&{b}"] = groups[a].astype(str) + "&" + groups[b].astype(str)
+    return pd.DataFrame(cols, index=groups.index)
+
+
+def compare_proba(
+    y: np.ndarray,
+    base_proba: np.ndarray,
+    cand_proba: np.ndarray,
+    *,
+    groups: pd.DataFrame | None = None,
+    sensitive: list[str] | None = None,
+    min_group_size: int = 30,
+    resamples: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Baseline vs candidate on the same rows, from class probabilities.
+
+    Overall metrics, fairness gaps over the first sensitive attribute's groups, per-group
+    accuracy for every attribute and pairwise intersection of sensitive attributes (groups of
+    at least ``min_group_size`` rows, through fairlearn's MetricFrame), and paired-bootstrap
+    intervals on the change of every metric in :data:`BOOTSTRAPPED` and of every group's accuracy.
+    """
+    y = np.asarray(y).astype(int)
+    sens = [s for s in (sensitive or []) if groups is not None and s in groups.columns]
+    fair_groups = groups[sens].astype(str).agg("|".join, axis=1).to_numpy() if sens and groups is not None else None
+    base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
+    cmp = compare(y, base_pred, cand_pred, groups=None, resamples=0)
+    cmp.baseline = proba_metrics(y, base_proba, groups=fair_groups)
+    cmp.candidate = proba_metrics(y, cand_proba, groups=fair_groups)
+    cmp.candidate["flip_rate"] = cmp.flip_rate
+    table = _intersections(groups, sens) if groups is not None and len(groups.columns) else None
+    if table is not None:
+        cmp.groups = _group_metrics(y, base_pred, cand_pred, table, min_group_size)
+        if cmp.groups:
+            cmp.baseline["worst_group_accuracy"] = min(g.baseline_accuracy for g in cmp.groups)
+            cmp.candidate["worst_group_accuracy"] = min(g.candidate_accuracy for g in cmp.groups)
+    cmp.intervals = _bootstrap_changes(
+        y,
+        base_proba,
+        cand_proba,
+        fair_groups,
+        cmp,
+        table,
+        min_group_size,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return cmp
+
+
+def _group_metrics(
+    y: np.ndarray, base_pred: np.ndarray, cand_pred: np.ndarray, table: pd.DataFrame, min_group_size: int
+) -> list[GroupMetric]:
+    from fairlearn.metrics import MetricFrame, count
+
+    out: list[GroupMetric] = []
+    for attr in table.columns:
+        feats = table[attr].to_numpy()
+        mf_b = MetricFrame(
+            metrics={"accuracy": _acc, "count": count}, y_true=y, y_pred=base_pred, sensitive_features=feats
+        )
+        mf_c = MetricFrame(metrics={"accuracy": _acc}, y_true=y, y_pred=cand_pred, sensitive_features=feats)
+        for g, row in mf_b.by_group.iterrows():
+            n = int(row["count"])
+            if n < min_group_size:
+                continue
+            out.append(
+                GroupMetric(str(attr), str(g), n, float(row["accuracy"]), float(mf_c.by_group.loc[g, "accuracy"]))
+            )
+    return out
+
+
+def _bootstrap_changes(
+    y: np.ndarray,
+    base_proba: np.ndarray,
+    cand_proba: np.ndarray,
+    fair_groups: np.ndarray | None,
+    cmp: Comparison,
+    table: pd.DataFrame | None,
+    min_group_size: int,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Interval]:
+    """Paired bootstrap: the same resampled rows for baseline and candidate.
+
+    For a higher-is-better metric the interval is on the *drop* (baseline - candidate); for a
+    lower-is-better one on the *increase* (candidate - baseline); so "worse" is always positive.
+    Group intervals are keyed ``group:<attribute>=<group>`` (accuracy drop).
+    """
+
+    def change(metric: str, b: float, c: float) -> float:
+        return b - c if metric in HIGHER_IS_BETTER else c - b
+
+    intervals: dict[str, Interval] = {}
+    point = {m: change(m, cmp.baseline[m], cmp.candidate[m]) for m in BOOTSTRAPPED}
+    if resamples <= 0 or len(y) == 0:
+        intervals = {m: Interval(v, v, v, confidence) for m, v in point.items()}
+    else:
+        rng = np.random.default_rng(seed)
+        draws: dict[str, list[float]] = {m: [] for m in BOOTSTRAPPED}
+        for _ in range(resamples):
+            idx = rng.integers(0, len(y), size=len(y))
+            fg = fair_groups[idx] if fair_groups is not None else None
+            mb = proba_metrics(y[idx], base_proba[idx], groups=fg)
+            mc = proba_metrics(y[idx], cand_proba[idx], groups=fg)
+            for m in BOOTSTRAPPED:
+                draws[m].append(change(m, mb[m], mc[m]))
+        alpha = (1 - confidence) / 2
+        for m in BOOTSTRAPPED:
+            arr = np.asarray(draws[m], dtype=np.float64)
+            arr = arr[~np.isnan(arr)]
+            lo, hi = (
+                (float(np.quantile(arr, alpha)), float(np.quantile(arr, 1 - alpha)))
+                if len(arr)
+                else (float("nan"), float("nan"))
+            )
+            intervals[m] = Interval(point[m], lo, hi, confidence)
+    if table is not None:
+        base_ok = (base_proba.argmax(1) == y).astype(np.float64)
+        cand_ok = (cand_proba.argmax(1) == y).astype(np.float64)
+        for g in cmp.groups:
+            mask = table[g.attribute].to_numpy() == g.group
+            diff = base_ok[mask] - cand_ok[mask]
+            key = f"group:{g.attribute}={g.group}"
+            if resamples <= 0:
+                intervals[key] = Interval(g.drop, g.drop, g.drop, confidence)
+                continue
+            rng = np.random.default_rng(seed)
+            idx = rng.integers(0, len(diff), size=(resamples, len(diff)))
+            drops = diff[idx].mean(axis=1)
+            alpha = (1 - confidence) / 2
+            intervals[key] = Interval(
+                g.drop, float(np.quantile(drops, alpha)), float(np.quantile(drops, 1 - alpha)), confidence
+            )
+    return intervals

@@ -15,22 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import ConfigError
+from quantgate.evaluate.catalog import HIGHER_IS_BETTER, KNOWN_METRICS, LOWER_IS_BETTER, RATES
 
-RuleKind = Literal["max_drop", "max_group_drop", "min", "max"]
+RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
 Severity = Literal["block", "warn"]
-
-#: metrics that the evaluator produces; a rule on anything else is a typo
-KNOWN_METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "f1",
-    "worst_group_accuracy",
-    "flip_rate",
-    "speedup",
-    "size_ratio",
-)
-#: for these, higher is better; for the others (flip_rate, size_ratio) lower is better
-HIGHER_IS_BETTER = {"accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "speedup"}
+JudgeOn = Literal["upper_bound", "estimate"]
 
 
 class _Strict(BaseModel):
@@ -40,10 +29,14 @@ class _Strict(BaseModel):
 class Rule(_Strict):
     """One gate rule.
 
-    - ``max_drop``: baseline - candidate ≤ threshold, judged on the upper confidence bound of
-      the drop (non-inferiority) when the evaluator gives an interval.
-    - ``max_group_drop``: the same, for every group of every sensitive attribute.
+    - ``max_drop``: baseline - candidate <= threshold, for a higher-is-better metric.
+    - ``max_increase``: candidate - baseline <= threshold, for a lower-is-better metric
+      (calibration error, log loss, fairness gaps).
+    - ``max_group_drop``: accuracy drop of every group (and intersection) <= threshold.
     - ``min`` / ``max``: the candidate's value against an absolute bound.
+
+    Relative rules are judged on the upper bound of the paired-bootstrap interval of the change
+    (non-inferiority) unless ``judge_on: estimate``.
     """
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
@@ -51,6 +44,7 @@ class Rule(_Strict):
     metric: str
     threshold: float
     severity: Severity = "block"
+    judge_on: JudgeOn = "upper_bound"
     description: str | None = None
 
     @model_validator(mode="after")
@@ -59,14 +53,13 @@ class Rule(_Strict):
             raise ValueError(f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}")
         if self.kind == "max_group_drop" and self.metric != "accuracy":
             raise ValueError(f"rule '{self.id}': max_group_drop is evaluated on per-group accuracy only")
-        if self.kind in ("max_drop", "max_group_drop"):
-            if self.threshold < 0:
-                raise ValueError(f"rule '{self.id}': threshold of a drop must be >= 0")
-            if self.metric not in HIGHER_IS_BETTER:
-                raise ValueError(f"rule '{self.id}': a drop rule needs a higher-is-better metric")
-        if self.metric in {"accuracy", "balanced_accuracy", "f1", "worst_group_accuracy", "flip_rate"} and not (
-            0.0 <= self.threshold <= 1.0
-        ):
+        if self.kind in ("max_drop", "max_group_drop", "max_increase") and self.threshold < 0:
+            raise ValueError(f"rule '{self.id}': threshold of a {self.kind} rule must be >= 0")
+        if self.kind in ("max_drop", "max_group_drop") and self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"rule '{self.id}': a drop rule needs a higher-is-better metric")
+        if self.kind == "max_increase" and self.metric not in LOWER_IS_BETTER:
+            raise ValueError(f"rule '{self.id}': an increase rule needs a lower-is-better metric")
+        if self.metric in RATES and not (0.0 <= self.threshold <= 1.0):
             raise ValueError(f"rule '{self.id}': threshold {self.threshold} is impossible for a rate (0..1)")
         return self
 
@@ -166,9 +159,11 @@ def explain(policy: Policy) -> list[str]:
     """Each rule in plain words."""
     lines = []
     for r in policy.rules:
+        on = "upper CI bound" if r.judge_on == "upper_bound" else "point estimate"
         what = {
-            "max_drop": f"{r.metric} may drop by at most {r.threshold:g} vs fp32 (upper CI bound)",
-            "max_group_drop": f"{r.metric} of every group may drop by at most {r.threshold:g} vs fp32",
+            "max_drop": f"{r.metric} may drop by at most {r.threshold:g} vs fp32 ({on})",
+            "max_increase": f"{r.metric} may rise by at most {r.threshold:g} vs fp32 ({on})",
+            "max_group_drop": f"{r.metric} of every group may drop by at most {r.threshold:g} vs fp32 ({on})",
             "min": f"{r.metric} must be at least {r.threshold:g}",
             "max": f"{r.metric} must be at most {r.threshold:g}",
         }[r.kind]

@@ -80,64 +80,51 @@ def _outcome(ok: bool, rule: Rule) -> Outcome:
     return "fail" if rule.severity == "block" else "warn"
 
 
-def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
-    values = {**cmp.candidate, **extra}
-    if rule.kind == "max_drop":
-        if rule.metric not in cmp.baseline or rule.metric not in cmp.candidate:
-            return RuleResult(
-                rule.id,
-                rule.kind,
-                rule.metric,
-                rule.severity,
-                _outcome(False, rule),
-                float("nan"),
-                rule.threshold,
-                evidence=f"{rule.metric} was not measured",
-            )
-        drop = cmp.drop(rule.metric)
-        iv = cmp.intervals.get(rule.metric)
-        judged = iv.high if iv is not None else drop
+def _missing(rule: Rule, what: str) -> RuleResult:
+    return RuleResult(
+        rule.id,
+        rule.kind,
+        rule.metric,
+        rule.severity,
+        _outcome(False, rule),
+        float("nan"),
+        rule.threshold,
+        evidence=f"{what} was not measured",
+    )
+
+
+def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
+    """max_drop / max_increase: the change that makes the candidate worse, positive = worse."""
+    m = rule.metric
+    if m not in cmp.baseline or m not in cmp.candidate or math.isnan(cmp.baseline[m]) or math.isnan(cmp.candidate[m]):
+        return _missing(rule, m)
+    change = cmp.baseline[m] - cmp.candidate[m] if rule.kind == "max_drop" else cmp.candidate[m] - cmp.baseline[m]
+    word = "drop" if rule.kind == "max_drop" else "increase"
+    iv = cmp.intervals.get(m)
+    use_bound = rule.judge_on == "upper_bound" and iv is not None and not math.isnan(iv.high)
+    judged = iv.high if use_bound and iv is not None else change
+    if iv is not None and not math.isnan(iv.high):
         ev = (
-            f"drop {drop:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), judged on upper bound"
-            if iv is not None
-            else f"drop {drop:+.4f}"
+            f"{word} {change:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), "
+            f"judged on {'upper bound' if use_bound else 'estimate'}"
         )
-        return RuleResult(
-            rule.id,
-            rule.kind,
-            rule.metric,
-            rule.severity,
-            _outcome(_le(judged, rule.threshold), rule),
-            drop,
-            rule.threshold,
-            (iv.low, iv.high) if iv else None,
-            f"{ev}; fp32 {cmp.baseline[rule.metric]:.4f} -> {cmp.candidate[rule.metric]:.4f}",
-        )
-    if rule.kind == "max_group_drop":
-        if not cmp.groups:
-            return RuleResult(
-                rule.id,
-                rule.kind,
-                rule.metric,
-                rule.severity,
-                _outcome(False, rule),
-                float("nan"),
-                rule.threshold,
-                evidence="no groups were evaluated (no sensitive attributes?)",
-            )
-        worst = max(cmp.groups, key=lambda g: g.drop)
-        return RuleResult(
-            rule.id,
-            rule.kind,
-            rule.metric,
-            rule.severity,
-            _outcome(_le(worst.drop, rule.threshold), rule),
-            worst.drop,
-            rule.threshold,
-            evidence=f"largest group drop {worst.attribute}={worst.group} (n={worst.n}): "
-            f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}",
-        )
-    if rule.metric not in values:
+    else:
+        ev = f"{word} {change:+.4f}"
+    return RuleResult(
+        rule.id,
+        rule.kind,
+        m,
+        rule.severity,
+        _outcome(_le(judged, rule.threshold), rule),
+        change,
+        rule.threshold,
+        (iv.low, iv.high) if iv is not None else None,
+        f"{ev}; fp32 {cmp.baseline[m]:.4f} -> {cmp.candidate[m]:.4f}",
+    )
+
+
+def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
+    if not cmp.groups:
         return RuleResult(
             rule.id,
             rule.kind,
@@ -146,8 +133,38 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
             _outcome(False, rule),
             float("nan"),
             rule.threshold,
-            evidence=f"{rule.metric} was not measured",
+            evidence="no groups were evaluated (no sensitive attributes?)",
         )
+
+    def judged(g: Any) -> float:
+        iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
+        return iv.high if (rule.judge_on == "upper_bound" and iv is not None) else g.drop
+
+    worst = max(cmp.groups, key=judged)
+    iv = cmp.intervals.get(f"group:{worst.attribute}={worst.group}")
+    ci = f" (CI {iv.low:+.4f}..{iv.high:+.4f})" if iv is not None else ""
+    return RuleResult(
+        rule.id,
+        rule.kind,
+        rule.metric,
+        rule.severity,
+        _outcome(_le(judged(worst), rule.threshold), rule),
+        worst.drop,
+        rule.threshold,
+        (iv.low, iv.high) if iv is not None else None,
+        evidence=f"worst group {worst.attribute}={worst.group} (n={worst.n}): "
+        f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}, drop {worst.drop:+.4f}{ci}",
+    )
+
+
+def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
+    if rule.kind in ("max_drop", "max_increase"):
+        return _judge_change(rule, cmp)
+    if rule.kind == "max_group_drop":
+        return _judge_groups(rule, cmp)
+    values = {**cmp.candidate, **extra}
+    if rule.metric not in values or math.isnan(float(values[rule.metric])):
+        return _missing(rule, rule.metric)
     v = float(values[rule.metric])
     ok = _le(rule.threshold, v) if rule.kind == "min" else _le(v, rule.threshold)
     return RuleResult(

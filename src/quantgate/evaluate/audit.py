@@ -1,0 +1,104 @@
+"""Flip audit (Compression-Identified Exemplars, Hooker et al. 2019/2020).
+
+Which examples changed prediction under quantization, and is any group over-represented among
+them relative to its share of the data? A group whose flip share is well above its base share
+is the one quantization hurts; the test is a one-sided binomial test of the group's count
+among the flips against its base rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class FlipGroup:
+    attribute: str
+    group: str
+    n: int
+    base_share: float
+    flip_share: float
+    flips: int
+    ratio: float
+    p_value: float
+    over_represented: bool
+
+
+@dataclass
+class FlipAudit:
+    n: int
+    n_flips: int
+    flip_rate: float
+    groups: list[FlipGroup] = field(default_factory=list)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def max_ratio(self) -> float:
+        flagged = [g.ratio for g in self.groups if g.flips > 0]
+        return max(flagged) if flagged else 0.0
+
+    @property
+    def over_represented(self) -> list[FlipGroup]:
+        return [g for g in self.groups if g.over_represented]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["max_ratio"] = self.max_ratio
+        return d
+
+
+def flip_audit(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    base_proba: np.ndarray,
+    cand_proba: np.ndarray,
+    *,
+    group_columns: list[str],
+    min_group_size: int = 30,
+    alpha: float = 0.05,
+    min_ratio: float = 1.5,
+    sample_size: int = 20,
+    seed: int = 0,
+) -> FlipAudit:
+    """Audit the flips; ``rows`` are the raw evaluation inputs (kept for the reviewer's sample)."""
+    from scipy.stats import binomtest
+
+    base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
+    flipped = base_pred != cand_pred
+    n, k = len(flipped), int(flipped.sum())
+    audit = FlipAudit(n, k, k / n if n else 0.0)
+    for attr in group_columns:
+        if attr not in rows.columns:
+            continue
+        values = rows[attr].astype(str).to_numpy()
+        for g in sorted(set(values)):
+            m = values == g
+            size = int(m.sum())
+            if size < min_group_size:
+                continue
+            base_share = size / n
+            gk = int((flipped & m).sum())
+            flip_share = gk / k if k else 0.0
+            ratio = flip_share / base_share if base_share else 0.0
+            p = float(binomtest(gk, k, base_share, alternative="greater").pvalue) if k else 1.0
+            audit.groups.append(
+                FlipGroup(
+                    attr, g, size, base_share, flip_share, gk, ratio, p, bool(k and ratio >= min_ratio and p < alpha)
+                )
+            )
+    if k:
+        rng = np.random.default_rng(seed)
+        idx = np.flatnonzero(flipped)
+        pick = np.sort(rng.choice(idx, size=min(sample_size, k), replace=False))
+        sample = rows.iloc[pick].copy()
+        sample["label"] = y[pick]
+        sample["fp32_prediction"] = base_pred[pick]
+        sample["fp32_probability"] = base_proba[pick, -1].round(4)
+        sample["quantized_prediction"] = cand_pred[pick]
+        sample["quantized_probability"] = cand_proba[pick, -1].round(4)
+        audit.sample = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")
+    return audit
