@@ -214,7 +214,7 @@ def _verdict_table(r: dict[str, Any]) -> None:
     for col in ("rule", "severity", "observed", "bound", "outcome", "evidence"):
         t.add_column(col, overflow="fold")
     for rule in r["verdict_rules"]:
-        color = {"pass": "green", "warn": "yellow", "fail": "red"}[rule["outcome"]]
+        color = {"pass": "green", "warn": "yellow", "fail": "red", "n/a": "dim"}[rule["outcome"]]
         t.add_row(
             rule["rule_id"],
             rule["severity"],

@@ -205,12 +205,16 @@ def evaluate_candidate(
         cand_proba,
         groups=ev[group_cols] if group_cols else None,
         sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
+        min_group_size=policy.min_group_size,
         resamples=b.resamples,
         confidence=b.confidence,
         seed=b.seed,
     )
     audit_cols = list(dict.fromkeys([*candidate.input_columns, *group_cols]))
-    audit = flip_audit(ev[audit_cols], y, base_proba, cand_proba, group_columns=group_cols, seed=b.seed)
+    audit = flip_audit(
+        ev[audit_cols], y, base_proba, cand_proba, group_columns=group_cols, min_group_size=policy.min_group_size,
+        seed=b.seed,
+    )
     runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
     with tempfile.TemporaryDirectory() as tmp:
         base_arts = baseline.save(Path(tmp) / "base")

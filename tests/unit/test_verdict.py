@@ -317,3 +317,17 @@ def test_increase_rule_needs_lower_is_better_metric() -> None:
 
     with pytest.raises(ConfigError, match="increase rule needs a lower-is-better metric"):
         parse_policy("name: p\nrules:\n  - {id: a, kind: max_increase, metric: accuracy, threshold: 0.1}\n")
+
+
+def test_fairness_gap_rule_is_not_applicable_without_sensitive_attributes() -> None:
+    from quantgate.evaluate.metrics import Comparison
+    from quantgate.policy.schema import parse_policy
+    from quantgate.policy.verdict import gate_candidate
+
+    nan = float("nan")
+    cmp = Comparison(n=10, baseline={"dp_difference": nan}, candidate={"dp_difference": nan})
+    pol = parse_policy("name: p\nrules:\n  - {id: dp, kind: max_increase, metric: dp_difference, threshold: 0.02}\n")
+    v = gate_candidate("m", pol, cmp)
+    assert v.results[0].outcome == "n/a" and v.passed
+    cmp.sensitive = ["sex"]  # declared but unmeasurable: a blocking rule must fail, not pass silently
+    assert gate_candidate("m", pol, cmp).results[0].outcome == "fail"

@@ -33,13 +33,16 @@ class FlipAudit:
     n: int
     n_flips: int
     flip_rate: float
+    alpha: float = 0.05
     groups: list[FlipGroup] = field(default_factory=list)
     sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def max_ratio(self) -> float:
-        flagged = [g.ratio for g in self.groups if g.flips > 0]
-        return max(flagged) if flagged else 0.0
+        """Largest flip-share / base-share ratio among groups whose excess is significant
+        (binomial test); 1.0 when no group is: a handful of flips proves nothing."""
+        significant = [g.ratio for g in self.groups if g.p_value < self.alpha]
+        return max(significant) if significant else 1.0
 
     @property
     def over_represented(self) -> list[FlipGroup]:
@@ -70,7 +73,7 @@ def flip_audit(
     base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
     flipped = base_pred != cand_pred
     n, k = len(flipped), int(flipped.sum())
-    audit = FlipAudit(n, k, k / n if n else 0.0)
+    audit = FlipAudit(n, k, k / n if n else 0.0, alpha)
     for attr in group_columns:
         if attr not in rows.columns:
             continue

@@ -58,6 +58,7 @@ class Comparison:
     groups: list[GroupMetric] = field(default_factory=list)
     intervals: dict[str, Interval] = field(default_factory=dict)
     flip_rate: float = 0.0
+    sensitive: list[str] = field(default_factory=list)
 
     def drop(self, metric: str) -> float:
         return self.baseline[metric] - self.candidate[metric]
@@ -170,26 +171,36 @@ def _roc_auc(y: np.ndarray, p1: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def _fairness_gaps(y: np.ndarray, pred: np.ndarray, groups: np.ndarray | None) -> tuple[float, float]:
-    """Demographic parity difference and equalized odds difference (fairlearn's definitions:
-    max-min selection rate; max of the TPR and FPR max-min gaps)."""
-    if groups is None or len(y) == 0:
+def _fairness_gaps(
+    y: np.ndarray, pred: np.ndarray, sensitive: dict[str, np.ndarray] | None, min_group_size: int = 30
+) -> tuple[float, float]:
+    """Demographic parity difference and equalized odds difference, fairlearn's definitions
+    (max-min selection rate; max of the TPR and FPR max-min gaps), per sensitive attribute over
+    its groups of at least ``min_group_size`` rows; the largest gap over attributes is reported."""
+    if not sensitive or len(y) == 0:
         return float("nan"), float("nan")
-    sel, tpr, fpr = [], [], []
-    for g in np.unique(groups):
-        m = groups == g
-        sel.append(float(pred[m].mean()))
-        pos, neg = m & (y == 1), m & (y == 0)
-        if pos.any():
-            tpr.append(float(pred[pos].mean()))
-        if neg.any():
-            fpr.append(float(pred[neg].mean()))
-    dp = max(sel) - min(sel)
-    eo = max((max(tpr) - min(tpr)) if tpr else 0.0, (max(fpr) - min(fpr)) if fpr else 0.0)
-    return float(dp), float(eo)
+    dps, eos = [], []
+    for values in sensitive.values():
+        sel, tpr, fpr = [], [], []
+        for g in np.unique(values):
+            m = values == g
+            if m.sum() < min_group_size:
+                continue
+            sel.append(float(pred[m].mean()))
+            pos, neg = m & (y == 1), m & (y == 0)
+            if pos.any():
+                tpr.append(float(pred[pos].mean()))
+            if neg.any():
+                fpr.append(float(pred[neg].mean()))
+        if len(sel) >= 2:
+            dps.append(max(sel) - min(sel))
+            eos.append(max((max(tpr) - min(tpr)) if tpr else 0.0, (max(fpr) - min(fpr)) if fpr else 0.0))
+    return (float(max(dps)), float(max(eos))) if dps else (float("nan"), float("nan"))
 
 
-def proba_metrics(y: np.ndarray, proba: np.ndarray, *, groups: np.ndarray | None = None) -> dict[str, float]:
+def proba_metrics(
+    y: np.ndarray, proba: np.ndarray, *, sensitive: dict[str, np.ndarray] | None = None, min_group_size: int = 30
+) -> dict[str, float]:
     """Every overall metric of one model on labels ``y`` (binary: classes 0/1)."""
     pred = proba.argmax(1)
     out = classification_metrics(y, pred)
@@ -200,7 +211,7 @@ def proba_metrics(y: np.ndarray, proba: np.ndarray, *, groups: np.ndarray | None
     out["log_loss"] = float(-np.log(p_true).mean()) if len(y) else float("nan")
     out["brier"] = float(((p1 - (y == 1)) ** 2).mean()) if len(y) else float("nan")
     out["ece"] = expected_calibration_error(y, p1)
-    out["dp_difference"], out["eo_difference"] = _fairness_gaps(y, pred, groups)
+    out["dp_difference"], out["eo_difference"] = _fairness_gaps(y, pred, sensitive, min_group_size)
     return out
 
 
@@ -227,18 +238,19 @@ def compare_proba(
 ) -> Comparison:
     """Baseline vs candidate on the same rows, from class probabilities.
 
-    Overall metrics, fairness gaps over the first sensitive attribute's groups, per-group
+    Overall metrics, fairness gaps (largest over the sensitive attributes), per-group
     accuracy for every attribute and pairwise intersection of sensitive attributes (groups of
     at least ``min_group_size`` rows, through fairlearn's MetricFrame), and paired-bootstrap
     intervals on the change of every metric in :data:`BOOTSTRAPPED` and of every group's accuracy.
     """
     y = np.asarray(y).astype(int)
     sens = [s for s in (sensitive or []) if groups is not None and s in groups.columns]
-    fair_groups = groups[sens].astype(str).agg("|".join, axis=1).to_numpy() if sens and groups is not None else None
+    fair_groups = {a: groups[a].astype(str).to_numpy() for a in sens} if groups is not None else {}
     base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
     cmp = compare(y, base_pred, cand_pred, groups=None, resamples=0)
-    cmp.baseline = proba_metrics(y, base_proba, groups=fair_groups)
-    cmp.candidate = proba_metrics(y, cand_proba, groups=fair_groups)
+    cmp.sensitive = sens
+    cmp.baseline = proba_metrics(y, base_proba, sensitive=fair_groups, min_group_size=min_group_size)
+    cmp.candidate = proba_metrics(y, cand_proba, sensitive=fair_groups, min_group_size=min_group_size)
     cmp.candidate["flip_rate"] = cmp.flip_rate
     table = _intersections(groups, sens) if groups is not None and len(groups.columns) else None
     if table is not None:
@@ -287,7 +299,7 @@ def _bootstrap_changes(
     y: np.ndarray,
     base_proba: np.ndarray,
     cand_proba: np.ndarray,
-    fair_groups: np.ndarray | None,
+    fair_groups: dict[str, np.ndarray],
     cmp: Comparison,
     table: pd.DataFrame | None,
     min_group_size: int,
@@ -315,9 +327,9 @@ def _bootstrap_changes(
         draws: dict[str, list[float]] = {m: [] for m in BOOTSTRAPPED}
         for _ in range(resamples):
             idx = rng.integers(0, len(y), size=len(y))
-            fg = fair_groups[idx] if fair_groups is not None else None
-            mb = proba_metrics(y[idx], base_proba[idx], groups=fg)
-            mc = proba_metrics(y[idx], cand_proba[idx], groups=fg)
+            fg = {a: v[idx] for a, v in fair_groups.items()}
+            mb = proba_metrics(y[idx], base_proba[idx], sensitive=fg, min_group_size=min_group_size)
+            mc = proba_metrics(y[idx], cand_proba[idx], sensitive=fg, min_group_size=min_group_size)
             for m in BOOTSTRAPPED:
                 draws[m].append(change(m, mb[m], mc[m]))
         alpha = (1 - confidence) / 2

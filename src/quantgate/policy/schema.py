@@ -79,6 +79,7 @@ class Policy(_Strict):
     name: str
     description: str | None = None
     bootstrap: Bootstrap = Bootstrap()
+    min_group_size: int = Field(default=30, ge=1, description="groups smaller than this are not evaluated")
     rules: list[Rule] = Field(min_length=1)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
     digest: str = Field(default="", description="sha256 of the policy file, set on load")

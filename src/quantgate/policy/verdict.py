@@ -10,7 +10,8 @@ from typing import Any, Literal
 from quantgate.evaluate.metrics import Comparison
 from quantgate.policy.schema import Policy, Rule
 
-Outcome = Literal["pass", "warn", "fail"]
+Outcome = Literal["pass", "warn", "fail", "n/a"]
+FAIRNESS_GAPS = frozenset({"dp_difference", "eo_difference"})
 
 
 @dataclass
@@ -96,6 +97,17 @@ def _missing(rule: Rule, what: str) -> RuleResult:
 def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
     """max_drop / max_increase: the change that makes the candidate worse, positive = worse."""
     m = rule.metric
+    if m in FAIRNESS_GAPS and not cmp.sensitive:
+        return RuleResult(
+            rule.id,
+            rule.kind,
+            m,
+            rule.severity,
+            "n/a",
+            float("nan"),
+            rule.threshold,
+            evidence="not applicable: the model declares no sensitive attributes",
+        )
     if m not in cmp.baseline or m not in cmp.candidate or math.isnan(cmp.baseline[m]) or math.isnan(cmp.candidate[m]):
         return _missing(rule, m)
     change = cmp.baseline[m] - cmp.candidate[m] if rule.kind == "max_drop" else cmp.candidate[m] - cmp.baseline[m]
