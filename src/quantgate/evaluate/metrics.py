@@ -325,7 +325,9 @@ def _bootstrap_changes(
     else:
         rng = np.random.default_rng(seed)
         draws: dict[str, list[float]] = {m: [] for m in BOOTSTRAPPED}
-        for _ in range(resamples):
+        from quantgate.progress import track
+
+        for _ in track(range(resamples), f"bootstrap ({resamples} resamples)", resamples):
             idx = rng.integers(0, len(y), size=len(y))
             fg = {a: v[idx] for a, v in fair_groups.items()}
             mb = proba_metrics(y[idx], base_proba[idx], sensitive=fg, min_group_size=min_group_size)

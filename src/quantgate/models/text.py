@@ -58,7 +58,10 @@ def embed_texts(
         return np.zeros((0, model.head.in_features), np.float32)
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths -> little padding
     outs = []
-    for i in range(0, len(texts), batch_size):
+    from quantgate.progress import track
+
+    starts = range(0, len(texts), batch_size)
+    for i in track(starts, f"embedding {len(texts)} texts", len(starts)):
         chunk = [texts[j] for j in order[i : i + batch_size]]
         enc = tokenizer(
             chunk,

@@ -91,7 +91,11 @@ class WrappedModel:
             order = np.argsort(df[self.input_columns[0]].astype(str).str.len().to_numpy(), kind="stable")
             batch_size = batch_size or 64
         rows = df.iloc[order]
-        probs = [torch.softmax(self.module(*b).float(), dim=-1).numpy() for b in self.batches(rows, batch_size or 256)]
+        from quantgate.progress import track
+
+        batches = self.batches(rows, batch_size or 256)
+        label = f"predicting {len(df)} rows"
+        probs = [torch.softmax(self.module(*b).float(), dim=-1).numpy() for b in track(batches, label, len(batches))]
         out = np.empty((len(df), n_classes), np.float32)
         out[order] = np.concatenate(probs)
         return out
