@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-from torch import nn
+from torch import Tensor, nn
 
 from quantgate.errors import ConfigError, UnsupportedModel
 
@@ -78,7 +78,10 @@ class QuantizationResult:
         return len(self.quantized)
 
 
-Handler = Callable[[nn.Module, Any], QuantizationResult]
+Calibration = list[tuple[Tensor, ...]]
+"""Batches of model inputs (what ``WrappedModel.batches`` yields): export examples and calibration."""
+
+Handler = Callable[[nn.Module, Any, Calibration | None], QuantizationResult]
 _REGISTRY: dict[str, tuple[type[Recipe], Handler]] = {}
 
 
@@ -99,7 +102,9 @@ def _linear_names(module: nn.Module) -> list[str]:
 
 
 @register_handler(DynamicInt8Recipe)
-def _dynamic_int8(module: nn.Module, recipe: DynamicInt8Recipe) -> QuantizationResult:
+def _dynamic_int8(
+    module: nn.Module, recipe: DynamicInt8Recipe, calibration: Calibration | None = None
+) -> QuantizationResult:
     import torch
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
@@ -125,8 +130,73 @@ def _dynamic_int8(module: nn.Module, recipe: DynamicInt8Recipe) -> QuantizationR
     return QuantizationResult(q, recipe, done, [n for n in linears if n not in done])
 
 
+class TorchaoModule(nn.Module):
+    """A torchao-quantized module that survives ``torch.save`` / ``torch.load``.
+
+    torchao 0.18's ``Int8Tensor`` parameters do not pickle ("'functools.partial' object has no
+    attribute '__name__'"), so ``WrappedModel.save`` would fail on an int8-weight-only candidate.
+    This wrapper pickles the module with each torchao parameter flattened into its plain inner
+    tensors (``__tensor_flatten__``: int8 ``qdata``, ``scale``, ...) and rebuilds them on load
+    with ``__tensor_unflatten__``, so the file holds int8 weights, not floats. (torchao also
+    binds a ``functools.partial`` as each Linear's ``extra_repr``; that is dropped from the file.)
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        out: Tensor = self.inner(*inputs)
+        return out
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        import io
+
+        import torch
+
+        packed: dict[tuple[str, str], tuple[Any, ...]] = {}
+        removed: list[tuple[nn.Module, str, Any]] = []
+        reprs: list[tuple[nn.Module, Any]] = []
+        for mod_name, mod in self.inner.named_modules():
+            if "extra_repr" in mod.__dict__:  # torchao binds a functools.partial here: not picklable
+                reprs.append((mod, mod.__dict__.pop("extra_repr")))
+            for p_name, param in list(mod.named_parameters(recurse=False)):
+                if type(param) is nn.Parameter and type(param.data) is Tensor:
+                    continue
+                if not hasattr(param, "__tensor_flatten__"):
+                    continue
+                names, ctx = param.__tensor_flatten__()
+                inner = {n: getattr(param, n) for n in names}
+                packed[(mod_name, p_name)] = (type(param), inner, ctx, tuple(param.shape), tuple(param.stride()))
+                removed.append((mod, p_name, param))
+                mod._parameters[p_name] = None
+        buf = io.BytesIO()
+        try:
+            torch.save(self.inner, buf)
+        finally:
+            for mod, p_name, param in removed:
+                mod._parameters[p_name] = param
+            for mod, fn in reprs:
+                mod.__dict__["extra_repr"] = fn
+        return (_rebuild_torchao, (buf.getvalue(), packed))
+
+
+def _rebuild_torchao(blob: bytes, packed: dict[tuple[str, str], tuple[Any, ...]]) -> TorchaoModule:
+    import io
+
+    import torch
+
+    inner = torch.load(io.BytesIO(blob), weights_only=False, map_location="cpu")
+    for (mod_name, p_name), (cls, tensors, ctx, size, stride) in packed.items():
+        t = cls.__tensor_unflatten__(tensors, ctx, size, stride)
+        setattr(inner.get_submodule(mod_name), p_name, nn.Parameter(t, requires_grad=False))
+    return TorchaoModule(inner)
+
+
 @register_handler(Int8WeightOnlyRecipe)
-def _int8_weight_only(module: nn.Module, recipe: Int8WeightOnlyRecipe) -> QuantizationResult:
+def _int8_weight_only(
+    module: nn.Module, recipe: Int8WeightOnlyRecipe, calibration: Calibration | None = None
+) -> QuantizationResult:
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     q = copy.deepcopy(module)
@@ -138,7 +208,7 @@ def _int8_weight_only(module: nn.Module, recipe: Int8WeightOnlyRecipe) -> Quanti
         for n, m in q.named_modules()
         if isinstance(m, nn.Linear) and type(m.weight).__name__ != "Parameter" and type(m.weight).__name__ != "Tensor"
     ]
-    return QuantizationResult(q, recipe, done, [n for n in linears if n not in done])
+    return QuantizationResult(TorchaoModule(q), recipe, done, [n for n in linears if n not in done])
 
 
 def list_recipes() -> list[type[Recipe]]:
@@ -152,8 +222,7 @@ def get_recipe(name: str, **kwargs: Any) -> Recipe:
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    data = asdict(recipe)
-    data["exclude"] = list(recipe.exclude)
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()}
     return {"_type": recipe.TYPE, "_version": recipe.VERSION, "_data": data}
 
 
@@ -170,13 +239,16 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"recipe {t}: unknown field(s) {', '.join(unknown)}")
-    if "exclude" in data:
-        data["exclude"] = tuple(data["exclude"])
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return spec(**data)
 
 
-def apply_recipe(module: nn.Module, recipe: Recipe) -> QuantizationResult:
-    """Quantize a copy of ``module``; refuses to return a candidate in which nothing changed."""
+def apply_recipe(module: nn.Module, recipe: Recipe, calibration: Calibration | None = None) -> QuantizationResult:
+    """Quantize a copy of ``module``; refuses to return a candidate in which nothing changed.
+
+    ``calibration`` is a few input batches: ONNX export needs one as the tracing example and
+    static int8 calibrates activation ranges on all of them; the torch-eager recipes ignore it.
+    """
     _, handler = _REGISTRY[recipe.TYPE]
     if not _linear_names(module):
         kinds = sorted({type(m).__name__ for m in module.modules()} - {type(module).__name__})
@@ -184,10 +256,22 @@ def apply_recipe(module: nn.Module, recipe: Recipe) -> QuantizationResult:
             f"recipe {recipe.TYPE} found no nn.Linear to quantize in {type(module).__name__}",
             f"layers present: {', '.join(kinds) or 'none'}",
         )
-    result = handler(module, recipe)
+    result = handler(module, recipe, calibration)
     if result.n_quantized == 0:
+        if recipe.exclude and all(_excluded(n, recipe.exclude) for n in result.kept_float):
+            raise UnsupportedModel(
+                f"recipe {recipe.label} quantized nothing (all {len(result.kept_float)} Linear layers excluded)",
+                "narrow the recipe's exclude list",
+            )
         raise UnsupportedModel(
-            f"recipe {recipe.label} quantized nothing (all {len(result.kept_float)} Linear layers excluded)",
-            "narrow the recipe's exclude list",
+            f"recipe {recipe.label} ({recipe.BACKEND}) quantized nothing: none of "
+            f"{', '.join(result.kept_float[:5]) or 'the Linear layers'} is supported by this backend",
+            "choose another recipe",
         )
     return result
+
+
+# Backends register their specs on import; they import nothing heavy until a handler runs.
+from quantgate.quantize import float_backend as _float_backend  # noqa: E402,F401
+from quantgate.quantize import onnx_backend as _onnx_backend  # noqa: E402,F401
+from quantgate.quantize import quanto_backend as _quanto_backend  # noqa: E402,F401

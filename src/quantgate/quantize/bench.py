@@ -1,0 +1,228 @@
+"""``run_bench``: both demo models, side by side in one run, fp32 vs the naive int8 recipes vs
+the tuner's choice; writes ``docs/benchmarks.md`` and a Pareto plot (latency vs accuracy).
+
+Latency is measured in alternating rounds (every config once per round) so machine noise hits
+all of them alike; batch 1 and 32, ``torch.set_num_threads(2)`` (ORT uses the same count).
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from quantgate.models.wrapped import WrappedModel
+from quantgate.quantize.recipes import DynamicInt8Recipe, Int8WeightOnlyRecipe, Recipe, apply_recipe
+
+
+@dataclass
+class BenchRow:
+    model: str
+    config: str
+    accuracy: float
+    worst_group_accuracy: float
+    worst_group: str
+    latency: dict[str, float] = field(default_factory=dict)
+    throughput_rows_s: float = 0.0
+    size_bytes: int = 0
+    quantized: int = 0
+    kept_float: int = 0
+
+
+def _size(module: nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    return buf.tell()
+
+
+@torch.inference_mode()
+def _time(module: nn.Module, batch: tuple[torch.Tensor, ...], repeats: int) -> list[float]:
+    module(*batch)
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        module(*batch)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _models(quick: bool) -> dict[str, dict[str, Any]]:
+    from quantgate.data.datasets import (
+        ADULT_CATEGORICAL,
+        ADULT_LABEL,
+        ADULT_NUMERIC,
+        add_text_slices,
+        load_adult,
+        load_rotten_tomatoes,
+    )
+    from quantgate.models.tabular import TabularPreprocessor, train_mlp
+    from quantgate.models.text import SentenceClassifier, embed_texts, load_encoder, train_head
+
+    train, test = load_adult()
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(train))
+    calib, train = train.iloc[perm[:2000]], train.iloc[perm[2000:]]
+    if quick:
+        train, test = train.iloc[:6000], test.sample(2000, random_state=0)
+    pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
+    mlp = train_mlp(pre.transform(train), train[ADULT_LABEL].to_numpy(), seed=0)
+    adult = WrappedModel(mlp, {"task": "tabular-classification", "preprocessor": pre.to_dict(), "classes": [0, 1]})
+
+    rt = load_rotten_tomatoes().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    n_train, n_cal, n_eval = (600, 200, 400) if quick else (4000, 1000, 2000)
+    rt_train, rt_cal = rt.iloc[:n_train], rt.iloc[n_train : n_train + n_cal]
+    rt_eval = add_text_slices(rt.iloc[n_train + n_cal : n_train + n_cal + n_eval])
+    encoder, tok = load_encoder()
+    sc = SentenceClassifier(encoder)
+    train_head(sc, embed_texts(sc, tok, rt_train["text"].tolist()), rt_train["label"].to_numpy(), seed=0)
+    spec = {"task": "text-classification", "text_column": "text", "max_length": 128, "classes": [0, 1]}
+    text = WrappedModel(sc, spec, tok)
+    return {
+        "adult-income": {
+            "model": adult,
+            "eval": test,
+            "label": ADULT_LABEL,
+            "groups": ["sex", "race"],
+            "calibration": adult.batches(calib.head(1024), 64),
+        },
+        "rt-sentiment": {
+            "model": text,
+            "eval": rt_eval,
+            "label": "label",
+            "groups": ["length_bucket", "has_negation"],
+            "calibration": text.batches(rt_cal.head(128), 32),
+        },
+    }
+
+
+def _accuracy(model: WrappedModel, df: pd.DataFrame, label: str, groups: list[str]) -> tuple[float, float, str]:
+    pred = model.predict(df)["label"].to_numpy()
+    y = df[label].to_numpy()
+    acc = float((pred == y).mean())
+    worst, worst_name = 1.0, ""
+    for g in groups:
+        for v, idx in df.groupby(g).indices.items():
+            if len(idx) >= 30:
+                a = float((pred[idx] == y[idx]).mean())
+                if a < worst:
+                    worst, worst_name = a, f"{g}={v}"
+    return acc, worst, worst_name
+
+
+def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float = 0.005) -> list[BenchRow]:
+    """Measure, write the Markdown table and the Pareto PNG; returns the rows."""
+    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe
+    from quantgate.quantize.tuner import tune
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    rows: list[BenchRow] = []
+    notes: list[str] = []
+    for name, case in _models(quick).items():
+        base: WrappedModel = case["model"]
+        configs: dict[str, tuple[nn.Module, int, int]] = {"fp32": (base.module, 0, 0)}
+        recipes: list[tuple[str, Recipe]] = [
+            ("dynamic-int8 (all layers)", DynamicInt8Recipe()),
+            ("ort-dynamic-int8", OrtDynamicInt8Recipe()),
+            ("int8-weight-only", Int8WeightOnlyRecipe()),
+        ]
+        for label, recipe in recipes:
+            res = apply_recipe(base.module, recipe, case["calibration"])
+            configs[label] = (res.module, res.n_quantized, len(res.kept_float))
+        tuned = tune(
+            base,
+            case["eval"],
+            case["label"],
+            case["groups"],
+            tolerance_overall=tolerance,
+            tolerance_group=2 * tolerance,
+            calibration=case["calibration"],
+            budget_trials=6 if quick else 12,
+            budget_seconds=240 if quick else 900,
+        )
+        if tuned.best is not None and tuned.result is not None:
+            configs[f"tuner: {tuned.best.label}"] = (
+                tuned.result.module,
+                tuned.result.n_quantized,
+                len(tuned.result.kept_float),
+            )
+        notes.append(
+            f"- `{name}` tuner trace: "
+            + "; ".join(f"{t.label} {'pass' if t.passed else 'fail'} ({t.reason})" for t in tuned.trace)
+        )
+        batches = {bs: base.batches(case["eval"].head(bs), bs)[0] for bs in (1, 32)}
+        times: dict[str, dict[int, list[float]]] = {c: {1: [], 32: []} for c in configs}
+        for _ in range(3 if quick else 7):  # alternating rounds
+            for c, (module, _, _) in configs.items():
+                for bs, batch in batches.items():
+                    times[c][bs] += _time(module, batch, 5 if bs == 1 else 3)
+        for c, (module, nq, nk) in configs.items():
+            acc, worst, worst_name = _accuracy(base.with_module(module), case["eval"], case["label"], case["groups"])
+            lat = {f"p{p}_b{bs}_ms": float(np.percentile(times[c][bs], p)) for bs in (1, 32) for p in (50, 95)}
+            rows.append(
+                BenchRow(name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk)
+            )
+    _write_md(out_md, rows, notes, quick, time.perf_counter() - t0, tolerance)
+    _plot(out_png, rows)
+    return rows
+
+
+def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, seconds: float, tol: float) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `quantgate.quantize.bench.run_bench` ({'quick' if quick else 'full'} mode) in "
+        f"{seconds:.0f} s on {platform.machine()} with {torch.get_num_threads()} torch threads, torch "
+        f"{torch.__version__}. Reproduce: `.venv/bin/python scripts/bench.py{' --quick' if quick else ''}`.",
+        "",
+        "Latency: the module's forward on one preprocessed batch (tokenization excluded), all configs "
+        "in alternating rounds; speedup is fp32 p50 / config p50 at batch 32. Tuner tolerance: "
+        f"{tol * 100:.1f} pt overall, {2 * tol * 100:.1f} pt per group.",
+        "",
+        "| model | config | quantized / float Linears | accuracy | worst group | p50/p95 ms b1 | "
+        "p50/p95 ms b32 | speedup b32 | rows/s b32 | size MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = next(b for b in rows if b.model == r.model and b.config == "fp32")
+        lat = r.latency
+        lines.append(
+            f"| {r.model} | {r.config} | {r.quantized} / {r.kept_float} | {r.accuracy:.4f} | "
+            f"{r.worst_group_accuracy:.4f} ({r.worst_group}) | {lat['p50_b1_ms']:.2f} / {lat['p95_b1_ms']:.2f} | "
+            f"{lat['p50_b32_ms']:.2f} / {lat['p95_b32_ms']:.2f} | "
+            f"{base.latency['p50_b32_ms'] / lat['p50_b32_ms']:.2f}x | {r.throughput_rows_s:.0f} | "
+            f"{r.size_bytes / 1e6:.2f} |"
+        )
+    lines += ["", "## Tuner traces", "", *notes, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+def _plot(path: Path, rows: list[BenchRow]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = sorted({r.model for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5))
+    for ax, model in zip(np.atleast_1d(axes), models, strict=True):
+        pts = [r for r in rows if r.model == model]
+        for r in pts:
+            ax.scatter(r.latency["p50_b32_ms"], r.accuracy)
+            ax.annotate(r.config, (r.latency["p50_b32_ms"], r.accuracy), fontsize=7)
+        ax.set_title(f"{model} (batch 32, 2 threads)")
+        ax.set_xlabel("p50 latency, ms (lower is better)")
+        ax.set_ylabel("accuracy")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
