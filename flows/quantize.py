@@ -50,8 +50,13 @@ def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets):
 
 
 @task(name="quantize", cache_policy=NO_CACHE)
-def quantize(model: Any, recipe: Any):
-    return pipeline.quantize_candidate(model, recipe)
+def quantize(model: Any, recipe: Any, data: pipeline.Datasets):
+    return pipeline.quantize_candidate(model, recipe, data)
+
+
+@task(name="search-recipe", cache_policy=NO_CACHE)
+def search(source: pipeline.Source, policy: Any, model: Any, data: pipeline.Datasets) -> pipeline.Search:
+    return pipeline.search_recipe(source.config, policy, model, data)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -80,17 +85,24 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     cfg = source.config
     pol = load_policy(get_settings().path(policy or cfg.policy))
     rec = pipeline.resolve_recipe(recipe, cfg)
-    log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label)
+    log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label if rec else "auto (search)")
     data = load_data(source)
     baseline = load_source(source)
     report = validate(source, baseline, data)
     log.info("calibration data: %d checks passed", len(report.checks))
-    candidate, qres = quantize(baseline, rec)
+    if rec is None:
+        found = search(source, pol, baseline, data)
+        rec, candidate, qres = found.recipe, found.candidate, found.result
+        log.info("search chose %s after %d trial(s)", rec.label, len(found.trace))
+    else:
+        candidate, qres = quantize(baseline, rec, data)
     log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
     ev = evaluate(source, pol, baseline, candidate, data)
     verdict = gate(source, pol, ev)
     log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
-    ctx = pipeline.card_context(source, rec, qres, ev, verdict, report, data, pol)
+    ctx = pipeline.card_context(
+        source, rec, qres, ev, verdict, report, data, pol, search=candidate.spec["quantization"].get("search")
+    )
     card_md = render_card(ctx)
     run_id = str(flow_run.get_id() or "")
     mv = record(

@@ -41,7 +41,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and
 
 def _run(fn: Callable[[], T]) -> T:
     """Run a command body; QuantgateError -> one line + exit code, anything else too (w/o --debug)."""
-    from quantgate.errors import QuantgateError, ValidationFailed
+    from quantgate.errors import GateFailed, QuantgateError, ValidationFailed
 
     _quiet_libraries()
     try:
@@ -50,7 +50,7 @@ def _run(fn: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
-        raise typer.Exit(EXIT_GATE if isinstance(exc, ValidationFailed) else EXIT_USER) from None
+        raise typer.Exit(EXIT_GATE if isinstance(exc, (ValidationFailed, GateFailed)) else EXIT_USER) from None
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:
@@ -381,6 +381,23 @@ def recipes() -> None:
         for spec in list_recipes():
             t.add_row(spec.TYPE, str(spec.VERSION), spec.BACKEND, spec.SUMMARY)
         console.print(t)
+
+    _run(body)
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, help="Small subsamples (minutes, not tens of minutes)."),
+    out: Path = typer.Option(Path("docs/benchmarks.md"), help="Markdown report to write."),
+    plot: Path = typer.Option(Path("docs/pareto.png"), help="Pareto plot (latency vs accuracy) to write."),
+) -> None:
+    """Benchmark recipes side by side on both demo models; writes the report and the plot."""
+
+    def body() -> None:
+        from quantgate.quantize.bench import run_bench
+
+        run_bench(out, plot, quick=quick)
+        console.print(f"wrote {out} and {plot}")
 
     _run(body)
 

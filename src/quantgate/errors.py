@@ -37,3 +37,7 @@ class ValidationFailed(QuantgateError):
 
 class UnsupportedModel(QuantgateError):
     """A model flavor, layer or op that quantgate cannot quantize."""
+
+
+class GateFailed(QuantgateError):
+    """No candidate could meet the policy (e.g. the recipe search found none)."""

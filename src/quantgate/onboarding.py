@@ -47,7 +47,7 @@ class ModelConfig(BaseModel):
     sensitive_attributes: list[str] = Field(default_factory=list)
     slices: list[str] = Field(default_factory=list, description="extra columns to report per group")
     policy: str = "policies/default.yaml"
-    recipe: str = "dynamic-int8"
+    recipe: str = Field(default="auto", description="'auto' searches recipes under the policy; or a recipe name")
     description: str | None = None
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:

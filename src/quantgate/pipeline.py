@@ -143,10 +143,13 @@ def load_source_model(source: Source) -> WrappedModel:
     return load_wrapped(source.version)
 
 
-def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe:
+def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
+    """The fixed recipe to apply, or None for ``auto`` (search under the policy)."""
     from quantgate.quantize.recipes import get_recipe, recipe_from_dict
 
     chosen = name_or_file or cfg.recipe
+    if chosen == "auto":
+        return None
     p = Path(chosen)
     if p.suffix == ".json":
         if not p.exists():
@@ -155,22 +158,93 @@ def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe:
     return get_recipe(chosen)
 
 
-def quantize_candidate(model: WrappedModel, recipe: Recipe) -> tuple[WrappedModel, QuantizationResult]:
-    from quantgate.quantize.recipes import apply_recipe
+def calibration_batches(model: WrappedModel, data: Datasets, n_batches: int = 8) -> list[tuple[Any, ...]]:
+    """Example batches from the calibration data: what static recipes calibrate on."""
+    return model.batches(data.calibration, 32)[:n_batches]
 
-    result = apply_recipe(model.module, recipe)
-    spec = dict(model.spec)
+
+def _candidate(
+    model: WrappedModel, result: QuantizationResult, recipe: Recipe, search: dict[str, Any] | None = None
+) -> WrappedModel:
+    from quantgate.models.wrapped import WrappedModel as _W
     from quantgate.quantize.recipes import recipe_to_dict
 
+    spec = dict(model.spec)
     spec["quantization"] = {
         "recipe": recipe_to_dict(recipe),
         "digest": recipe.digest,
         "quantized": result.quantized,
         "kept_float": result.kept_float,
+        **({"search": search} if search else {}),
     }
-    from quantgate.models.wrapped import WrappedModel as _W
+    return _W(result.module, spec, model.tokenizer)
 
-    return _W(result.module, spec, model.tokenizer), result
+
+def quantize_candidate(
+    model: WrappedModel, recipe: Recipe, data: Datasets | None = None
+) -> tuple[WrappedModel, QuantizationResult]:
+    """Apply one fixed recipe (static recipes calibrate on the calibration data)."""
+    from quantgate.quantize.recipes import apply_recipe
+
+    calib = calibration_batches(model, data) if data is not None else None
+    result = apply_recipe(model.module, recipe, calibration=calib)
+    return _candidate(model, result, recipe), result
+
+
+@dataclass
+class Search:
+    recipe: Recipe
+    candidate: WrappedModel
+    result: QuantizationResult
+    trace: list[dict[str, Any]]
+    sensitivity: dict[str, float]
+
+
+def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets) -> Search:
+    """Accuracy-aware search under the policy's tolerances, on the *calibration* data.
+
+    The tuner never sees the evaluation rows the gate judges on, so choosing the recipe cannot
+    overfit the gate. Raises GateFailed (nothing registered) when no recipe meets the tolerance.
+    """
+    from quantgate.errors import DataError, GateFailed
+    from quantgate.quantize.tuner import tune
+
+    if cfg.label not in data.calibration.columns:
+        raise DataError(
+            f"recipe search needs labels: calibration data has no '{cfg.label}' column",
+            "add the label to the calibration data or name a fixed recipe (--recipe)",
+        )
+    tol_overall, tol_group = policy.search_tolerances(cfg.name)
+    res = tune(
+        model,
+        data.calibration,
+        cfg.label,
+        cfg.group_columns,
+        tolerance_overall=tol_overall,
+        tolerance_group=tol_group,
+        objective=policy.search.objective,
+        budget_trials=policy.search.budget_trials,
+        budget_seconds=policy.search.budget_seconds,
+        calibration=calibration_batches(model, data),
+        min_group_rows=policy.min_group_size,
+    )
+    trace = res.trace_dicts()
+    if res.best is None or res.result is None:
+        tried = "; ".join(f"{t['label']}: {t['reason']}" for t in trace) or "no trial ran"
+        raise GateFailed(
+            f"no recipe for '{cfg.name}' met the tolerance (accuracy drop <= {tol_overall:g}) "
+            f"within the search budget: {tried}",
+            "loosen the policy, raise search.budget_*, or name a recipe with --recipe",
+        )
+    search = {
+        "trace": trace,
+        "sensitivity": res.sensitivity,
+        "tolerance_overall": tol_overall,
+        "tolerance_group": tol_group,
+        "objective": policy.search.objective,
+        "tuned_on": "calibration",
+    }
+    return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)
 
 
 def evaluate_candidate(
@@ -212,7 +286,12 @@ def evaluate_candidate(
     )
     audit_cols = list(dict.fromkeys([*candidate.input_columns, *group_cols]))
     audit = flip_audit(
-        ev[audit_cols], y, base_proba, cand_proba, group_columns=group_cols, min_group_size=policy.min_group_size,
+        ev[audit_cols],
+        y,
+        base_proba,
+        cand_proba,
+        group_columns=group_cols,
+        min_group_size=policy.min_group_size,
         seed=b.seed,
     )
     runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
@@ -246,6 +325,7 @@ def card_context(
     report: ValidationReport,
     data: Datasets,
     policy: Policy,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from quantgate.quantize.recipes import recipe_to_dict
 
@@ -279,6 +359,8 @@ def card_context(
         },
         "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
         "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
+        "search_trace": (search or {}).get("trace"),
+        "search": search,
         "runtime": ev.runtime,
         "sizes": ev.sizes,
         "verdict": verdict.to_dict(),
@@ -422,4 +504,7 @@ def _requirements() -> list[str]:
         f"quantgate=={v['quantgate']}",
         "pandas<3",
         "transformers",
+        "onnxruntime",
+        "optimum-quanto",
+        "torchao",
     ]

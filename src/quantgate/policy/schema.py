@@ -75,11 +75,20 @@ class Bootstrap(_Strict):
     seed: int = 0
 
 
+class Search(_Strict):
+    """How the accuracy-aware recipe search runs when a model's recipe is ``auto``."""
+
+    objective: Literal["latency", "size"] = "latency"
+    budget_trials: int = Field(default=8, ge=1, le=100)
+    budget_seconds: float = Field(default=600.0, gt=0)
+
+
 class Policy(_Strict):
     name: str
     description: str | None = None
     bootstrap: Bootstrap = Bootstrap()
     min_group_size: int = Field(default=30, ge=1, description="groups smaller than this are not evaluated")
+    search: Search = Search()
     rules: list[Rule] = Field(min_length=1)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
     digest: str = Field(default="", description="sha256 of the policy file, set on load")
@@ -96,6 +105,14 @@ class Policy(_Strict):
                 raise ValueError(f"overrides.{model}: no rule named {', '.join(unknown)}")
             self.rules_for(model)  # an override must satisfy the same checks as the rule itself
         return self
+
+    def search_tolerances(self, model: str) -> tuple[float, float | None]:
+        """(overall accuracy drop, group accuracy drop) the search must meet: the thresholds of
+        the model's blocking accuracy rules; 0.01 overall when the policy has none."""
+        rules = [r for r in self.rules_for(model) if r.severity == "block" and r.metric == "accuracy"]
+        overall = min((r.threshold for r in rules if r.kind == "max_drop"), default=0.01)
+        group = min((r.threshold for r in rules if r.kind == "max_group_drop"), default=None)
+        return overall, group
 
     def rules_for(self, model: str) -> list[Rule]:
         """The rules with this model's overrides applied."""
