@@ -158,19 +158,162 @@ def file_digest(path: str | Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+_CSV_SUFFIXES = {".csv", ".txt"}
+_CSV_COMPRESSED = (".csv.gz", ".csv.bz2")
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _table_kind(p: Path) -> str | None:
+    suffix = p.suffix.lower()
+    if suffix in _PARQUET_SUFFIXES:
+        return "Parquet"
+    name = p.name.lower()
+    if suffix in _CSV_SUFFIXES or name.endswith(_CSV_COMPRESSED):
+        return "CSV"
+    return None
+
+
+def _raw_bytes(p: Path) -> bytes:
+    """The file's bytes, decompressed the way pandas would (only used on error paths)."""
+    import bz2
+    import gzip
+
+    name = p.name.lower()
+    if name.endswith(".gz"):
+        return gzip.decompress(p.read_bytes())
+    if name.endswith(".bz2"):
+        return bz2.decompress(p.read_bytes())
+    return p.read_bytes()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _encoding_error(p: Path) -> DataError:
+    """Where the first non-UTF-8 byte is, so the user can find it (pandas only says "byte 0xe9")."""
+    try:
+        data = _raw_bytes(p)
+    except Exception:  # the decode error itself is the news; the position is a courtesy
+        data = b""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return DataError(f"cannot read {p} as CSV: it is UTF-16 text, not UTF-8", "re-save it as UTF-8")
+    where = ""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f": byte 0x{data[exc.start]:02x} on line {line} is not valid UTF-8"
+    return DataError(
+        f"cannot read {p} as CSV{where or ': it is not valid UTF-8'}",
+        "re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 IN > OUT); quantgate does not guess encodings",
+    )
+
+
+def _short_lines(p: Path, n_columns: int) -> tuple[int, int] | None:
+    """First (line number, field count) of a record with fewer fields than the header.
+
+    pandas fills a truncated line with NaN silently; a broken line must be an error instead.
+    """
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(_raw_bytes(p).decode("utf-8-sig")))
+    next(reader, None)  # header
+    for record in reader:
+        if record and len(record) < n_columns:
+            return reader.line_num, len(record)
+    return None
+
+
+def _read_parquet(p: Path, size: int) -> pd.DataFrame:
+    with open(p, "rb") as f:
+        head = f.read(512)
+        f.seek(max(size - 4, 0))
+        tail = f.read(4)
+    if not head.startswith(_PARQUET_MAGIC) or tail != _PARQUET_MAGIC:
+        if head.startswith(_PARQUET_MAGIC):
+            why, fix = "it is truncated (no Parquet footer)", "copy or write the file again"
+        else:
+            try:
+                text = head.decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            looks_csv = bool(text) and ("," in text or ";" in text or "\t" in text)
+            why = "it looks like CSV text" if looks_csv else "it does not start with the Parquet magic bytes"
+            fix = (
+                "rename it to .csv if it is CSV, or write it with DataFrame.to_parquet"
+                if looks_csv
+                else "write it with DataFrame.to_parquet"
+            )
+        raise DataError(f"cannot read {p} as Parquet: {why}", fix)
+    try:
+        return pd.read_parquet(p)
+    except Exception as exc:
+        raise DataError(
+            f"cannot read {p} as Parquet: {_first_line(exc)}", "write it again with DataFrame.to_parquet"
+        ) from exc
+
+
+def _read_csv(p: Path) -> pd.DataFrame:
+    import re
+
+    try:
+        df = pd.read_csv(p)
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(p) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(
+            f"cannot read {p} as CSV: it has no header line", "write a header with the column names, then the rows"
+        ) from exc
+    except pd.errors.ParserError as exc:
+        msg = _first_line(exc).removeprefix("Error tokenizing data. C error: ")
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            expected, line, saw = m.groups()
+            raise DataError(
+                f"cannot read {p} as CSV: line {line} has {saw} fields, expected {expected}",
+                "fix or remove that line (quote values that contain commas)",
+            ) from exc
+        hint = "close the quote on that line" if "EOF inside string" in msg else "is it a valid CSV file?"
+        raise DataError(f"cannot read {p} as CSV: {msg}", hint) from exc
+    except Exception as exc:
+        raise DataError(f"cannot read {p} as CSV: {_first_line(exc)}", "is it a valid CSV file?") from exc
+    # a truncated line leaves NaN in the last column; only then is the file scanned for one
+    if len(df.columns) > 1 and len(df) and df.iloc[:, -1].isna().any():
+        short = _short_lines(p, len(df.columns))
+        if short:
+            line, fields = short
+            raise DataError(
+                f"cannot read {p} as CSV: line {line} has {fields} fields, expected {len(df.columns)}",
+                "fix or remove that line (is it cut short?)",
+            )
+    return df
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file with errors that name the file and the fix."""
+    """Read a CSV (UTF-8) or Parquet file; every failure is a one-line DataError naming the file and the fix.
+
+    Broken input is refused rather than repaired: a line with too many or too few fields, bytes
+    that are not UTF-8 (no guessing of latin-1: a silently mangled category is worse than an
+    error), a ``.parquet`` file that is not Parquet, an empty file.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}", "check the path (relative paths are from the current directory)")
-    suffix = p.suffix.lower()
+    if p.is_dir():
+        raise DataError(f"{p} is a directory, not a data file", "pass a .csv or .parquet file")
+    kind = _table_kind(p)
+    if kind is None:
+        raise DataError(f"unsupported data file type '{p.suffix.lower()}' for {p}", "use .csv or .parquet")
     try:
-        if suffix in {".parquet", ".pq"}:
-            return pd.read_parquet(p)
-        if suffix in {".csv", ".txt"} or p.name.endswith(".csv.gz") or p.name.endswith(".csv.bz2"):
-            return pd.read_csv(p)
-    except Exception as exc:
-        kind = "Parquet" if suffix in {".parquet", ".pq"} else "CSV"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {p} as {kind}: {first}", f"is it a valid {kind} file?") from exc
-    raise DataError(f"unsupported data file type '{suffix}' for {p}", "use .csv or .parquet")
+        size = p.stat().st_size
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {_first_line(exc)}", "check the file's permissions") from exc
+    if size == 0:
+        raise DataError(f"data file {p} is empty (0 bytes)", f"write the {kind} data (a header and rows) to it")
+    if kind == "Parquet":
+        return _read_parquet(p, size)
+    return _read_csv(p)

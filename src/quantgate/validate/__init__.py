@@ -1,30 +1,83 @@
-"""Calibration-data validation: profile the reference data, check new data against it.
+"""Calibration-data governance: profile the reference data, check new data against it.
 
-Importing this package does not import Great Expectations; that happens on first use.
+Names are resolved lazily (PEP 562): importing this package (or
+:mod:`quantgate.validate.governance` for :class:`CalibrationPolicy`) loads neither pandas nor
+Great Expectations nor Evidently; they load on first use of a function that needs them.
 """
 
-from quantgate.validate.gx_suite import (
-    CheckResult,
-    ValidationReport,
-    build_suite,
-    validate_frame,
-)
-from quantgate.validate.profile import (
-    MAX_CATEGORIES,
-    ColumnKind,
-    ColumnProfile,
-    DataProfile,
-    profile_frame,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quantgate.validate.expectations import ExpectationOverrides, load_expectations, parse_expectations
+    from quantgate.validate.governance import (
+        CalibrationPolicy,
+        CalibrationReport,
+        expectations_file_for,
+        govern_calibration,
+    )
+    from quantgate.validate.gx_suite import build_suite, validate_frame
+    from quantgate.validate.profile import (
+        MAX_CATEGORIES,
+        ColumnKind,
+        ColumnProfile,
+        DataProfile,
+        profile_frame,
+    )
+    from quantgate.validate.report import CheckResult, ValidationReport
+    from quantgate.validate.sampling import sample_calibration
+
+_EXPORTS: dict[str, str] = {
+    "CalibrationPolicy": "quantgate.validate.governance",
+    "CalibrationReport": "quantgate.validate.governance",
+    "expectations_file_for": "quantgate.validate.governance",
+    "govern_calibration": "quantgate.validate.governance",
+    "ExpectationOverrides": "quantgate.validate.expectations",
+    "load_expectations": "quantgate.validate.expectations",
+    "parse_expectations": "quantgate.validate.expectations",
+    "build_suite": "quantgate.validate.gx_suite",
+    "validate_frame": "quantgate.validate.gx_suite",
+    "MAX_CATEGORIES": "quantgate.validate.profile",
+    "ColumnKind": "quantgate.validate.profile",
+    "ColumnProfile": "quantgate.validate.profile",
+    "DataProfile": "quantgate.validate.profile",
+    "profile_frame": "quantgate.validate.profile",
+    "CheckResult": "quantgate.validate.report",
+    "ValidationReport": "quantgate.validate.report",
+    "sample_calibration": "quantgate.validate.sampling",
+}
 
 __all__ = [
     "MAX_CATEGORIES",
+    "CalibrationPolicy",
+    "CalibrationReport",
     "CheckResult",
     "ColumnKind",
     "ColumnProfile",
     "DataProfile",
+    "ExpectationOverrides",
     "ValidationReport",
     "build_suite",
+    "expectations_file_for",
+    "govern_calibration",
+    "load_expectations",
+    "parse_expectations",
     "profile_frame",
+    "sample_calibration",
     "validate_frame",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

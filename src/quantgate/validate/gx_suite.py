@@ -28,7 +28,7 @@ only when the browser is online). Should GX rendering fail, the page is our own 
 
 from __future__ import annotations
 
-import html
+import difflib
 import logging
 import os
 from pathlib import Path
@@ -36,10 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
-from quantgate.errors import ConfigError, DataError, ValidationFailed
+from quantgate.errors import ConfigError, DataError
 from quantgate.validate.profile import ColumnProfile, DataProfile
+from quantgate.validate.report import (
+    CheckResult,
+    ValidationReport,
+    checks_html,
+    inject_after_body,
+    standalone_html,
+)
+from quantgate.validate.report import clip as _clip
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
         ExpectationValidationResult,
     )
     from great_expectations.expectations.expectation import Expectation
+
+    from quantgate.validate.expectations import ExpectationOverrides
 
 log = logging.getLogger(__name__)
 
@@ -102,59 +111,6 @@ def _gx() -> Any:
     import great_expectations as gx
 
     return gx
-
-
-# --------------------------------------------------------------------------- report models
-
-
-class CheckResult(BaseModel):
-    """One named check, readable without knowing GX."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    column: str | None = None
-    passed: bool
-    observed: str
-    expected: str
-
-
-class ValidationReport(BaseModel):
-    """Outcome of validating one frame; JSON-serialisable so the flow can log it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    passed: bool
-    suite_name: str
-    row_count: int
-    checks: list[CheckResult]
-    data_docs_html: str | None = None
-
-    def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.passed]
-
-    def summary(self) -> str:
-        """One line: all passed, or which checks failed and what was seen."""
-        if self.passed:
-            return f"{self.suite_name}: all {len(self.checks)} checks passed on {self.row_count} rows"
-        bad = self.failed()
-        parts = "; ".join(f"{c.name} ({_clip(c.observed, 90)})" for c in bad)
-        return f"{self.suite_name}: {len(bad)} of {len(self.checks)} checks failed: {parts}"
-
-    def raise_if_failed(self) -> None:
-        """Stop the flow with a one-line error naming the failed checks."""
-        if not self.passed:
-            raise ValidationFailed(
-                self.summary(),
-                "fix the calibration data, or re-profile the reference data if it changed",
-            )
-
-    def write_html(self, path: str | Path) -> Path:
-        """Write the Data Docs page (or, without one, the checks table) to ``path``."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.data_docs_html or _standalone_html(self), encoding="utf-8")
-        return p
 
 
 # --------------------------------------------------------------------------- suite
@@ -284,25 +240,100 @@ def build_suite(
     max_unseen_share: float = 0.01,
     name: str,
     min_rows: int = 1,
+    overrides: ExpectationOverrides | None = None,
 ) -> gx.ExpectationSuite:
-    """The GX suite that says "looks like the reference data" for ``profile``."""
+    """The GX suite that says "looks like the reference data" for ``profile``.
+
+    ``overrides`` (a team's ``policies/expectations/<model>.yaml``) replaces, removes or adds
+    expectations; see :mod:`quantgate.validate.expectations`.
+    """
     gx_mod = _gx()
-    return gx_mod.ExpectationSuite(
-        name=name,
-        expectations=_expectations(
-            profile,
-            range_tolerance=range_tolerance,
-            max_unseen_share=max_unseen_share,
-            min_rows=min_rows,
-        ),
+    expectations = _expectations(
+        profile,
+        range_tolerance=range_tolerance,
+        max_unseen_share=max_unseen_share,
+        min_rows=min_rows,
     )
+    if overrides is not None:
+        expectations, _ = apply_overrides(expectations, profile, overrides)
+    return gx_mod.ExpectationSuite(name=name, expectations=expectations)
+
+
+#: GX types whose results read like a derived check of that kind (observed text, skip rules)
+_TYPE_KIND = {
+    "ExpectTableRowCountToBeBetween": "row_count",
+    "ExpectTableColumnsToMatchSet": "columns",
+    "ExpectColumnValuesToBeInTypeList": "type",
+    "ExpectColumnValuesToNotBeNull": "not_null",
+    "ExpectColumnValuesToBeBetween": "range",
+    "ExpectColumnValuesToBeInSet": "in_set",
+    "ExpectColumnValueLengthsToBeBetween": "length",
+}
+#: derived checks a team file may not remove: the row count is the gate policy's
+#: ``calibration.min_rows``; GX cannot run at all with duplicated column names
+PROTECTED_CHECKS = frozenset({"row count", "unique column names"})
+
+
+def _pandas_check_names(profile: DataProfile) -> set[str]:
+    """Names of the derived checks computed in pandas rather than GX (see validate_frame)."""
+    names = {f"{c.name}: finite" for c in profile.columns if c.kind == "numeric"}
+    return names | {f"{c.name}: string values" for c in profile.columns if c.kind == "text"}
+
+
+def apply_overrides(
+    expectations: list[Expectation], profile: DataProfile, overrides: ExpectationOverrides
+) -> tuple[list[Expectation], set[str]]:
+    """Derived suite + a team file -> (expectations to run, removed pandas-side check names).
+
+    Same GX type on the same column replaces the derived expectation (keeping its check name
+    unless the file names it); everything else is added. Unknown names, unknown columns and
+    name clashes are :class:`ConfigError`, so a typo never silently disables a check.
+    """
+    src = overrides.source
+    pandas_names = _pandas_check_names(profile)
+    derived = {str((e.meta or {}).get(_META_NAME)) for e in expectations}
+    known = derived | pandas_names
+    for name in overrides.remove:
+        if name in PROTECTED_CHECKS:
+            hint = "change calibration.min_rows in the gate policy" if name == "row count" else None
+            raise ConfigError(f"{src}: remove: '{name}' cannot be removed", hint)
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "use a check name from `quantgate validate` output"
+            raise ConfigError(f"{src}: remove: no derived check named '{name}'", hint)
+    removed = set(overrides.remove)
+    kept = [e for e in expectations if str((e.meta or {}).get(_META_NAME)) not in removed]
+    columns = set(profile.column_names)
+    for spec in overrides.expectations:
+        where = f"{src}: expectations.{spec.index}"
+        unknown = [c for c in spec.columns if c not in columns]
+        if unknown:
+            raise ConfigError(
+                f"{where}: '{unknown[0]}' is not a column of the reference data",
+                "columns: " + _clip(", ".join(profile.column_names), 200),
+            )
+        target = None
+        if spec.type != "ExpectTableRowCountToBeBetween":
+            target = next(
+                (e for e in kept if type(e).__name__ == spec.type and (e.meta or {}).get(_META_COLUMN) == spec.column),
+                None,
+            )
+        if target is not None:
+            kept.remove(target)
+            tmeta = target.meta or {}
+            name, kind = spec.name or str(tmeta.get(_META_NAME)), str(tmeta.get(_META_KIND))
+        else:
+            name = spec.name or (f"{spec.column}: {spec.type}" if spec.column else spec.type)
+            kind = _TYPE_KIND.get(spec.type, "custom")
+        taken = {str((e.meta or {}).get(_META_NAME)) for e in kept} | (pandas_names - removed)
+        if name in taken:
+            raise ConfigError(f"{where}: check name '{name}' is already used", "give it a unique name: key")
+        expected = f"{spec.describe()} (from {Path(src).name})"
+        kept.append(spec.build(meta=_meta(name, kind, _clip(expected, 300), spec.column)))
+    return kept, removed & pandas_names
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _examples(res: dict[str, Any], k: int = 5) -> str:
@@ -345,6 +376,8 @@ def _observed(kind: str, r: ExpectationValidationResult) -> str:
         return "; ".join(parts) if parts else f"the {len(res.get('observed_value') or [])} reference columns"
     if kind == "type" and "observed_value" in res:
         return f"dtype {res['observed_value']}"
+    if kind == "custom" and "observed_value" in res and "element_count" not in res:
+        return "observed " + _clip(repr(_py(res["observed_value"])), 200)
     n = int(res.get("element_count") or 0)
     bad = int(res.get("unexpected_count") or 0)
     nonnull = n - int(res.get("missing_count") or 0)
@@ -448,8 +481,12 @@ def validate_frame(
     max_unseen_share: float = 0.01,
     suite_name: str = "calibration",
     render_html: bool = True,
+    overrides: ExpectationOverrides | None = None,
 ) -> ValidationReport:
-    """Check ``df`` (calibration data) against the reference ``profile``; never raises on bad data."""
+    """Check ``df`` (calibration data) against the reference ``profile``; never raises on bad data.
+
+    A bad ``overrides`` file is a :class:`ConfigError` (config, not data).
+    """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame to validate, got {type(df).__name__}")
     expectations = _expectations(
@@ -458,6 +495,9 @@ def validate_frame(
         max_unseen_share=max_unseen_share,
         min_rows=min_rows,
     )
+    removed: set[str] = set()
+    if overrides is not None:
+        expectations, removed = apply_overrides(expectations, profile, overrides)
     order = {name: i for i, name in enumerate(profile.column_names)}
     extra: list[tuple[tuple[int, int], CheckResult]] = []
 
@@ -488,12 +528,14 @@ def validate_frame(
         key = (order[c.name], _KIND_RANK["finite"])
         if c.kind == "numeric":
             if _is_numeric(s):
-                extra.append((key, _finite_check(s, c)))
+                if f"{c.name}: finite" not in removed:
+                    extra.append((key, _finite_check(s, c)))
             else:  # the type check reports it; a range on strings is only a GX error
                 skip.add((c.name, "range"))
         elif c.kind == "text":
             check = _string_check(s, c)
-            extra.append(((order[c.name], _KIND_RANK["type"]), check))
+            if check.name not in removed:
+                extra.append(((order[c.name], _KIND_RANK["type"]), check))
             if not check.passed:
                 skip.add((c.name, "length"))
 
@@ -518,54 +560,6 @@ def validate_frame(
 
 
 # --------------------------------------------------------------------------- HTML
-
-_CSS = """
-.qg-report{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:16px;
-  padding:12px 16px;border:2px solid #888;border-radius:8px;background:#fff;color:#222}
-.qg-report.qg-pass{border-color:#2e7d32}.qg-report.qg-fail{border-color:#c62828}
-.qg-report h2{margin:0 0 8px 0;font-size:1.25em}
-.qg-report table{border-collapse:collapse;width:100%;font-size:.9em}
-.qg-report th,.qg-report td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
-.qg-report th{background:#f3f3f3}
-.qg-ok{color:#2e7d32;font-weight:bold}.qg-bad{color:#c62828;font-weight:bold}
-.qg-report tr.qg-row-bad{background:#fdecea}
-"""
-
-
-def _checks_html(report: ValidationReport) -> str:
-    """Self-contained (inline CSS) table of every quantgate check."""
-    rows = []
-    for c in report.checks:
-        status = '<span class="qg-ok">pass</span>' if c.passed else '<span class="qg-bad">FAIL</span>'
-        cls = "" if c.passed else ' class="qg-row-bad"'
-        rows.append(
-            f"<tr{cls}><td>{status}</td><td>{html.escape(c.name)}</td>"
-            f"<td>{html.escape(c.observed)}</td><td>{html.escape(c.expected)}</td></tr>"
-        )
-    state = "qg-pass" if report.passed else "qg-fail"
-    return (
-        f'<style>{_CSS}</style><div class="qg-report {state}" id="quantgate-checks">'
-        f"<h2>quantgate data validation: {'PASSED' if report.passed else 'FAILED'}</h2>"
-        f"<p>{html.escape(report.summary())}</p>"
-        "<table><thead><tr><th>status</th><th>check</th><th>observed</th><th>expected</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
-
-
-def _standalone_html(report: ValidationReport) -> str:
-    title = html.escape(f"quantgate validation: {report.suite_name}")
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-        f"<body>{_checks_html(report)}</body></html>"
-    )
-
-
-def _inject_after_body(page: str, fragment: str) -> str:
-    start = page.find("<body")
-    end = page.find(">", start) if start >= 0 else -1
-    if end < 0:
-        return fragment + page
-    return page[: end + 1] + fragment + page[end + 1 :]
 
 
 def _renderable(v: Any) -> Any:
@@ -595,7 +589,7 @@ def _data_docs_html(result: ExpectationSuiteValidationResult, report: Validation
         from great_expectations.render.view import DefaultJinjaPageView
 
         page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
-        return _inject_after_body(str(page), _checks_html(report))
+        return inject_after_body(str(page), checks_html(report))
     except Exception:  # the report must not be lost to a rendering bug
         log.warning("GX Data Docs rendering failed; writing the plain checks table", exc_info=True)
-        return _standalone_html(report)
+        return standalone_html(report.suite_name, checks_html(report))

@@ -1,0 +1,241 @@
+"""The model card: Hugging Face format, parses back, holds the context's exact numbers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import ModelCard
+
+from quantgate.cards.card import card_description, card_json, render_card, render_model_card, wilson
+from quantgate.errors import ConfigError
+from quantgate.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_context() -> dict[str, Any]:
+    """The shape pipeline.card_context() builds, with awkward real-looking numbers."""
+    return {
+        "name": "adult-income-quantized",
+        "source": {
+            "name": "adult-income",
+            "version": "3",
+            "description": "Predicts whether income exceeds $50K/yr. Demo only; not for decisions about people.",
+            "tags": {"quantgate.license": "cc-by-4.0"},
+        },
+        "config": {
+            "name": "adult-income",
+            "task": "tabular-classification",
+            "label": "income",
+            "calibration_data": "cal.parquet",
+            "evaluation_data": "eval.parquet",
+            "reference_data": None,
+            "sensitive_attributes": ["sex"],
+            "slices": [],
+            "policy": "policies/default.yaml",
+            "recipe": "dynamic-int8",
+            "description": "Predicts whether income exceeds $50K/yr. Demo only; not for decisions about people.",
+        },
+        "recipe": {
+            "label": "dynamic-int8",
+            "type": "dynamic-int8",
+            "backend": "torch",
+            "summary": "int8 weights, activations quantized per batch",
+            "json": {"_type": "dynamic-int8", "_version": 1, "_data": {"exclude": []}},
+            "digest": "sha256:" + "ab" * 32,
+        },
+        "quantized_modules": ["body.0", "body.2", "head"],
+        "float_modules": ["body.4"],
+        "metrics": {
+            "n": 16281,
+            "baseline": {"accuracy": 0.8554756, "balanced_accuracy": 0.7712345, "f1": 0.6623456},
+            "candidate": {"accuracy": 0.8532645, "balanced_accuracy": 0.7698765, "f1": 0.6587654},
+            "accuracy_drop": {"estimate": 0.0022111, "low": 0.0006142, "high": 0.0036233, "confidence": 0.95},
+            "flip_rate": 0.0123457,
+        },
+        "groups": [
+            {
+                "attribute": "sex",
+                "group": "Female",
+                "n": 5421,
+                "baseline_accuracy": 0.9212345,
+                "candidate_accuracy": 0.9198765,
+                "drop": 0.001358,
+            },
+            {
+                "attribute": "sex",
+                "group": "Male",
+                "n": 10860,
+                "baseline_accuracy": 0.8223456,
+                "candidate_accuracy": 0.8198765,
+                "drop": 0.0024691,
+            },
+        ],
+        "runtime": {"baseline_p50_ms": 0.412, "candidate_p50_ms": 1.033, "speedup": 0.3988},
+        "sizes": {"baseline_bytes": 91234, "candidate_bytes": 31234},
+        "verdict": {
+            "model": "adult-income",
+            "status": "pass",
+            "policy": "default",
+            "policy_digest": "sha256:" + "cd" * 32,
+            "rules": [
+                {
+                    "rule_id": "accuracy-drop",
+                    "kind": "max_drop",
+                    "metric": "accuracy",
+                    "severity": "block",
+                    "outcome": "pass",
+                    "observed": 0.0022111,
+                    "bound": 0.01,
+                    "interval": [0.0006142, 0.0036233],
+                    "evidence": "drop +0.0022 (95% CI +0.0006..+0.0036), judged on upper bound",
+                },
+                {
+                    "rule_id": "calibration-error",
+                    "kind": "max_increase",
+                    "metric": "ece",
+                    "severity": "warn",
+                    "outcome": "warn",
+                    "observed": float("nan"),
+                    "bound": 0.02,
+                    "interval": None,
+                    "evidence": "ece was not measured",
+                },
+            ],
+        },
+        "validation": {"passed": True, "checks": 57, "failed": []},
+        "data": {
+            "paths": {"calibration": "/d/cal.parquet", "evaluation": "/d/eval.parquet", "reference": "/d/ref.parquet"},
+            "digests": {
+                "calibration": "sha256:" + "01" * 32,
+                "evaluation": "sha256:" + "02" * 32,
+                "reference": "sha256:" + "03" * 32,
+            },
+        },
+        "policy": {"name": "default", "digest": "sha256:" + "cd" * 32},
+        "environment": {"python": "3.11.9", "torch": "2.13.0", "mlflow": "3.17.2"},
+    }
+
+
+@pytest.fixture()
+def proj_settings() -> Settings:
+    return Settings(project_dir=ROOT)
+
+
+def _results(card: ModelCard) -> dict[tuple[str | None, str | None], float]:
+    return {(r.dataset_config, r.metric_name): r.metric_value for r in card.data.eval_results}
+
+
+def test_card_is_a_hugging_face_card_with_the_exact_numbers(proj_settings: Settings) -> None:
+    ctx = make_context()
+    md, twin = render_model_card(ctx, proj_settings)
+    card = ModelCard(md)  # parses metadata + validates model-index
+    meta = card.data.to_dict()
+    assert meta["base_model"] == "adult-income/3"
+    assert meta["base_model_relation"] == "quantized"
+    assert meta["license"] == "cc-by-4.0"
+    assert {"quantgate", "quantized", "int8", "dynamic-int8"} <= set(meta["tags"])
+    assert meta["pipeline_tag"] == "tabular-classification"
+    res = _results(card)
+    m = ctx["metrics"]
+    for k in m["baseline"]:
+        assert res[(None, f"{k} (fp32)")] == m["baseline"][k]
+        assert res[(None, f"{k} (quantized)")] == m["candidate"][k]
+    assert res[(None, "accuracy drop (fp32 - quantized)")] == m["accuracy_drop"]["estimate"]
+    assert res[(None, "flip rate")] == m["flip_rate"]
+    for g in ctx["groups"]:
+        assert res[(f"sex={g['group']}", "accuracy (fp32)")] == g["baseline_accuracy"]
+        assert res[(f"sex={g['group']}", "accuracy (quantized)")] == g["candidate_accuracy"]
+    assert card.data.eval_results[0].dataset_revision == ctx["data"]["digests"]["evaluation"]
+    # the body: Mitchell et al. sections and the numbers as printed
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## Factors",
+        "## Metrics",
+        "## Evaluation and calibration data",
+        "## Quantitative analyses",
+        "## Verdict, rule by rule",
+        "## Recipe search",
+        "## Flip audit",
+        "## Ethical considerations",
+        "## Caveats and recommendations",
+    ):
+        assert section in card.text
+    assert "| accuracy | 0.8555 (0.850 .. 0.861) | 0.8533 (" in card.text
+    assert "0.0006 .. 0.0036" in card.text
+    assert "| sex | Female | 5421 | 0.9212 (" in card.text
+    assert "Not for decisions about people." in card.text  # out of scope, from the description
+    assert "no search: fixed recipe" in card.text
+    assert "flip audit not computed" in card.text
+    assert "`body.4`" in card.text  # what stayed in float
+    assert ctx["recipe"]["digest"] in card.text and ctx["data"]["digests"]["calibration"] in card.text
+    # the JSON twin holds the same values (strict JSON: NaN -> null)
+    again = json.loads(json.dumps(twin, allow_nan=False))
+    assert again["metrics"] == m
+    assert again["card_data"] == meta
+    assert again["verdict"]["rules"][1]["observed"] is None
+    assert json.loads(card_json(ctx)) == again
+
+
+def test_description_is_the_body_without_yaml(proj_settings: Settings) -> None:
+    md = render_card(make_context(), proj_settings)
+    assert md.startswith("---\n")
+    desc = card_description(md)
+    assert desc.startswith("# Model card: adult-income-quantized")
+    assert "base_model_relation" not in desc
+
+
+def test_search_trace_and_flip_audit_are_rendered(proj_settings: Settings) -> None:
+    ctx = make_context()
+    ctx["search_trace"] = {
+        "summary": "3 recipes tried under the 1-pt tolerance",
+        "chosen": "dynamic-int8(exclude=body.4)",
+        "trials": [
+            {"recipe": "dynamic-int8", "accuracy_drop": 0.0123, "speedup": 1.7, "passed": False},
+            {"recipe": "dynamic-int8(exclude=body.4)", "accuracy_drop": 0.0022, "speedup": 1.5, "passed": True},
+        ],
+    }
+    ctx["flip_audit"] = {
+        "summary": "flips concentrated in Male",
+        "groups": [{"group": "sex=Male", "flips": 120, "share": 0.6}],
+    }
+    md, twin = render_model_card(ctx, proj_settings)
+    text = ModelCard(md).text
+    assert "3 recipes tried under the 1-pt tolerance; chosen: dynamic-int8(exclude=body.4)" in text
+    assert "| recipe | accuracy_drop | speedup | passed |" in text
+    assert "| dynamic-int8 | 0.0123 | 1.7000 | False |" in text
+    assert "flips concentrated in Male" in text and "| sex=Male | 120 | 0.6000 |" in text
+    assert twin["search_trace"]["trials"][1]["passed"] is True
+
+
+def test_license_defaults_to_other_and_tensor_task_has_no_pipeline_tag(proj_settings: Settings) -> None:
+    ctx = make_context()
+    ctx["source"]["tags"] = {}
+    ctx["config"]["task"] = "tensor-classification"
+    ctx["groups"] = []
+    card = ModelCard(render_card(ctx, proj_settings))
+    assert card.data.license == "other"
+    assert card.data.pipeline_tag is None
+    assert "No sensitive attributes or slices declared" in card.text
+
+
+def test_template_errors_name_the_template(tmp_path: Path) -> None:
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "model_card.md.j2").write_text("---\n{{ card_data }}\n---\n{{ no_such_value }}\n")
+    with pytest.raises(ConfigError, match=r"model_card\.md\.j2 failed"):
+        render_model_card(make_context(), Settings(project_dir=tmp_path))
+    # a template without the header gets it back, so the metadata cannot be lost
+    (tmp_path / "registry" / "model_card.md.j2").write_text("# Model card: {{ name }}\n")
+    md, _ = render_model_card(copy.deepcopy(make_context()), Settings(project_dir=tmp_path))
+    assert ModelCard(md).data.base_model == "adult-income/3"
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson(0.5, 100) or (0, 0)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert wilson(float("nan"), 10) is None and wilson(0.5, 0) is None
