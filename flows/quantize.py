@@ -45,8 +45,8 @@ def load_source(source: pipeline.Source):
 
 
 @task(name="validate-calibration", cache_policy=NO_CACHE)
-def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets):
-    return pipeline.validate_calibration(source.config, model, data)
+def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets, policy: Any):
+    return pipeline.validate_calibration(source.config, model, data, policy)
 
 
 @task(name="quantize", cache_policy=NO_CACHE)
@@ -77,18 +77,22 @@ def record(**kwargs: Any):
 @flow(name="quantize-model", log_prints=True)
 def quantize_model(model: str, policy: str | None = None, recipe: str | None = None) -> dict[str, Any]:
     """Validate -> quantize -> evaluate -> gate -> card -> register, for ``model`` (NAME[/VERSION|@ALIAS])."""
-    from quantgate.cards.card import render_card
+    from prefect.runtime import deployment
+
+    from quantgate.cards.card import render_model_card
+    from quantgate.cards.provenance import prefect_builder
 
     configure_environment()
     log = get_run_logger()
     source = discover(model)
     cfg = source.config
-    pol = load_policy(get_settings().path(policy or cfg.policy))
+    policy_path = get_settings().path(policy or cfg.policy)
+    pol = load_policy(policy_path)
     rec = pipeline.resolve_recipe(recipe, cfg)
     log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label if rec else "auto (search)")
     data = load_data(source)
     baseline = load_source(source)
-    report = validate(source, baseline, data)
+    report = validate(source, baseline, data, pol)
     log.info("calibration data: %d checks passed", len(report.checks))
     if rec is None:
         found = search(source, pol, baseline, data)
@@ -103,8 +107,15 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     ctx = pipeline.card_context(
         source, rec, qres, ev, verdict, report, data, pol, search=candidate.spec["quantization"].get("search")
     )
-    card_md = render_card(ctx)
+    card_md, _ = render_model_card(ctx)
     run_id = str(flow_run.get_id() or "")
+    builder = prefect_builder(
+        flow_run_id=run_id or None,
+        flow_run_name=flow_run.get_name(),
+        flow_name=flow_run.get_flow_name(),
+        deployment_id=deployment.get_id(),
+        deployment_name=deployment.get_name(),
+    )
     mv = record(
         source=source,
         candidate=candidate,
@@ -116,6 +127,8 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
         card_ctx=ctx,
         data=data,
         flow_run=run_id,
+        policy_path=str(policy_path),
+        builder=builder,
     )
     cmp = ev.comparison
     return {

@@ -277,9 +277,10 @@ def promote(
     """Move 'champion' to an approved, passing candidate; refuse otherwise."""
 
     def body() -> None:
+        from quantgate.cards.trust import verify_for_promotion
         from quantgate.registry.mlflow_registry import promote as do_promote
 
-        mv, previous = do_promote(source, version)
+        mv, previous = do_promote(source, version, verify=verify_for_promotion)
         was = f" (was v{previous})" if previous and previous != mv.version else ""
         console.print(f"[green]promoted[/] {mv.name}/{mv.version} → @champion{was}")
 
@@ -439,6 +440,17 @@ def policy_explain(file: Path = typer.Argument(..., help="Policy YAML.")) -> Non
             console.print(f"  {line}", highlight=False)
 
     _run(body)
+
+
+def _add_trust_commands() -> None:
+    from quantgate.cli_trust import keys_app
+    from quantgate.cli_trust import verify as verify_command
+
+    app.add_typer(keys_app, name="keys", help="Signing keys: create and list.")
+    app.command(name="verify")(verify_command)
+
+
+_add_trust_commands()
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from quantgate.models.wrapped import WrappedModel
     from quantgate.policy import Policy, Verdict
     from quantgate.quantize.recipes import QuantizationResult, Recipe
-    from quantgate.validate import ValidationReport
+    from quantgate.validate import CalibrationReport
 
 EXPERIMENT = "quantgate-quantization"
 
@@ -121,20 +121,37 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
 
 
-def validate_calibration(cfg: ModelConfig, model: WrappedModel, data: Datasets) -> ValidationReport:
-    """GX suite derived from the reference data, run on the calibration data; raises on failure."""
-    from quantgate.validate import profile_frame, validate_frame
+def validate_calibration(
+    cfg: ModelConfig, model: WrappedModel, data: Datasets, policy: Policy, settings: Settings | None = None
+) -> CalibrationReport:
+    """Calibration-data governance: the GX suite derived from the reference data (plus the
+    team's overrides in policies/expectations/), the policy's checks (rows, group coverage,
+    leakage into the evaluation split, duplicates, label balance) and representativeness
+    (Evidently drift vs the reference). Raises ValidationFailed, with the reports written under
+    ``$QUANTGATE_HOME/validation/<model>/``, before anything is quantized or registered."""
+    from quantgate.validate import expectations_file_for, govern_calibration
 
-    text_cols = model.input_columns if model.task == "text-classification" else []
-    label = cfg.label if cfg.label in data.reference.columns else None
-    profile = profile_frame(data.reference, label=label, text_columns=text_cols)
-    report = validate_frame(data.calibration, profile, suite_name=f"{cfg.name}-calibration")
+    s = settings or get_settings()
+    report = govern_calibration(
+        data.calibration,
+        data.reference,
+        evaluation=data.evaluation,
+        label=cfg.label if cfg.label in data.reference.columns else None,
+        sensitive_attributes=list(cfg.sensitive_attributes),
+        text_columns=model.input_columns if model.task == "text-classification" else [],
+        policy=policy.calibration,
+        model_name=cfg.name,
+        expectations_file=expectations_file_for(cfg.name, s.project_dir),
+    )
     if not report.passed:
-        raise ValidationFailed(
-            f"calibration data for '{cfg.name}' failed validation: {report.summary()}",
-            "fix the calibration data; nothing was quantized or registered",
-        )
+        out = report.write_artifacts(s.home_abs / "validation" / cfg.name)
+        raise ValidationFailed(report.summary(), f"nothing was quantized or registered; reports: {_written_dir(out)}")
     return report
+
+
+def _written_dir(files: dict[str, Path]) -> Path:
+    """The folder ``write_artifacts`` wrote its files into."""
+    return next(iter(files.values())).parent
 
 
 def load_source_model(source: Source) -> WrappedModel:
@@ -322,7 +339,7 @@ def card_context(
     qres: QuantizationResult,
     ev: Evaluation,
     verdict: Verdict,
-    report: ValidationReport,
+    report: CalibrationReport,
     data: Datasets,
     policy: Policy,
     search: dict[str, Any] | None = None,
@@ -398,18 +415,23 @@ def record_candidate(
     recipe: Recipe,
     ev: Evaluation,
     verdict: Verdict,
-    report: ValidationReport,
+    report: CalibrationReport,
     card_md: str,
     card_ctx: dict[str, Any],
     data: Datasets,
     settings: Settings | None = None,
     flow_run: str | None = None,
+    policy_path: str | None = None,
+    builder: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Log the run and the candidate model, then register it (atomically) per the convention."""
+    """Log the run and the candidate model, sign its provenance, then register it (atomically)
+    per the convention. Signing happens before registration: if it fails, nothing is registered."""
     import mlflow
     from mlflow.models import infer_signature
 
-    from quantgate.cards.card import card_json
+    from quantgate.cards.card import card_description, card_json
+    from quantgate.cards.provenance import materials_from_context, prefect_builder
+    from quantgate.cards.trust import attach_provenance
     from quantgate.models.pyfunc import QuantgatePyfunc
     from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
 
@@ -450,14 +472,12 @@ def record_candidate(
         mlflow.log_text(verdict.to_json(), "verdict.json")
         mlflow.log_text(card_md, "model_card.md")
         mlflow.log_text(card_json(card_ctx), "model_card.json")
-        mlflow.log_text(report.model_dump_json(indent=2), "validation/report.json")
+        mlflow.log_artifacts(str(_written_dir(report.write_artifacts(Path(tmp) / "validation"))), "validation")
+        mlflow.log_metrics({k: float(v) for k, v in report.metrics().items() if v == v})
         if ev.audit is not None:
             mlflow.log_text(json.dumps(ev.audit.to_dict(), indent=2, default=str), "flip_audit.json")
             if ev.audit.sample:
                 mlflow.log_text(pd.DataFrame(ev.audit.sample).to_csv(index=False), "flip_audit_sample.csv")
-        html = Path(tmp) / "calibration_validation.html"
-        report.write_html(html)
-        mlflow.log_artifact(str(html), "validation")
         arts = candidate.save(Path(tmp) / "candidate")
         card_path = Path(tmp) / "model_card.md"
         card_path.write_text(card_md)
@@ -485,12 +505,21 @@ def record_candidate(
         }
         if not verdict.passed:
             tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
+        tags |= attach_provenance(
+            info.model_uri,
+            run.info.run_id,
+            name=card_ctx["name"],
+            source={"name": source.version.name, "version": source.version.version},
+            materials=materials_from_context(card_ctx, policy_path=policy_path),
+            builder=builder or prefect_builder(flow_run_id=flow_run),
+            settings=s,
+        )
         return register_candidate(
             model_uri=info.model_uri,
             source=source.version,
             run_id=run.info.run_id,
             tags=tags,
-            description=card_md,
+            description=card_description(card_md),
             passed=verdict.passed,
             settings=s,
         )

@@ -93,7 +93,7 @@ def test_tags_only(project: Path) -> None:
     assert cfg.slices == ["length_bucket"]
     assert cfg.group_columns == ["sex", "race", "length_bucket"]
     assert cfg.policy == "policies/strict.yaml"
-    assert cfg.recipe == "dynamic-int8"
+    assert cfg.recipe == "auto"  # default: search recipes under the policy
 
 
 def test_file_wins_key_by_key_and_tags_fill_in(project: Path) -> None:

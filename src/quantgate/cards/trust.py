@@ -39,9 +39,7 @@ if TYPE_CHECKING:
 PROVENANCE_DIR = "provenance"
 STATEMENT_FILE = f"{PROVENANCE_DIR}/statement.json"
 ENVELOPE_FILE = f"{PROVENANCE_DIR}/envelope.json"
-TAG_PROVENANCE = "quantgate.provenance"  # run-relative path of the statement
-TAG_SIGNING_KEY = "quantgate.signing_key"  # keyid (sha256 of the public key)
-TAG_ARTIFACT_DIGEST = "quantgate.artifact_digest"  # tree digest of the model directory
+from quantgate.registry.contract import TAG_ARTIFACT_DIGEST, TAG_PROVENANCE, TAG_SIGNING_KEY  # noqa: E402
 
 
 def _storage_uri(model_uri: str, cl: MlflowClient) -> str:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from quantgate.data.datasets import (
@@ -63,13 +62,23 @@ def data_dir(model: str, settings: Settings | None = None) -> Path:
 
 def prepare_adult(size: DemoSize, settings: Settings | None = None) -> dict[str, Path]:
     """train/calibration/reference from adult.data, evaluation and monitoring windows from adult.test."""
+    from quantgate.validate.sampling import sample_calibration
+
     train_all, test = load_adult()
-    rng = np.random.default_rng(SEED)
-    perm = rng.permutation(len(train_all))
-    calib = train_all.iloc[perm[: size.adult_calibration]]
-    rest = train_all.iloc[perm[size.adult_calibration :]]
-    train = rest if size.adult_train is None else rest.iloc[: size.adult_train]
     evaluation = test if size.adult_evaluation is None else test.sample(size.adult_evaluation, random_state=SEED)
+    # calibration covers every sex and race group (>= 30 rows each) and shares no row with the
+    # evaluation split: the calibration governance checks both
+    calib = sample_calibration(
+        train_all,
+        size.adult_calibration,
+        sensitive_attributes=ADULT_SENSITIVE,
+        min_group_rows=30,
+        exclude=evaluation,
+        feature_columns=[c for c in train_all.columns if c != ADULT_LABEL],
+        seed=SEED,
+    )
+    rest = train_all.drop(calib.index).sample(frac=1.0, random_state=SEED)
+    train = rest if size.adult_train is None else rest.iloc[: size.adult_train]
     drifted = test[(test["age"] >= 50) & (test["sex"] == "Female")]
     stable = test.sample(min(2000, len(test)), random_state=SEED + 1)
     d = data_dir("adult-income", settings)
@@ -77,7 +86,7 @@ def prepare_adult(size: DemoSize, settings: Settings | None = None) -> dict[str,
         "train": train,
         "calibration": calib,
         "evaluation": evaluation,
-        "reference": train,
+        "reference": rest,  # all of adult.data but the calibration rows, even when training on fewer
         "window-drifted": drifted,
         "window-stable": stable,
     }

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quantgate.errors import ConfigError
 from quantgate.evaluate.catalog import HIGHER_IS_BETTER, KNOWN_METRICS, LOWER_IS_BETTER, RATES
+from quantgate.validate.governance import CalibrationPolicy
 
 RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
 Severity = Literal["block", "warn"]
@@ -89,6 +90,7 @@ class Policy(_Strict):
     bootstrap: Bootstrap = Bootstrap()
     min_group_size: int = Field(default=30, ge=1, description="groups smaller than this are not evaluated")
     search: Search = Search()
+    calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     rules: list[Rule] = Field(min_length=1)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
     digest: str = Field(default="", description="sha256 of the policy file, set on load")
