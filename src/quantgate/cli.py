@@ -235,36 +235,58 @@ def _verdict_table(r: dict[str, Any]) -> None:
 def validate(
     model: str = typer.Option(..., "--model", "-m", help="Source model: NAME or NAME/VERSION."),
     data: Path = typer.Option(..., "--data", help="Calibration data to check (CSV or Parquet)."),
-    html: Path | None = typer.Option(None, help="Also write the HTML report here."),
+    policy: Path | None = typer.Option(None, help="Policy YAML (default: the model's onboarding policy)."),
+    out: Path | None = typer.Option(None, help="Write the reports here (GX Data Docs HTML, Evidently HTML, JSON)."),
 ) -> None:
-    """Check a calibration file against the suite derived from the model's reference data."""
+    """Govern a calibration file: GX suite from the reference data, group coverage, leakage into
+    the evaluation split, duplicates, label balance, representativeness. Exit 3 when it fails."""
 
     def body() -> None:
         from quantgate import pipeline
-        from quantgate.data.datasets import read_table
-        from quantgate.validate import profile_frame, validate_frame
+        from quantgate.data.datasets import file_digest, read_table
+        from quantgate.policy import load_policy
+        from quantgate.settings import get_settings
 
         source = pipeline.discover_source(model)
+        cfg = source.config
+        pol = load_policy(policy or get_settings().path(cfg.policy))
         model_obj = pipeline.load_source_model(source)
-        ref = read_table(source.config.resolve(source.config.reference_data or source.config.calibration_data))
-        text_cols = model_obj.input_columns if model_obj.task == "text-classification" else []
-        profile = profile_frame(
-            ref, label=source.config.label if source.config.label in ref.columns else None, text_columns=text_cols
+        base = pipeline.load_datasets(cfg)
+        calib = read_table(data)
+        datasets = pipeline.Datasets(
+            calib,
+            base.evaluation,
+            base.reference,
+            {**base.paths, "calibration": str(data)},
+            {**base.digests, "calibration": file_digest(data)},
         )
-        report = validate_frame(read_table(data), profile, suite_name=f"{source.config.name}-calibration")
+        from quantgate.validate import expectations_file_for, govern_calibration
+
+        report = govern_calibration(
+            datasets.calibration,
+            datasets.reference,
+            evaluation=datasets.evaluation,
+            label=cfg.label if cfg.label in datasets.reference.columns else None,
+            sensitive_attributes=list(cfg.sensitive_attributes),
+            text_columns=model_obj.input_columns if model_obj.task == "text-classification" else [],
+            policy=pol.calibration,
+            model_name=cfg.name,
+            expectations_file=expectations_file_for(cfg.name, get_settings().project_dir),
+        )
         t = Table(title=f"{data} vs {source.ref} reference")
         for col in ("check", "observed", "expected", "result"):
             t.add_column(col, overflow="fold")
         for ch in report.checks:
-            t.add_row(ch.name, ch.observed, ch.expected, "[green]pass[/]" if ch.passed else "[red]FAIL[/]")
+            result = "[dim]skipped[/]" if ch.skipped else ("[green]pass[/]" if ch.passed else "[red]FAIL[/]")
+            t.add_row(ch.name, ch.observed, ch.expected, result)
         console.print(t)
-        if html:
-            report.write_html(html)
-            console.print(f"HTML report: {html}")
+        if out:
+            files = report.write_artifacts(out)
+            console.print(f"reports: {', '.join(str(f) for f in files.values())}")
         if not report.passed:
             err.print(f"[bold red]validation failed:[/] {report.summary()}")
             raise typer.Exit(EXIT_GATE)
-        console.print(f"[green]passed[/] {len(report.checks)} checks")
+        console.print(f"[green]passed[/] {sum(not ch.skipped for ch in report.checks)} checks")
 
     _run(body)
 
