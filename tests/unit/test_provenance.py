@@ -182,6 +182,17 @@ def test_extra_and_missing_files_fail(model_dir: Path, signed: dict[str, Any], k
     }
 
 
+def test_mlflow_registration_file_is_not_an_extra_file(model_dir: Path, signed: dict[str, Any], key: Any) -> None:
+    """MLflow writes `registered_model_meta` into the stored artifact when the version is
+    registered, after signing: only that root-level file is tolerated, nowhere else."""
+    (model_dir / "registered_model_meta").write_text("model_name: m-quantized\nmodel_version: '1'\n")
+    assert verify_model(model_dir, signed, _trusted(key)).passed
+    (model_dir / "artifacts" / "registered_model_meta").write_text("x")
+    assert _failed(verify_model(model_dir, signed, _trusted(key))) == {
+        "extra files": "not in the statement: artifacts/registered_model_meta"
+    }
+
+
 def test_signature_by_an_unknown_key_is_rejected(model_dir: Path, signed: dict[str, Any]) -> None:
     other = Ed25519PrivateKey.generate()
     report = verify_model(model_dir, signed, _trusted(other))

@@ -80,6 +80,10 @@ def _names(items: list[str], limit: int = 5) -> str:
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+#: files MLflow itself adds to a stored model artifact at registration time (root level only)
+MLFLOW_REGISTRATION_FILES = frozenset({"registered_model_meta"})
+
+
 def verify_model(
     model_dir: Path,
     envelope: Mapping[str, Any],
@@ -134,7 +138,9 @@ def verify_model(
         actual = digest_tree(model_dir)
         changed = sorted(k for k in recorded if k in actual and actual[k] != recorded[k])
         missing = sorted(k for k in recorded if k not in actual)
-        extra = sorted(k for k in actual if k not in recorded)
+        # MLflow writes `registered_model_meta` (the registered name and version, no code or
+        # weights) into the stored artifact when the version is registered, i.e. after signing
+        extra = sorted(k for k in actual if k not in recorded and k not in MLFLOW_REGISTRATION_FILES)
         report.add(
             "file digests",
             not changed,
