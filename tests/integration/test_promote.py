@@ -10,13 +10,29 @@ from helpers import snapshot
 pytestmark = pytest.mark.integration
 
 
-def test_promotion_requires_approval(adult_result: dict[str, Any], settings: Any) -> None:
+@pytest.fixture(scope="module")
+def own_versions(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A passing and a failing version of this module's own (fixed recipe, no search), so that
+    approving and promoting here changes nothing other tests look at."""
+    from helpers import IMPOSSIBLE_POLICY
+
+    from flows.quantize import quantize_model
+
+    policy = tmp_path_factory.mktemp("promote") / "impossible.yaml"
+    policy.write_text(IMPOSSIBLE_POLICY)
+    passing = quantize_model("adult-income/1", recipe="dynamic-int8")
+    failing = quantize_model("adult-income/1", recipe="dynamic-int8", policy=str(policy))
+    assert passing["verdict"] == "pass" and failing["verdict"] == "fail"
+    return {"pass": passing, "fail": failing}
+
+
+def test_promotion_requires_approval(own_versions: dict[str, Any], settings: Any) -> None:
     from quantgate.errors import RegistryError
     from quantgate.registry.mlflow_registry import client, promote
 
     cl = client(settings)
-    name, version = adult_result["registered"].split("/")
-    cl.set_model_version_tag(name, version, "quantgate.approval", "pending")
+    name, version = own_versions["pass"]["registered"].split("/")
+    assert cl.get_model_version(name, version).tags["quantgate.approval"] == "pending"
     before = snapshot()
     with pytest.raises(RegistryError, match="is not approved"):
         promote("adult-income")
@@ -29,12 +45,12 @@ def test_promotion_requires_approval(adult_result: dict[str, Any], settings: Any
     assert "quantgate.promoted_at" in cl.get_model_version(name, version).tags
 
 
-def test_failed_version_never_promotable(adult_failed_result: dict[str, Any], settings: Any) -> None:
+def test_failed_version_never_promotable(own_versions: dict[str, Any], settings: Any) -> None:
     from quantgate.errors import RegistryError
     from quantgate.registry.mlflow_registry import client, promote
 
     cl = client(settings)
-    name, v = adult_failed_result["registered"].split("/")
+    name, v = own_versions["fail"]["registered"].split("/")
     cl.set_model_version_tag(name, v, "quantgate.approval", "approved")  # even if someone approves it by hand
     before = snapshot()
     with pytest.raises(RegistryError, match="failed its gate"):

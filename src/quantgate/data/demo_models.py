@@ -122,7 +122,7 @@ def _existing(name: str, digest: str, settings: Settings) -> ModelVersion | None
     return max(same, key=lambda v: int(v.version)) if same else None
 
 
-def _log_source(
+def register_source_model(
     name: str,
     wrapped: object,
     example: pd.DataFrame,
@@ -133,6 +133,8 @@ def _log_source(
     description: str,
     settings: Settings,
 ) -> ModelVersion:
+    """Log a WrappedModel as quantgate's pyfunc (signature, input example, pinned requirements) in
+    a training run and register it as a new version of ``name`` with ``tags`` and ``description``."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -185,7 +187,7 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
     evaluation = pd.read_parquet(files["evaluation"])
     acc = float((wrapped.predict(evaluation)["label"].to_numpy() == evaluation[ADULT_LABEL].to_numpy()).mean())
     train_acc = float((wrapped.predict(train)["label"].to_numpy() == train[ADULT_LABEL].to_numpy()).mean())
-    return _log_source(
+    return register_source_model(
         "adult-income",
         wrapped,
         evaluation[pre.columns].head(5),
@@ -228,7 +230,7 @@ def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelV
     wrapped = WrappedModel(model, spec, tokenizer)
     evaluation = pd.read_parquet(files["evaluation"])
     acc = float((wrapped.predict(evaluation)["label"].to_numpy() == evaluation["label"].to_numpy()).mean())
-    return _log_source(
+    return register_source_model(
         "rt-sentiment",
         wrapped,
         evaluation[["text"]].head(5),

@@ -1,0 +1,113 @@
+"""Issue #5's gate on real data: int4 on every layer of an Adult MLP.
+
+Overall accuracy barely moves (the 0.05-point kind of change an overall-only gate waves
+through), but the first layer's int4 weights round away the columns that encode small race
+groups (their one-hot inputs), so those groups lose points: a degradation confined to groups.
+The model is onboarded through tags only (no YAML file) and governed by the real flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+STRICT = """name: groups-strict
+bootstrap: {resamples: 200, confidence: 0.95, seed: 0}
+rules:
+  - {id: accuracy-drop, kind: max_drop, metric: accuracy, threshold: 0.01}
+  - {id: group-accuracy-drop, kind: max_group_drop, metric: accuracy, threshold: 0.01, judge_on: estimate}
+"""
+LOOSE = STRICT.replace("name: groups-strict", "name: groups-loose").replace(
+    "threshold: 0.01, judge_on", "threshold: 0.1, judge_on"
+)
+
+
+@pytest.fixture(scope="module")
+def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A torch MLP on 8,000 real adult.data rows, registered as `adult-int4-probe`, onboarded by tags."""
+    import mlflow
+
+    from quantgate.data.datasets import ADULT_CATEGORICAL, ADULT_LABEL, ADULT_NUMERIC, load_adult
+    from quantgate.data.demo_models import register_source_model
+    from quantgate.models.tabular import TabularPreprocessor, train_mlp
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.settings import get_settings, reset_settings
+    from quantgate.validate.sampling import sample_calibration
+
+    reset_settings()
+    settings = get_settings()
+
+    train_all, test = load_adult()
+    evaluation = test.sample(6000, random_state=1)
+    calib = sample_calibration(
+        train_all,
+        1000,
+        sensitive_attributes=["sex", "race"],
+        min_group_rows=30,
+        exclude=evaluation,
+        feature_columns=[c for c in train_all.columns if c != ADULT_LABEL],
+    )
+    rest = train_all.drop(calib.index)
+    train = rest.sample(8000, random_state=0)
+    d = tmp_path_factory.mktemp("int4-probe")
+    for name, frame in {"calibration": calib, "evaluation": evaluation, "reference": rest}.items():
+        frame.to_parquet(d / f"{name}.parquet", index=False)
+    pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
+    model = train_mlp(pre.transform(train), train[ADULT_LABEL].to_numpy(), seed=0)
+    wrapped = WrappedModel(model, {"task": "tabular-classification", "preprocessor": pre.to_dict(), "classes": [0, 1]})
+    tags = {
+        "quantgate.task": "tabular-classification",
+        "quantgate.label": "income",
+        "quantgate.calibration_data": str(d / "calibration.parquet"),
+        "quantgate.evaluation_data": str(d / "evaluation.parquet"),
+        "quantgate.reference_data": str(d / "reference.parquet"),
+        "quantgate.sensitive_attributes": "sex,race",
+    }
+    mv = register_source_model(
+        "adult-int4-probe",
+        wrapped,
+        evaluation[pre.columns].head(5),
+        params={"seed": 0},
+        metrics={},
+        tags=tags,
+        description="int4 probe for the group gate test",
+        settings=settings,
+    )
+    strict, loose = d / "strict.yaml", d / "loose.yaml"
+    strict.write_text(STRICT)
+    loose.write_text(LOOSE)
+    assert mlflow.get_tracking_uri() == settings.tracking_uri
+    return {"ref": f"{mv.name}/{mv.version}", "strict": str(strict), "loose": str(loose)}
+
+
+def _flow() -> Any:
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from flows.quantize import quantize_model
+
+    return quantize_model
+
+
+def test_int4_everywhere_is_rejected_on_groups_while_overall_passes(probe: dict[str, Any], settings: Any) -> None:
+    from quantgate.registry.mlflow_registry import client
+
+    r = _flow()(probe["ref"], policy=probe["strict"], recipe="int4-weight-only")
+    rules = {x["rule_id"]: x for x in r["verdict_rules"]}
+    assert rules["accuracy-drop"]["outcome"] == "pass"  # overall: well inside 1 point, even on the upper bound
+    assert abs(rules["accuracy-drop"]["observed"]) < 0.005
+    assert rules["group-accuracy-drop"]["outcome"] == "fail"  # ... but a race group loses more than 1 point
+    assert "race" in rules["group-accuracy-drop"]["evidence"]
+    assert r["verdict"] == "fail" and r["failed_rules"] == ["group-accuracy-drop"]
+    mv = client(settings).get_model_version(*r["registered"].split("/"))
+    assert mv.tags["quantgate.failed_rules"] == "group-accuracy-drop" and not mv.aliases
+
+
+def test_a_looser_policy_accepts_the_same_recipe(probe: dict[str, Any], settings: Any) -> None:
+    r = _flow()(probe["ref"], policy=probe["loose"], recipe="int4-weight-only")
+    assert r["verdict"] == "pass", r["verdict_rules"]
+    assert "candidate" in r["aliases"]
