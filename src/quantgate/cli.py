@@ -260,19 +260,7 @@ def validate(
             {**base.paths, "calibration": str(data)},
             {**base.digests, "calibration": file_digest(data)},
         )
-        from quantgate.validate import expectations_file_for, govern_calibration
-
-        report = govern_calibration(
-            datasets.calibration,
-            datasets.reference,
-            evaluation=datasets.evaluation,
-            label=cfg.label if cfg.label in datasets.reference.columns else None,
-            sensitive_attributes=list(cfg.sensitive_attributes),
-            text_columns=model_obj.input_columns if model_obj.task == "text-classification" else [],
-            policy=pol.calibration,
-            model_name=cfg.name,
-            expectations_file=expectations_file_for(cfg.name, get_settings().project_dir),
-        )
+        report = pipeline.govern_calibration_data(cfg, model_obj, datasets, pol)
         t = Table(title=f"{data} vs {source.ref} reference")
         for col in ("check", "observed", "expected", "result"):
             t.add_column(col, overflow="fold")

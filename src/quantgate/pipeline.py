@@ -121,18 +121,17 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
 
 
-def validate_calibration(
+def govern_calibration_data(
     cfg: ModelConfig, model: WrappedModel, data: Datasets, policy: Policy, settings: Settings | None = None
 ) -> CalibrationReport:
     """Calibration-data governance: the GX suite derived from the reference data (plus the
     team's overrides in policies/expectations/), the policy's checks (rows, group coverage,
     leakage into the evaluation split, duplicates, label balance) and representativeness
-    (Evidently drift vs the reference). Raises ValidationFailed, with the reports written under
-    ``$QUANTGATE_HOME/validation/<model>/``, before anything is quantized or registered."""
+    (Evidently drift vs the reference). Returns the report; never raises on bad data."""
     from quantgate.validate import expectations_file_for, govern_calibration
 
     s = settings or get_settings()
-    report = govern_calibration(
+    return govern_calibration(
         data.calibration,
         data.reference,
         evaluation=data.evaluation,
@@ -143,6 +142,15 @@ def validate_calibration(
         model_name=cfg.name,
         expectations_file=expectations_file_for(cfg.name, s.project_dir),
     )
+
+
+def validate_calibration(
+    cfg: ModelConfig, model: WrappedModel, data: Datasets, policy: Policy, settings: Settings | None = None
+) -> CalibrationReport:
+    """The flow's gate on calibration data: raises ValidationFailed, with the reports written
+    under ``$QUANTGATE_HOME/validation/<model>/``, before anything is quantized or registered."""
+    s = settings or get_settings()
+    report = govern_calibration_data(cfg, model, data, policy, s)
     if not report.passed:
         out = report.write_artifacts(s.home_abs / "validation" / cfg.name)
         raise ValidationFailed(report.summary(), f"nothing was quantized or registered; reports: {_written_dir(out)}")

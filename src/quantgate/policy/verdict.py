@@ -81,33 +81,23 @@ def _outcome(ok: bool, rule: Rule) -> Outcome:
     return "fail" if rule.severity == "block" else "warn"
 
 
-def _missing(rule: Rule, what: str) -> RuleResult:
+def _result(
+    rule: Rule, outcome: Outcome, observed: float, evidence: str, interval: tuple[float, float] | None = None
+) -> RuleResult:
     return RuleResult(
-        rule.id,
-        rule.kind,
-        rule.metric,
-        rule.severity,
-        _outcome(False, rule),
-        float("nan"),
-        rule.threshold,
-        evidence=f"{what} was not measured",
+        rule.id, rule.kind, rule.metric, rule.severity, outcome, observed, rule.threshold, interval, evidence
     )
+
+
+def _missing(rule: Rule, what: str) -> RuleResult:
+    return _result(rule, _outcome(False, rule), float("nan"), f"{what} was not measured")
 
 
 def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
     """max_drop / max_increase: the change that makes the candidate worse, positive = worse."""
     m = rule.metric
     if m in FAIRNESS_GAPS and not cmp.sensitive:
-        return RuleResult(
-            rule.id,
-            rule.kind,
-            m,
-            rule.severity,
-            "n/a",
-            float("nan"),
-            rule.threshold,
-            evidence="not applicable: the model declares no sensitive attributes",
-        )
+        return _result(rule, "n/a", float("nan"), "not applicable: the model declares no sensitive attributes")
     if m not in cmp.baseline or m not in cmp.candidate or math.isnan(cmp.baseline[m]) or math.isnan(cmp.candidate[m]):
         return _missing(rule, m)
     change = cmp.baseline[m] - cmp.candidate[m] if rule.kind == "max_drop" else cmp.candidate[m] - cmp.baseline[m]
@@ -122,31 +112,18 @@ def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
         )
     else:
         ev = f"{word} {change:+.4f}"
-    return RuleResult(
-        rule.id,
-        rule.kind,
-        m,
-        rule.severity,
+    return _result(
+        rule,
         _outcome(_le(judged, rule.threshold), rule),
         change,
-        rule.threshold,
-        (iv.low, iv.high) if iv is not None else None,
         f"{ev}; fp32 {cmp.baseline[m]:.4f} -> {cmp.candidate[m]:.4f}",
+        (iv.low, iv.high) if iv is not None else None,
     )
 
 
 def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
     if not cmp.groups:
-        return RuleResult(
-            rule.id,
-            rule.kind,
-            rule.metric,
-            rule.severity,
-            _outcome(False, rule),
-            float("nan"),
-            rule.threshold,
-            evidence="no groups were evaluated (no sensitive attributes?)",
-        )
+        return _result(rule, _outcome(False, rule), float("nan"), "no groups were evaluated (no sensitive attributes?)")
 
     def judged(g: Any) -> float:
         iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
@@ -155,17 +132,13 @@ def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
     worst = max(cmp.groups, key=judged)
     iv = cmp.intervals.get(f"group:{worst.attribute}={worst.group}")
     ci = f" (CI {iv.low:+.4f}..{iv.high:+.4f})" if iv is not None else ""
-    return RuleResult(
-        rule.id,
-        rule.kind,
-        rule.metric,
-        rule.severity,
+    return _result(
+        rule,
         _outcome(_le(judged(worst), rule.threshold), rule),
         worst.drop,
-        rule.threshold,
-        (iv.low, iv.high) if iv is not None else None,
-        evidence=f"worst group {worst.attribute}={worst.group} (n={worst.n}): "
+        f"worst group {worst.attribute}={worst.group} (n={worst.n}): "
         f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}, drop {worst.drop:+.4f}{ci}",
+        (iv.low, iv.high) if iv is not None else None,
     )
 
 
@@ -179,16 +152,7 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
         return _missing(rule, rule.metric)
     v = float(values[rule.metric])
     ok = _le(rule.threshold, v) if rule.kind == "min" else _le(v, rule.threshold)
-    return RuleResult(
-        rule.id,
-        rule.kind,
-        rule.metric,
-        rule.severity,
-        _outcome(ok, rule),
-        v,
-        rule.threshold,
-        evidence=f"{rule.metric} = {v:.4f}",
-    )
+    return _result(rule, _outcome(ok, rule), v, f"{rule.metric} = {v:.4f}")
 
 
 def gate_candidate(model: str, policy: Policy, cmp: Comparison, extra: dict[str, float] | None = None) -> Verdict:
