@@ -46,7 +46,14 @@ def load_source(source: pipeline.Source):
 
 @task(name="validate-calibration", cache_policy=NO_CACHE)
 def validate(source: pipeline.Source, model: Any, data: pipeline.Datasets, policy: Any):
-    return pipeline.validate_calibration(source.config, model, data, policy)
+    return pipeline.validate_calibration(
+        source.config,
+        model,
+        data,
+        policy,
+        profile=pipeline.stored_profile(source),
+        signature=pipeline.signature_columns(source),
+    )
 
 
 @task(name="quantize", cache_policy=NO_CACHE)
@@ -81,6 +88,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
 
     from quantgate.cards.card import render_model_card
     from quantgate.cards.provenance import prefect_builder
+    from quantgate.cards.trust import source_artifact_digest
 
     configure_environment()
     log = get_run_logger()
@@ -107,6 +115,8 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     ctx = pipeline.card_context(
         source, rec, qres, ev, verdict, report, data, pol, search=candidate.spec["quantization"].get("search")
     )
+    # the source's own artifact digest goes into the card and (reused) into the provenance
+    ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))
     card_md, _ = render_model_card(ctx)
     run_id = str(flow_run.get_id() or "")
     builder = prefect_builder(

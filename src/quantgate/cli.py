@@ -260,7 +260,14 @@ def validate(
             {**base.paths, "calibration": str(data)},
             {**base.digests, "calibration": file_digest(data)},
         )
-        report = pipeline.govern_calibration_data(cfg, model_obj, datasets, pol)
+        report = pipeline.govern_calibration_data(
+            cfg,
+            model_obj,
+            datasets,
+            pol,
+            profile=pipeline.stored_profile(source),
+            signature=pipeline.signature_columns(source),
+        )
         t = Table(title=f"{data} vs {source.ref} reference")
         for col in ("check", "observed", "expected", "result"):
             t.add_column(col, overflow="fold")

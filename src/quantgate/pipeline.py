@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from quantgate.models.wrapped import WrappedModel
     from quantgate.policy import Policy, Verdict
     from quantgate.quantize.recipes import QuantizationResult, Recipe
-    from quantgate.validate import CalibrationReport
+    from quantgate.validate import CalibrationReport, DataProfile
 
 EXPERIMENT = "quantgate-quantization"
+#: where a source model's reference-data profile is stored (in its training run)
+PROFILE_ARTIFACT = "quantgate/data_profile.json"
 
 
 @dataclass
@@ -121,16 +123,55 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
 
 
+def stored_profile(source: Source) -> DataProfile | None:
+    """The reference-data profile stored with the source model at registration, if any."""
+    import mlflow
+
+    from quantgate.validate import DataProfile
+
+    if not source.version.run_id:
+        return None
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{source.version.run_id}/{PROFILE_ARTIFACT}")
+    except Exception:  # not stored: the suite is derived from the reference data file instead
+        return None
+    return DataProfile.model_validate_json(text)
+
+
+def signature_columns(source: Source) -> list[str]:
+    """Input column names of the source version's MLflow signature ([] when it has none)."""
+    from mlflow.models import get_model_info
+
+    sig = get_model_info(f"models:/{source.version.name}/{source.version.version}").signature
+    return list(sig.inputs.input_names()) if sig is not None and sig.inputs is not None else []
+
+
 def govern_calibration_data(
-    cfg: ModelConfig, model: WrappedModel, data: Datasets, policy: Policy, settings: Settings | None = None
+    cfg: ModelConfig,
+    model: WrappedModel,
+    data: Datasets,
+    policy: Policy,
+    settings: Settings | None = None,
+    profile: DataProfile | None = None,
+    signature: list[str] | None = None,
 ) -> CalibrationReport:
-    """Calibration-data governance: the GX suite derived from the reference data (plus the
+    """Calibration-data governance: the GX suite derived from the reference profile (plus the
     team's overrides in policies/expectations/), the policy's checks (rows, group coverage,
     leakage into the evaluation split, duplicates, label balance) and representativeness
-    (Evidently drift vs the reference). Returns the report; never raises on bad data."""
+    (Evidently drift vs the reference). The profile is the one stored with the model when given,
+    else it is built from the reference data; every column of the model's MLflow ``signature``
+    must be in it. Returns the report; never raises on bad data."""
     from quantgate.validate import expectations_file_for, govern_calibration
 
     s = settings or get_settings()
+    profiled = profile.column_names if profile is not None else list(data.reference.columns)
+    missing = [col for col in signature or [] if col not in profiled]
+    if missing:
+        raise DataError(
+            f"the reference profile of '{cfg.name}' lacks the model's input column(s) {', '.join(missing)} "
+            "(from its MLflow signature)",
+            "the reference data must hold every column the model takes",
+        )
     return govern_calibration(
         data.calibration,
         data.reference,
@@ -141,16 +182,23 @@ def govern_calibration_data(
         policy=policy.calibration,
         model_name=cfg.name,
         expectations_file=expectations_file_for(cfg.name, s.project_dir),
+        profile=profile,
     )
 
 
 def validate_calibration(
-    cfg: ModelConfig, model: WrappedModel, data: Datasets, policy: Policy, settings: Settings | None = None
+    cfg: ModelConfig,
+    model: WrappedModel,
+    data: Datasets,
+    policy: Policy,
+    settings: Settings | None = None,
+    profile: DataProfile | None = None,
+    signature: list[str] | None = None,
 ) -> CalibrationReport:
     """The flow's gate on calibration data: raises ValidationFailed, with the reports written
     under ``$QUANTGATE_HOME/validation/<model>/``, before anything is quantized or registered."""
     s = settings or get_settings()
-    report = govern_calibration_data(cfg, model, data, policy, s)
+    report = govern_calibration_data(cfg, model, data, policy, s, profile=profile, signature=signature)
     if not report.passed:
         out = report.write_artifacts(s.home_abs / "validation" / cfg.name)
         raise ValidationFailed(report.summary(), f"nothing was quantized or registered; reports: {_written_dir(out)}")
@@ -296,7 +344,15 @@ def evaluate_candidate(
         )
     y = y_series.to_numpy(dtype=int)
     base_proba, cand_proba = baseline.predict_proba(ev), candidate.predict_proba(ev)
-    group_cols = [g for g in cfg.group_columns if g in ev.columns]
+    declared = list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
+    missing = [g for g in declared if g not in ev.columns]
+    if missing:
+        raise DataError(
+            f"evaluation data for '{cfg.name}' has no column(s) {', '.join(missing)} "
+            "named as sensitive attributes or slices",
+            "add them to the data or fix the declaration",
+        )
+    group_cols = declared
     b = policy.bootstrap
     cmp = compare_proba(
         y,
@@ -517,7 +573,8 @@ def record_candidate(
             info.model_uri,
             run.info.run_id,
             name=card_ctx["name"],
-            source={"name": source.version.name, "version": source.version.version},
+            # name/version, plus the source artifact's digest when the card already computed it
+            source={k: v for k, v in card_ctx["source"].items() if k in ("name", "version", "uri", "digest", "files")},
             materials=materials_from_context(card_ctx, policy_path=policy_path),
             builder=builder or prefect_builder(flow_run_id=flow_run),
             settings=s,

@@ -213,3 +213,41 @@ def test_nightly_sweep_finds_only_ungoverned(adult_result: dict[str, Any], setti
     finally:
         cl.delete_model_version("adult-income", new.version)
     assert mlflow.get_tracking_uri() == settings.tracking_uri
+
+
+def test_failing_calibration_stops_before_quantization(
+    adult_result: dict[str, Any], settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calibration data made of one kind of person (real Adult rows: women aged 50+) fails the
+    governance checks by name; the flow stops before quantizing and the registry is untouched."""
+    from quantgate.errors import ValidationFailed
+    from quantgate.settings import reset_settings
+
+    project = tmp_path / "project"
+    for d in ("policies", "registry"):
+        shutil.copytree(ROOT / d, project / d)
+    cfg = project / "registry" / "models" / "adult-income.yaml"
+    cfg.write_text(cfg.read_text().replace("calibration.parquet", "window-drifted.parquet"))
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    before = snapshot()
+    try:
+        with pytest.raises(ValidationFailed) as exc:
+            _flow()("adult-income")
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    msg = str(exc.value)
+    assert "sex: rows per group" in msg and "representativeness" in msg
+    assert snapshot() == before
+    assert (settings.home_abs / "validation" / "adult-income" / "calibration_report.json").exists()
+
+
+def test_reference_profile_is_stored_with_the_source(demo_sources: dict[str, str], settings: Any) -> None:
+    from quantgate import pipeline
+
+    for ref in demo_sources.values():
+        source = pipeline.discover_source(ref)
+        profile = pipeline.stored_profile(source)
+        assert profile is not None and profile.row_count >= 600  # the small demo's smallest reference
+        assert set(pipeline.signature_columns(source)) <= set(profile.column_names)

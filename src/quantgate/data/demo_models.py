@@ -132,9 +132,15 @@ def register_source_model(
     tags: dict[str, str],
     description: str,
     settings: Settings,
+    reference: pd.DataFrame | None = None,
+    label: str | None = None,
+    text_columns: list[str] | None = None,
 ) -> ModelVersion:
     """Log a WrappedModel as quantgate's pyfunc (signature, input example, pinned requirements) in
-    a training run and register it as a new version of ``name`` with ``tags`` and ``description``."""
+    a training run and register it as a new version of ``name`` with ``tags`` and ``description``.
+
+    With ``reference`` (the training/reference data), its profile is stored with the model as
+    ``quantgate/data_profile.json``: the calibration-data suite is derived from it later."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -148,6 +154,12 @@ def register_source_model(
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
+        if reference is not None:
+            from quantgate.pipeline import PROFILE_ARTIFACT
+            from quantgate.validate import profile_frame
+
+            profile = profile_frame(reference, label=label, text_columns=text_columns or [])
+            mlflow.log_text(profile.model_dump_json(indent=2), PROFILE_ARTIFACT)
         arts = wrapped.save(Path(tmp))  # type: ignore[attr-defined]
         signature = infer_signature(example, wrapped.predict(example))  # type: ignore[attr-defined]
         info = mlflow.pyfunc.log_model(
@@ -205,6 +217,8 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
             f"Accuracy on {len(evaluation)} adult.test rows: {acc:.4f}."
         ),
         settings=s,
+        reference=pd.read_parquet(files["reference"]),
+        label=ADULT_LABEL,
     )
 
 
@@ -252,4 +266,7 @@ def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelV
             f"minute on 2 cores. Raw text in. Accuracy on {len(evaluation)} held-out snippets: {acc:.4f}."
         ),
         settings=s,
+        reference=pd.read_parquet(files["reference"]),
+        label="label",
+        text_columns=["text"],
     )

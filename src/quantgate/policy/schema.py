@@ -89,6 +89,10 @@ class Policy(_Strict):
     description: str | None = None
     bootstrap: Bootstrap = Bootstrap()
     min_group_size: int = Field(default=30, ge=1, description="groups smaller than this are not evaluated")
+    slices: list[str] = Field(
+        default_factory=list,
+        description="extra evaluation-data columns to report and gate per group (added to the model's own slices)",
+    )
     search: Search = Search()
     calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     rules: list[Rule] = Field(min_length=1)
