@@ -134,16 +134,21 @@ def _overall(ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
     intervals = dict(m.get("intervals", {}) or {})
     if "accuracy" not in intervals and m.get("accuracy_drop"):
         intervals["accuracy"] = m["accuracy_drop"]
+    from quantgate.evaluate.catalog import HIGHER_IS_BETTER
+
     rows = []
     for k, base in m["baseline"].items():
         cand = m["candidate"].get(k)
         b, cnd = _f(base), _f(cand)
+        # "worse by": the drop of a higher-is-better metric, the rise of a lower-is-better one,
+        # the same sign convention as the paired-bootstrap intervals beside it
+        worse = None if b is None or cnd is None else (b - cnd if k in HIGHER_IS_BETTER else cnd - b)
         rows.append(
             {
                 "metric": k,
                 "baseline": b,
                 "candidate": cnd,
-                "drop": None if b is None or cnd is None else b - cnd,
+                "drop": worse,
                 "drop_ci": _interval(intervals.get(k)),
                 "baseline_ci": wilson(b, n) if k == "accuracy" else None,
                 "candidate_ci": wilson(cnd, n) if k == "accuracy" else None,
@@ -188,9 +193,30 @@ def _search(ctx: Mapping[str, Any]) -> dict[str, Any]:
         trials = trace.get("trials", [])
         if not trials:
             trials = [{k: v for k, v in trace.items() if k not in ("summary", "chosen")}]
-    rows = [t if isinstance(t, Mapping) else {"trial": t} for t in (trials if isinstance(trials, list) else [trials])]
-    summary = summary or f"{len(rows)} candidate recipe(s) tried"
+    rows = [
+        _trial_row(t) if isinstance(t, Mapping) else {"trial": t}
+        for t in (trials if isinstance(trials, list) else [trials])
+    ]
+    summary = summary or f"{len(rows)} candidate recipe(s) tried on the calibration data"
     return {"performed": True, "summary": summary, "chosen": _cell(chosen) if chosen else None, **_table(rows)}
+
+
+def _trial_row(t: Mapping[str, Any]) -> dict[str, Any]:
+    """One tuner trial as a readable row (the full recipe JSON stays in model_card.json)."""
+    if "label" not in t or "metrics" not in t:
+        return dict(t)
+    m = t.get("metrics") or {}
+    return {
+        "recipe": t["label"],
+        "result": "pass" if t.get("passed") else "fail",
+        "accuracy drop": m.get("accuracy_drop"),
+        "worst group drop": m.get("worst_group_drop"),
+        "agreement": m.get("agreement"),
+        "speedup": m.get("speedup"),
+        "quantized / float": f"{t.get('quantized', 0)} / {t.get('kept_float', 0)}",
+        "seconds": t.get("seconds"),
+        "reason": t.get("reason", ""),
+    }
 
 
 def _flip(ctx: Mapping[str, Any]) -> dict[str, Any]:
