@@ -40,3 +40,19 @@ def client(home: Path) -> Any:
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def project_copy(tmp_path: Path, edit: dict[str, tuple[str, str]]) -> Path:
+    """A copy of the project's policies/ and registry/ under ``tmp_path`` with text replaced in
+    some files: ``{"registry/models/adult-income.yaml": ("old", "new")}``. Point
+    QUANTGATE_PROJECT_DIR at it to run the real flow on a changed onboarding."""
+    import shutil
+
+    project = tmp_path / "project"
+    for d in ("policies", "registry"):
+        shutil.copytree(ROOT / d, project / d)
+    for rel, (old, new) in edit.items():
+        f = project / rel
+        assert old in f.read_text(), f"{old!r} not in {rel}"
+        f.write_text(f.read_text().replace(old, new))
+    return project

@@ -491,12 +491,11 @@ def record_candidate(
     """Log the run and the candidate model, sign its provenance, then register it (atomically)
     per the convention. Signing happens before registration: if it fails, nothing is registered."""
     import mlflow
-    from mlflow.models import infer_signature
 
     from quantgate.cards.card import card_description, card_json
     from quantgate.cards.provenance import materials_from_context, prefect_builder
     from quantgate.cards.trust import attach_provenance
-    from quantgate.models.pyfunc import QuantgatePyfunc
+    from quantgate.models.pyfunc import log_wrapped_model
     from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
 
     s = settings or get_settings()
@@ -546,16 +545,7 @@ def record_candidate(
         card_path = Path(tmp) / "model_card.md"
         card_path.write_text(card_md)
         arts["model_card"] = str(card_path)
-        example = data.evaluation[candidate.input_columns].head(5)
-        signature = infer_signature(example, candidate.predict(example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=QuantgatePyfunc(),
-            artifacts=arts,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-        )
+        info = log_wrapped_model(candidate, arts, data.evaluation[candidate.input_columns].head(5))
         tags = {
             c.TAG_SOURCE: source.ref,
             c.TAG_RECIPE: recipe.label,

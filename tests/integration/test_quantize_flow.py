@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import ROOT, snapshot
+from helpers import ROOT, project_copy, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -149,11 +148,9 @@ def test_missing_data_file_leaves_registry(
     from quantgate.errors import DataError
     from quantgate.settings import reset_settings
 
-    project = tmp_path / "project"
-    for d in ("policies", "registry"):
-        shutil.copytree(ROOT / d, project / d)
-    cfg = project / "registry" / "models" / "adult-income.yaml"
-    cfg.write_text(cfg.read_text().replace("calibration.parquet", "no-such-file.parquet"))
+    project = project_copy(
+        tmp_path, {"registry/models/adult-income.yaml": ("calibration.parquet", "no-such-file.parquet")}
+    )
     monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
     reset_settings()
     before = snapshot()
@@ -223,11 +220,9 @@ def test_failing_calibration_stops_before_quantization(
     from quantgate.errors import ValidationFailed
     from quantgate.settings import reset_settings
 
-    project = tmp_path / "project"
-    for d in ("policies", "registry"):
-        shutil.copytree(ROOT / d, project / d)
-    cfg = project / "registry" / "models" / "adult-income.yaml"
-    cfg.write_text(cfg.read_text().replace("calibration.parquet", "window-drifted.parquet"))
+    project = project_copy(
+        tmp_path, {"registry/models/adult-income.yaml": ("calibration.parquet", "window-drifted.parquet")}
+    )
     monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
     reset_settings()
     before = snapshot()

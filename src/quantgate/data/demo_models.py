@@ -27,6 +27,8 @@ from quantgate.settings import Settings, get_settings
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
+    from quantgate.models.wrapped import WrappedModel
+
 SEED = 0
 TRAIN_EXPERIMENT = "quantgate-demo-training"
 
@@ -124,7 +126,7 @@ def _existing(name: str, digest: str, settings: Settings) -> ModelVersion | None
 
 def register_source_model(
     name: str,
-    wrapped: object,
+    wrapped: WrappedModel,
     example: pd.DataFrame,
     *,
     params: dict[str, object],
@@ -142,10 +144,8 @@ def register_source_model(
     With ``reference`` (the training/reference data), its profile is stored with the model as
     ``quantgate/data_profile.json``: the calibration-data suite is derived from it later."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    from quantgate.models.pyfunc import QuantgatePyfunc
-    from quantgate.pipeline import _requirements
+    from quantgate.models.pyfunc import log_wrapped_model
     from quantgate.registry.mlflow_registry import client, ensure_experiment
 
     ensure_experiment(TRAIN_EXPERIMENT, settings)
@@ -160,17 +160,7 @@ def register_source_model(
 
             profile = profile_frame(reference, label=label, text_columns=text_columns or [])
             mlflow.log_text(profile.model_dump_json(indent=2), PROFILE_ARTIFACT)
-        arts = wrapped.save(Path(tmp))  # type: ignore[attr-defined]
-        signature = infer_signature(example, wrapped.predict(example))  # type: ignore[attr-defined]
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=QuantgatePyfunc(),
-            artifacts=arts,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=name,
-        )
+        info = log_wrapped_model(wrapped, wrapped.save(Path(tmp)), example, registered_model_name=name)
     mv = info.registered_model_version
     version = str(mv if isinstance(mv, int) else getattr(mv, "version", mv))
     for k, v in tags.items():

@@ -23,3 +23,25 @@ class QuantgatePyfunc(mlflow.pyfunc.PythonModel):
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         return self.wrapped.predict(model_input)
+
+
+def log_wrapped_model(
+    wrapped: WrappedModel, artifacts: dict[str, str], example: pd.DataFrame, registered_model_name: str | None = None
+) -> Any:
+    """Log ``wrapped`` as quantgate's pyfunc in the active run: signature inferred from
+    ``example`` (raw rows) and its predictions, the example itself, pinned requirements.
+    Returns mlflow's ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from quantgate.pipeline import _requirements
+
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=QuantgatePyfunc(),
+        artifacts=artifacts,
+        signature=infer_signature(example, wrapped.predict(example)),
+        input_example=example,
+        pip_requirements=_requirements(),
+        registered_model_name=registered_model_name,
+    )
