@@ -95,7 +95,11 @@ class WrappedModel:
 
         batches = self.batches(rows, batch_size or 256)
         label = f"predicting {len(df)} rows"
-        probs = [torch.softmax(self.module(*b).float(), dim=-1).numpy() for b in track(batches, label, len(batches))]
+        scores_are_probs = self.spec.get("output") == "probabilities"
+        probs = [
+            (out if scores_are_probs else torch.softmax(out, dim=-1)).numpy()
+            for out in (self.module(*b).float() for b in track(batches, label, len(batches)))
+        ]
         out = np.empty((len(df), n_classes), np.float32)
         out[order] = np.concatenate(probs)
         return out

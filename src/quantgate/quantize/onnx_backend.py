@@ -181,6 +181,22 @@ def quantized_linears(model: Any, linears: list[str]) -> list[str]:
     return [n for n in linears if n in done]
 
 
+def quantized_nodes(model: Any, nodes: list[str]) -> list[str]:
+    """For an ONNX source: the MatMul/Gemm nodes that now run on int8 (ORT names a dynamically
+    quantized node ``<name>_quant``; in QDQ form the node keeps its name and reads a dequantized weight)."""
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in model.graph.node}
+    done = []
+    for name in nodes:
+        q = by_name.get(f"{name}_quant") or by_name.get(f"{name}_MatMul_quant")
+        plain = by_name.get(name)
+        if (q is not None and q.op_type in _QUANT_OPS) or (
+            plain is not None and plain.op_type in _LINEAR_OPS and len(plain.input) > 1 and plain.input[1] in dq_outputs
+        ):
+            done.append(name)
+    return done
+
+
 def _example(calibration: Calibration | None, recipe: Recipe) -> tuple[torch.Tensor, ...]:
     if not calibration:
         raise ConfigError(
@@ -190,10 +206,47 @@ def _example(calibration: Calibration | None, recipe: Recipe) -> tuple[torch.Ten
     return tuple(calibration[0])
 
 
+def _onnx_source(module: nn.Module, calibration: Calibration | None, recipe: Recipe) -> tuple[bytes, list[str]]:
+    """An ONNX source model (MLflow onnx flavor) is quantized as it is; a torch module is exported."""
+    if isinstance(module, OrtModule):
+        return module.onnx_bytes, module.input_names
+    return export_onnx(module, _example(calibration, recipe))
+
+
+def _graph_plan(
+    recipe: OrtDynamicInt8Recipe | OrtStaticInt8Recipe, onnx_model: Any
+) -> tuple[list[str], list[str], list[str]]:
+    """For an ONNX source there are no torch modules: each MatMul/Gemm node is a unit, named by
+    its node name, and ``exclude`` entries match node names (or their prefixes)."""
+    nodes = [n for n in onnx_model.graph.node if n.op_type in _LINEAR_OPS]
+    if not nodes:
+        raise UnsupportedModel(
+            "the ONNX model has no MatMul/Gemm node to quantize",
+            f"ops present: {', '.join(sorted({n.op_type for n in onnx_model.graph.node}))}",
+        )
+    unnamed = [n for n in nodes if not n.name]
+    if unnamed:
+        raise UnsupportedModel(
+            f"{len(unnamed)} MatMul/Gemm node(s) of the ONNX model have no name",
+            "name the graph's nodes so exclusions and the quantized/float record can refer to them",
+        )
+    excluded_ops = set(recipe.exclude_op_types)
+    to_quantize, to_exclude = [], []
+    for n in nodes:
+        aliases = [n.name, f"{n.name}_MatMul"] if n.op_type == "Gemm" else [n.name]
+        if _excluded(n.name, recipe.exclude) or n.op_type in excluded_ops:
+            to_exclude.extend(aliases)
+        else:
+            to_quantize.extend(aliases)
+    return [n.name for n in nodes], to_quantize, to_exclude
+
+
 def _plan(
     module: nn.Module, recipe: OrtDynamicInt8Recipe | OrtStaticInt8Recipe, onnx_model: Any
 ) -> tuple[list[str], list[str], list[str]]:
     """(linears, nodes to quantize, nodes to exclude) from module-name and op-type exclusions."""
+    if isinstance(module, OrtModule):
+        return _graph_plan(recipe, onnx_model)
     linears = _linear_names(module)
     if isinstance(module, nn.Linear):
         linears = [""]
@@ -224,7 +277,7 @@ def _result(
     import onnx
 
     qmodel = onnx.load_from_string(q_bytes)
-    done = quantized_linears(qmodel, linears)
+    done = quantized_nodes(qmodel, linears) if isinstance(module, OrtModule) else quantized_linears(qmodel, linears)
     return QuantizationResult(OrtModule(q_bytes, names), recipe, done, [n for n in linears if n not in done])
 
 
@@ -269,7 +322,7 @@ def _ort_dynamic(
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    data, names = export_onnx(module, _example(calibration, recipe))
+    data, names = _onnx_source(module, calibration, recipe)
     linears, to_quantize, to_exclude = _plan(module, recipe, onnx.load_from_string(data))
     if not to_quantize:
         return QuantizationResult(OrtModule(data, names), recipe, [], linears)
@@ -309,9 +362,9 @@ def _ort_static(
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    example = _example(calibration, recipe)
+    _example(calibration, recipe)
     assert calibration is not None
-    data, names = export_onnx(module, example)
+    data, names = _onnx_source(module, calibration, recipe)
     linears, to_quantize, to_exclude = _plan(module, recipe, onnx.load_from_string(data))
     if not to_quantize:
         return QuantizationResult(OrtModule(data, names), recipe, [], linears)

@@ -250,7 +250,13 @@ def apply_recipe(module: nn.Module, recipe: Recipe, calibration: Calibration | N
     static int8 calibrates activation ranges on all of them; the torch-eager recipes ignore it.
     """
     _, handler = _REGISTRY[recipe.TYPE]
-    if not _linear_names(module):
+    if getattr(module, "onnx_bytes", None) is not None:  # an ONNX source model (OrtModule)
+        if not recipe.TYPE.startswith("ort-"):
+            raise UnsupportedModel(
+                f"recipe {recipe.TYPE} quantizes torch modules; this source is an ONNX model",
+                "use ort-dynamic-int8 or ort-static-int8",
+            )
+    elif not _linear_names(module):
         kinds = sorted({type(m).__name__ for m in module.modules()} - {type(module).__name__})
         raise UnsupportedModel(
             f"recipe {recipe.TYPE} found no nn.Linear to quantize in {type(module).__name__}",

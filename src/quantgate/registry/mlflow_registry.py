@@ -114,6 +114,8 @@ def load_wrapped(mv: ModelVersion) -> WrappedModel:
         module = mlflow.pytorch.load_model(uri)
         spec = {"task": "tensor-classification", "feature_columns": _signature_columns(uri), "classes": [0, 1]}
         return WrappedModel(module, spec)
+    if "onnx" in flavors:
+        return _load_onnx_source(uri, mv)
     pf = meta.flavors.get("python_function", {})
     if pf.get("loader_module") == "mlflow.pyfunc.model" and "python_model" in pf:  # a PythonModel
         inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
@@ -124,6 +126,37 @@ def load_wrapped(mv: ModelVersion) -> WrappedModel:
         f"{mv.name}/{mv.version} has flavor(s) {', '.join(flavors)}, which quantgate cannot quantize",
         "log the model with the 'pytorch' flavor or as quantgate's pyfunc (quantgate.models.pyfunc)",
     )
+
+
+def _load_onnx_source(uri: str, mv: ModelVersion) -> WrappedModel:
+    """An MLflow onnx-flavor model: one float input [batch, features] in the signature's column
+    order, one output of class scores (logits, or probabilities when the version is tagged
+    ``quantgate.output=probabilities``)."""
+    import mlflow.onnx
+
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.quantize.onnx_backend import OrtModule
+
+    onx = mlflow.onnx.load_model(uri)
+    initializers = {i.name for i in onx.graph.initializer}
+    inputs = [i.name for i in onx.graph.input if i.name not in initializers]
+    if len(inputs) != 1 or len(onx.graph.output) < 1:
+        raise UnsupportedModel(
+            f"{mv.name}/{mv.version}: ONNX model with inputs {inputs} and {len(onx.graph.output)} output(s)",
+            "quantgate governs ONNX classifiers with one float input [batch, features] and class scores first",
+        )
+    output = mv.tags.get("quantgate.output", "logits")
+    if output not in ("logits", "probabilities"):
+        raise UnsupportedModel(
+            f"{mv.name}/{mv.version}: tag quantgate.output={output!r}", "use logits or probabilities"
+        )
+    spec = {
+        "task": "tensor-classification",
+        "feature_columns": _signature_columns(uri),
+        "classes": [0, 1],
+        "output": output,
+    }
+    return WrappedModel(OrtModule(onx.SerializeToString(), inputs), spec)
 
 
 def _signature_columns(uri: str) -> list[str]:
