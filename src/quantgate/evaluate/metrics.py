@@ -345,20 +345,10 @@ def _bootstrap_changes(
             )
             intervals[m] = Interval(point[m], lo, hi, confidence)
     if table is not None:
-        base_ok = (base_proba.argmax(1) == y).astype(np.float64)
-        cand_ok = (cand_proba.argmax(1) == y).astype(np.float64)
+        base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
         for g in cmp.groups:
             mask = table[g.attribute].to_numpy() == g.group
-            diff = base_ok[mask] - cand_ok[mask]
-            key = f"group:{g.attribute}={g.group}"
-            if resamples <= 0:
-                intervals[key] = Interval(g.drop, g.drop, g.drop, confidence)
-                continue
-            rng = np.random.default_rng(seed)
-            idx = rng.integers(0, len(diff), size=(resamples, len(diff)))
-            drops = diff[idx].mean(axis=1)
-            alpha = (1 - confidence) / 2
-            intervals[key] = Interval(
-                g.drop, float(np.quantile(drops, alpha)), float(np.quantile(drops, 1 - alpha)), confidence
+            intervals[f"group:{g.attribute}={g.group}"] = paired_bootstrap_drop(
+                y[mask], base_pred[mask], cand_pred[mask], resamples=resamples, confidence=confidence, seed=seed
             )
     return intervals
