@@ -40,8 +40,13 @@ def load_data(source: pipeline.Source) -> pipeline.Datasets:
 
 
 @task(name="load-source-model", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
-def load_source(source: pipeline.Source):
-    return pipeline.load_source_model(source)
+def load_source(source: pipeline.Source, data: pipeline.Datasets):
+    return pipeline.load_source_model(source, data)
+
+
+@task(name="check-faithful-reading", cache_policy=NO_CACHE)
+def check_faithful(source: pipeline.Source, model: Any, data: pipeline.Datasets) -> pipeline.Faithfulness:
+    return pipeline.check_source_faithful(source, model, data)
 
 
 @task(name="validate-calibration", cache_policy=NO_CACHE)
@@ -81,6 +86,11 @@ def record(**kwargs: Any):
     return pipeline.record_candidate(**kwargs)
 
 
+def _reading(spec: dict[str, Any]) -> dict[str, Any]:
+    keys = ("source_kind", "serialization_format", "output", "output_note", "classes", "input_shape")
+    return {k: spec[k] for k in keys if k in spec}
+
+
 @flow(name="quantize-model", log_prints=True)
 def quantize_model(model: str, policy: str | None = None, recipe: str | None = None) -> dict[str, Any]:
     """Validate -> quantize -> evaluate -> gate -> card -> register, for ``model`` (NAME[/VERSION|@ALIAS])."""
@@ -99,7 +109,9 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     rec = pipeline.resolve_recipe(recipe, cfg)
     log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label if rec else "auto (search)")
     data = load_data(source)
-    baseline = load_source(source)
+    baseline = load_source(source, data)
+    faithful = check_faithful(source, baseline, data)
+    log.info("reading of %s reproduces the model on %d rows", source.ref, faithful.report["rows"])
     report = validate(source, baseline, data, pol)
     log.info("calibration data: %d checks passed", len(report.checks))
     if rec is None:
@@ -113,7 +125,16 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     verdict = gate(source, pol, ev)
     log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
     ctx = pipeline.card_context(
-        source, rec, qres, ev, verdict, report, data, pol, search=candidate.spec["quantization"].get("search")
+        source,
+        rec,
+        qres,
+        ev,
+        verdict,
+        report,
+        data,
+        pol,
+        search=candidate.spec["quantization"].get("search"),
+        reading={**faithful.report, "warnings": faithful.warnings, **_reading(baseline.spec)},
     )
     # the source's own artifact digest goes into the card and (reused) into the provenance
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))

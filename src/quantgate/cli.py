@@ -250,8 +250,8 @@ def validate(
         source = pipeline.discover_source(model)
         cfg = source.config
         pol = load_policy(policy or get_settings().path(cfg.policy))
-        model_obj = pipeline.load_source_model(source)
         base = pipeline.load_datasets(cfg)
+        model_obj = pipeline.load_source_model(source, base)
         calib = read_table(data)
         datasets = pipeline.Datasets(
             calib,

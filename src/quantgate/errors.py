@@ -41,3 +41,8 @@ class UnsupportedModel(QuantgateError):
 
 class GateFailed(QuantgateError):
     """No candidate could meet the policy (e.g. the recipe search found none)."""
+
+
+class UnfaithfulReading(QuantgateError):
+    """quantgate's reading of a model (inputs, outputs, classes) does not reproduce the model's own
+    predictions: nothing it measured could be trusted, so nothing is judged or registered."""

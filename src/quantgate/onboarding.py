@@ -29,8 +29,11 @@ ONBOARDING_KEYS = (
     "policy",
     "recipe",
     "description",
+    "input_columns",
+    "classes",
+    "output",
 )
-LIST_KEYS = {"sensitive_attributes", "slices"}
+LIST_KEYS = {"sensitive_attributes", "slices", "input_columns", "classes"}
 
 
 class ModelConfig(BaseModel):
@@ -39,7 +42,9 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    task: Literal["tabular-classification", "text-classification", "tensor-classification"]
+    task: Literal["tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification"] = (
+        Field(default="tensor-classification", description="informational: the source kind decides how it is read")
+    )
     label: str
     calibration_data: str
     evaluation_data: str
@@ -49,6 +54,15 @@ class ModelConfig(BaseModel):
     policy: str = "policies/default.yaml"
     recipe: str = Field(default="auto", description="'auto' searches recipes under the policy; or a recipe name")
     description: str | None = None
+    input_columns: list[str] | None = Field(
+        default=None, description="feature columns, in the model's order, for a tensor signature without names"
+    )
+    classes: list[str | int | float | bool] | None = Field(
+        default=None, description="the model's classes in output order (default: from its output and the labels)"
+    )
+    output: Literal["auto", "logits", "probabilities", "labels"] = Field(
+        default="auto", description="how to read the model's scores; auto decides from the values"
+    )
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:
         """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""

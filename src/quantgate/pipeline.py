@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from quantgate.environment import versions
 from quantgate.errors import DataError, ValidationFailed
 from quantgate.onboarding import ModelConfig, load_model_config
 from quantgate.registry import contract as c
@@ -82,11 +83,18 @@ def ungoverned_versions(models: list[str] | None = None, settings: Settings | No
     cl = client(s)
     names = models or sorted(p.stem for p in s.path("registry/models").glob("*.yaml"))
     todo = []
+    from mlflow.exceptions import MlflowException
+
+    from quantgate.errors import RegistryError
+
     for name in names:
         try:
             sources = cl.search_model_versions(f"name='{name}'")
-        except Exception:
-            continue
+        except MlflowException as exc:  # never skip a model silently: the sweep would look clean
+            raise RegistryError(
+                f"registry search for onboarded model '{name}' failed: {exc.message.splitlines()[0]}",
+                "check the MLflow store (MLFLOW_TRACKING_URI) and the model name in registry/models/",
+            ) from exc
         children = cl.search_model_versions(f"name='{c.quantized_name(name)}'") if sources else []
         governed = {v.tags.get(c.TAG_SOURCE) for v in children}
         todo += [
@@ -126,24 +134,35 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
 def stored_profile(source: Source) -> DataProfile | None:
     """The reference-data profile stored with the source model at registration, if any."""
     import mlflow
+    from pydantic import ValidationError
 
     from quantgate.validate import DataProfile
 
     if not source.version.run_id:
         return None
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{source.version.run_id}/{PROFILE_ARTIFACT}")
-    except Exception:  # not stored: the suite is derived from the reference data file instead
-        return None
-    return DataProfile.model_validate_json(text)
+    folder, _, leaf = PROFILE_ARTIFACT.rpartition("/")
+    stored = mlflow.artifacts.list_artifacts(run_id=source.version.run_id, artifact_path=folder)
+    if not any(a.path.rsplit("/", 1)[-1] == leaf for a in stored):
+        return None  # none stored: the suite is derived from the reference data file (the card says which)
+    where = f"runs:/{source.version.run_id}/{PROFILE_ARTIFACT}"
+    try:  # stored but unreadable is an error, never a quiet switch to another suite
+        return DataProfile.model_validate_json(mlflow.artifacts.load_text(where))
+    except (OSError, ValidationError, ValueError) as exc:
+        raise DataError(
+            f"the reference profile stored with {source.ref} ({where}) cannot be read: {str(exc).splitlines()[0]}",
+            "re-log the profile with the source model, or delete the artifact to derive the suite from reference_data",
+        ) from exc
 
 
 def signature_columns(source: Source) -> list[str]:
-    """Input column names of the source version's MLflow signature ([] when it has none)."""
+    """Input column names of the source version's MLflow signature ([] when it has none, or when it
+    is a tensor signature, whose inputs have no column names)."""
     from mlflow.models import get_model_info
 
     sig = get_model_info(f"models:/{source.version.name}/{source.version.version}").signature
-    return list(sig.inputs.input_names()) if sig is not None and sig.inputs is not None else []
+    if sig is None or sig.inputs is None or sig.inputs.is_tensor_spec():
+        return []
+    return [str(n) for n in sig.inputs.input_names()]
 
 
 def govern_calibration_data(
@@ -210,10 +229,60 @@ def _written_dir(files: dict[str, Path]) -> Path:
     return next(iter(files.values())).parent
 
 
-def load_source_model(source: Source) -> WrappedModel:
-    from quantgate.registry.mlflow_registry import load_wrapped
+def load_source_model(source: Source, data: Datasets) -> WrappedModel:
+    """The source version through its source kind (quantgate.sources), read with the onboarding
+    (input_columns, classes, output) and probed on a few evaluation rows."""
+    from mlflow.models import Model
 
-    return load_wrapped(source.version)
+    from quantgate.registry.mlflow_registry import load_wrapped
+    from quantgate.sources import SourceContext
+
+    cfg, ev = source.config, data.evaluation
+    ctx = SourceContext(
+        source.version,
+        Model.load(f"models:/{source.version.name}/{source.version.version}"),
+        cfg,
+        sample=ev.head(64),
+        labels=list(ev[cfg.label].dropna().unique()) if cfg.label in ev.columns else [],
+        columns=[col for col in ev.columns if col != cfg.label],
+    )
+    return load_wrapped(source.version, ctx)
+
+
+@dataclass
+class Faithfulness:
+    """The proof that quantgate's reading of the source is the model itself, and what to warn about."""
+
+    report: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_source_faithful(source: Source, model: WrappedModel, data: Datasets) -> Faithfulness:
+    """Score evaluation rows through MLflow's own pyfunc and through quantgate's wrapper; raise
+    UnfaithfulReading (nothing judged, nothing registered) when they differ. A baseline far from an
+    accuracy the source's run logged is a warning for the card."""
+    from quantgate.models.outputs import class_index
+    from quantgate.registry.mlflow_registry import client
+    from quantgate.sources.faithful import check_faithful, logged_accuracy
+
+    uri = f"models:/{source.version.name}/{source.version.version}"
+    report = check_faithful(uri, model, data.evaluation, what=f"source {source.ref}")
+    warnings: list[str] = []
+    if model.spec.get("output_ambiguous"):
+        warnings.append(f"the model's output ({model.spec.get('output_note')}) was read as declared by output:")
+    if source.version.run_id:
+        metrics = client().get_run(source.version.run_id).data.metrics
+        logged = logged_accuracy(metrics)
+        if logged is not None:
+            ev = data.evaluation
+            y = class_index(ev[source.config.label], model.classes, what="evaluation labels")
+            acc = float((model.predict_proba(ev).argmax(axis=1) == y).mean())
+            if abs(acc - logged[1]) > 0.05:
+                warnings.append(
+                    f"baseline accuracy measured here {acc:.4f} is far from the {logged[1]:.4f} the source's run "
+                    f"logged as '{logged[0]}' (different data, or a reading to check)"
+                )
+    return Faithfulness(report.to_dict(), warnings)
 
 
 def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
@@ -333,16 +402,9 @@ def evaluate_candidate(
 
     torch.set_num_threads(get_settings().torch_threads)
     ev = data.evaluation
-    classes = list(baseline.spec.get("classes", [0, 1]))
-    index = {c: i for i, c in enumerate(classes)}
-    y_series = ev[cfg.label].map(index)
-    if y_series.isna().any():
-        bad = sorted(set(ev[cfg.label][y_series.isna()].astype(str)))[:5]
-        raise DataError(
-            f"evaluation labels {bad} are not among the model's classes {classes}",
-            f"check label: {cfg.label} in registry/models/{cfg.name}.yaml",
-        )
-    y = y_series.to_numpy(dtype=int)
+    from quantgate.models.outputs import class_index
+
+    y = class_index(ev[cfg.label], baseline.classes, what=f"evaluation labels (column '{cfg.label}')")
     base_proba, cand_proba = baseline.predict_proba(ev), candidate.predict_proba(ev)
     declared = list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
     missing = [g for g in declared if g not in ev.columns]
@@ -407,6 +469,7 @@ def card_context(
     data: Datasets,
     policy: Policy,
     search: dict[str, Any] | None = None,
+    reading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from quantgate.quantize.recipes import recipe_to_dict
 
@@ -440,6 +503,8 @@ def card_context(
         },
         "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
         "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
+        "reading": reading or {},
+        "warnings": list((reading or {}).get("warnings", [])),
         "search_trace": (search or {}).get("trace"),
         "search": search,
         "runtime": ev.runtime,
@@ -452,25 +517,13 @@ def card_context(
         },
         "data": {"paths": data.paths, "digests": data.digests},
         "policy": {"name": policy.name, "digest": policy.digest},
-        "environment": {"python": platform.python_version(), **_versions()},
+        "environment": {"python": platform.python_version(), **versions()},
     }
 
 
 def _group_interval(cmp: Comparison, g: Any) -> dict[str, float] | None:
     iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
     return iv.__dict__ if iv is not None else None
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("quantgate", "torch", "mlflow", "prefect", "great-expectations", "evidently"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def record_candidate(
@@ -497,6 +550,8 @@ def record_candidate(
     from quantgate.cards.trust import attach_provenance
     from quantgate.models.pyfunc import log_wrapped_model
     from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
+    from quantgate.sources.faithful import check_faithful
+    from quantgate.sources.python_model import PythonModelWrapped, log_python_model
 
     s = settings or get_settings()
     ensure_experiment(EXPERIMENT, s)
@@ -541,11 +596,17 @@ def record_candidate(
             mlflow.log_text(json.dumps(ev.audit.to_dict(), indent=2, default=str), "flip_audit.json")
             if ev.audit.sample:
                 mlflow.log_text(pd.DataFrame(ev.audit.sample).to_csv(index=False), "flip_audit_sample.csv")
-        arts = candidate.save(Path(tmp) / "candidate")
         card_path = Path(tmp) / "model_card.md"
         card_path.write_text(card_md)
-        arts["model_card"] = str(card_path)
-        info = log_wrapped_model(candidate, arts, data.evaluation[candidate.input_columns].head(5))
+        example = data.evaluation[candidate.input_columns].head(5)
+        if isinstance(candidate, PythonModelWrapped):  # the source's own class, modules swapped in
+            info = log_python_model(candidate, example, {"model_card": str(card_path)}, Path(tmp))
+        else:
+            arts = candidate.save(Path(tmp) / "candidate")
+            arts["model_card"] = str(card_path)
+            info = log_wrapped_model(candidate, arts, example)
+        # what will be served is what was gated: the logged artifact, loaded back as MLflow serves it
+        check_faithful(info.model_uri, candidate, data.evaluation, what=f"candidate of {source.ref}")
         tags = {
             c.TAG_SOURCE: source.ref,
             c.TAG_RECIPE: recipe.label,
@@ -578,17 +639,3 @@ def record_candidate(
             passed=verdict.passed,
             settings=s,
         )
-
-
-def _requirements() -> list[str]:
-    v = _versions()
-    return [
-        f"torch=={v['torch'].split('+')[0]}",
-        f"mlflow=={v['mlflow']}",
-        f"quantgate=={v['quantgate']}",
-        "pandas<3",
-        "transformers",
-        "onnxruntime",
-        "optimum-quanto",
-        "torchao",
-    ]

@@ -34,7 +34,7 @@ def log_wrapped_model(
     import mlflow
     from mlflow.models import infer_signature
 
-    from quantgate.pipeline import _requirements
+    from quantgate.environment import requirements
 
     return mlflow.pyfunc.log_model(
         name="model",
@@ -42,6 +42,6 @@ def log_wrapped_model(
         artifacts=artifacts,
         signature=infer_signature(example, wrapped.predict(example)),
         input_example=example,
-        pip_requirements=_requirements(),
+        pip_requirements=requirements(),
         registered_model_name=registered_model_name,
     )

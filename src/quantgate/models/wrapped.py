@@ -19,9 +19,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from quantgate.models.outputs import OutputReading, to_array, to_proba
 from quantgate.models.tabular import TabularPreprocessor
 
-TASKS = ("tabular-classification", "text-classification", "tensor-classification")
+TASKS = ("tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification")
 
 
 @dataclass
@@ -73,19 +74,36 @@ class WrappedModel:
             x = self._pre.transform(df)
         else:
             x = df[self.input_columns].to_numpy(dtype=np.float32)
-        xt = torch.from_numpy(x)
+        shape = self.spec.get("input_shape")
+        if shape:  # e.g. images [-1, 1, 28, 28] fed from flat columns in row-major order
+            x = x.reshape(len(x), *[int(d) for d in shape[1:]])
+        xt = torch.from_numpy(np.ascontiguousarray(x))
         return [(xt[i : i + batch_size],) for i in range(0, len(xt), batch_size)]
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.spec.get("classes", [0, 1]))
+
+    @property
+    def output_reading(self) -> OutputReading:
+        """How the module's raw scores are read (``spec["output"]``; logits by default)."""
+        kind = self.spec.get("output", "logits")
+        return OutputReading(kind, int(self.spec.get("output_width", 0)), False)
+
+    def raw_outputs(self, batch: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """One batch through the module, as a 2-D array of scores (or labels)."""
+        return to_array(self.module(*batch))
 
     @torch.inference_mode()
     def predict_proba(self, df: pd.DataFrame, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities in row order.
+        """Class probabilities ``(n, k)`` in row order, columns in the order of ``classes``.
 
         Text is batched by length (then put back in order): padding to the longest snippet of a
         batch of similar lengths is several times cheaper than padding to a random one.
         """
-        n_classes = len(self.spec.get("classes", [0, 1]))
+        classes = self.classes
         if len(df) == 0:
-            return np.zeros((0, n_classes), np.float32)
+            return np.zeros((0, len(classes)), np.float32)
         order = np.arange(len(df))
         if self.task == "text-classification":
             order = np.argsort(df[self.input_columns[0]].astype(str).str.len().to_numpy(), kind="stable")
@@ -95,22 +113,20 @@ class WrappedModel:
 
         batches = self.batches(rows, batch_size or 256)
         label = f"predicting {len(df)} rows"
-        scores_are_probs = self.spec.get("output") == "probabilities"
-        probs = [
-            (out if scores_are_probs else torch.softmax(out, dim=-1)).numpy()
-            for out in (self.module(*b).float() for b in track(batches, label, len(batches)))
-        ]
-        out = np.empty((len(df), n_classes), np.float32)
+        reading = self.output_reading
+        probs = [to_proba(self.raw_outputs(b), reading, classes) for b in track(batches, label, len(batches))]
+        out = np.empty((len(df), len(classes)), np.float32)
         out[order] = np.concatenate(probs)
         return out
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_proba(df)
-        classes = self.spec.get("classes", list(range(proba.shape[1])))
+        classes = self.classes
         idx = proba.argmax(axis=1)
-        return pd.DataFrame(
-            {"label": np.asarray(classes)[idx], "score": proba.max(axis=1), "probability": proba[:, -1]}
-        )
+        out = {"label": np.asarray(classes)[idx], "score": proba.max(axis=1)}
+        if len(classes) == 2:  # the positive class's probability: what a binary client thresholds
+            out["probability"] = proba[:, -1]
+        return pd.DataFrame(out)
 
     # --- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from quantgate.errors import RegistryError, UnsupportedModel
+from quantgate.errors import RegistryError
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, configure_environment, get_settings
 
@@ -97,75 +97,16 @@ def resolve_version(ref: str, settings: Settings | None = None) -> ModelVersion:
     return max(versions, key=lambda v: int(v.version))
 
 
-def load_wrapped(mv: ModelVersion) -> WrappedModel:
-    """Load a registered version as a WrappedModel, refusing flavors quantgate cannot quantize."""
-    import mlflow
+def load_wrapped(mv: ModelVersion, context: Any = None) -> WrappedModel:
+    """Load a registered version as a WrappedModel through its source kind (``quantgate.sources``),
+    refusing flavors quantgate cannot quantize. ``context`` (a SourceContext) brings the onboarding
+    and data that tensor models need; without it, only what the version records is used."""
     from mlflow.models import Model
 
-    from quantgate.models.pyfunc import QuantgatePyfunc
-    from quantgate.models.wrapped import WrappedModel
+    from quantgate.sources import SourceContext, load_source
 
-    uri = f"models:/{mv.name}/{mv.version}"
-    meta = Model.load(uri)
-    flavors = sorted(meta.flavors)
-    if "pytorch" in flavors:
-        import mlflow.pytorch
-
-        module = mlflow.pytorch.load_model(uri)
-        spec = {"task": "tensor-classification", "feature_columns": _signature_columns(uri), "classes": [0, 1]}
-        return WrappedModel(module, spec)
-    if "onnx" in flavors:
-        return _load_onnx_source(uri, mv)
-    pf = meta.flavors.get("python_function", {})
-    if pf.get("loader_module") == "mlflow.pyfunc.model" and "python_model" in pf:  # a PythonModel
-        inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-        if isinstance(inner, QuantgatePyfunc):
-            return inner.wrapped
-        flavors = [*flavors, f"python_model={type(inner).__name__}"]
-    raise UnsupportedModel(
-        f"{mv.name}/{mv.version} has flavor(s) {', '.join(flavors)}, which quantgate cannot quantize",
-        "log the model with the 'pytorch' flavor or as quantgate's pyfunc (quantgate.models.pyfunc)",
-    )
-
-
-def _load_onnx_source(uri: str, mv: ModelVersion) -> WrappedModel:
-    """An MLflow onnx-flavor model: one float input [batch, features] in the signature's column
-    order, one output of class scores (logits, or probabilities when the version is tagged
-    ``quantgate.output=probabilities``)."""
-    import mlflow.onnx
-
-    from quantgate.models.wrapped import WrappedModel
-    from quantgate.quantize.onnx_backend import OrtModule
-
-    onx = mlflow.onnx.load_model(uri)
-    initializers = {i.name for i in onx.graph.initializer}
-    inputs = [i.name for i in onx.graph.input if i.name not in initializers]
-    if len(inputs) != 1 or len(onx.graph.output) < 1:
-        raise UnsupportedModel(
-            f"{mv.name}/{mv.version}: ONNX model with inputs {inputs} and {len(onx.graph.output)} output(s)",
-            "quantgate governs ONNX classifiers with one float input [batch, features] and class scores first",
-        )
-    output = mv.tags.get("quantgate.output", "logits")
-    if output not in ("logits", "probabilities"):
-        raise UnsupportedModel(
-            f"{mv.name}/{mv.version}: tag quantgate.output={output!r}", "use logits or probabilities"
-        )
-    spec = {
-        "task": "tensor-classification",
-        "feature_columns": _signature_columns(uri),
-        "classes": [0, 1],
-        "output": output,
-    }
-    return WrappedModel(OrtModule(onx.SerializeToString(), inputs), spec)
-
-
-def _signature_columns(uri: str) -> list[str]:
-    from mlflow.models import Model
-
-    sig = Model.load(uri).signature
-    if sig is None or sig.inputs is None:
-        raise UnsupportedModel(f"{uri} has no input signature", "log it with a signature naming its feature columns")
-    return list(sig.inputs.input_names())
+    ctx = context or SourceContext(mv, Model.load(f"models:/{mv.name}/{mv.version}"))
+    return load_source(ctx)
 
 
 def register_candidate(

@@ -1,0 +1,96 @@
+"""Inputs and outputs of a tensor model, read from its MLflow signature, the onboarding and the data.
+
+- **Inputs.** A column-based signature names the features. A tensor signature (what MLflow records
+  for an ndarray input example) names none: the features are then ``input_columns:`` from the
+  onboarding, or else the data's numeric columns in file order (label excluded), and a shape such
+  as ``[-1, 1, 28, 28]`` is filled from flat columns in row-major order.
+- **Outputs.** A probe on a few rows shows the output's width and values; with ``output:`` and
+  ``classes:`` from the onboarding that settles how scores become class probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quantgate.errors import ConfigError, DataError, UnsupportedModel
+from quantgate.models.outputs import detect_output, infer_classes
+from quantgate.sources.base import SourceContext
+
+
+def feature_layout(ctx: SourceContext) -> tuple[list[str], list[int] | None]:
+    """(feature columns in the model's order, tensor shape when it is more than [batch, features])."""
+    sig = ctx.meta.signature
+    declared = list(ctx.onboarding("input_columns", []) or [])
+    if sig is None or sig.inputs is None:
+        if declared:
+            return declared, None
+        raise UnsupportedModel(
+            f"{ctx.ref} has no input signature",
+            "log it with an input_example (MLflow infers the signature) or set input_columns: in the onboarding",
+        )
+    if not sig.inputs.is_tensor_spec():
+        names = [str(n) for n in sig.inputs.input_names()]
+        if declared and declared != names:
+            raise ConfigError(
+                f"input_columns: {declared} differs from the columns of {ctx.ref}'s signature {names}",
+                "drop input_columns: (the signature names the columns) or make them equal",
+            )
+        return names, None
+    specs = sig.inputs.inputs
+    if len(specs) != 1:
+        raise UnsupportedModel(
+            f"{ctx.ref} takes {len(specs)} tensor inputs", "quantgate governs tensor models with one input tensor"
+        )
+    shape = [int(d) for d in specs[0].shape]
+    if len(shape) < 2 or any(d < 1 for d in shape[1:]):
+        raise UnsupportedModel(
+            f"{ctx.ref} takes a tensor of shape {shape}",
+            "quantgate feeds tensor models [batch, features] or [batch, C, H, W] with fixed feature sizes",
+        )
+    n = math.prod(shape[1:])
+    cols = declared or numeric_columns(ctx)
+    if len(cols) != n:
+        where = "input_columns: names" if declared else "the data has"
+        raise DataError(
+            f"{ctx.ref} takes {n} features per row (tensor {shape}), but {where} {len(cols)} numeric column(s)",
+            "set input_columns: in the onboarding to the model's features, in order",
+        )
+    return cols, (shape if len(shape) > 2 else None)
+
+
+def numeric_columns(ctx: SourceContext) -> list[str]:
+    label = getattr(ctx.config, "label", None)
+    if ctx.sample is None:
+        return []
+    return [c for c in ctx.sample.columns if c != label and pd.api.types.is_numeric_dtype(ctx.sample[c])]
+
+
+def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) -> dict[str, Any]:
+    """Probe the model on the sample rows; return the spec keys ``output``, ``output_width``,
+    ``classes`` and ``output_note`` (how the output was read, for the card)."""
+    from quantgate.models.outputs import to_array
+
+    if ctx.sample is None or not len(ctx.sample):
+        raise DataError(f"no rows to probe {ctx.ref}'s output with", "the evaluation data is empty")
+    arr = to_array(probe(ctx.sample))
+    if arr.shape[0] != len(ctx.sample):
+        raise DataError(
+            f"{ctx.ref} returned {arr.shape[0]} rows of output for {len(ctx.sample)} input rows",
+            "quantgate governs models that answer one row per input row",
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise DataError(f"{ctx.ref} returned NaN or infinite scores on the evaluation rows", "check the model")
+    reading = detect_output(arr, str(ctx.onboarding("output", "auto")))
+    classes = infer_classes(reading.width, reading.kind, ctx.labels, ctx.onboarding("classes"))
+    return {
+        "output": reading.kind,
+        "output_width": reading.width,
+        "output_ambiguous": reading.ambiguous,
+        "classes": classes,
+        "output_note": reading.describe(),
+    }
