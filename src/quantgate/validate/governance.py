@@ -26,12 +26,16 @@ from typing import TYPE_CHECKING
 
 from quantgate.errors import DataError
 from quantgate.validate.report import CalibrationReport, CheckResult, all_pass, settle_blocked_by
+from quantgate.validate.schema import CalibrationPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from quantgate.validate.profile import DataProfile
-    from quantgate.validate.schema import CalibrationPolicy
+
+#: ``CalibrationPolicy`` is re-exported for callers that import it from here (scripts/bench_validate.py);
+#: its home is :mod:`quantgate.validate.schema`
+__all__ = ["CalibrationPolicy", "expectations_file_for", "govern_calibration"]
 
 log = logging.getLogger(__name__)
 
