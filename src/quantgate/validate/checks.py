@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from quantgate.validate.columns import holds_strings, is_number
 from quantgate.validate.report import (
     CHECK_DUPLICATES,
     CHECK_OVERLAP,
@@ -36,9 +37,8 @@ def pct(x: float) -> str:
 
 def as_text(s: pd.Series) -> pd.Series:
     """Values as ``str`` (nulls kept as None), cheaply when they already are strings."""
-    import pandas as pd
 
-    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+    if s.dtype == object and holds_strings(s):
         return s
     out = s.astype(str).astype(object)
     out[s.isna().to_numpy()] = None
@@ -53,7 +53,7 @@ def _hashable(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     out: dict[str, Any] = {}
     for c in columns:
         s = df[c]
-        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        if is_number(s):
             out[c] = s.to_numpy(dtype="float64", na_value=np.nan)
         else:
             out[c] = as_text(s).to_numpy()

@@ -23,6 +23,7 @@ import pandas as pd
 
 from quantgate.errors import DataError
 from quantgate.validate._gx import import_gx
+from quantgate.validate.columns import STRING_KINDS, is_number
 from quantgate.validate.data_docs import data_docs_html
 from quantgate.validate.gx_suite import (
     KIND_RANK,
@@ -124,10 +125,6 @@ def _to_check(r: ExpectationValidationResult) -> tuple[int, CheckResult]:
     return KIND_RANK.get(kind, 99), check
 
 
-def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
-
-
 def _finite_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
     """NaN/±inf in a numeric column: inf always fails; NaN fails unless the reference had NaN."""
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu":  # numpy ints hold no NaN/inf
@@ -154,7 +151,7 @@ def _string_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
     inferred = pd.api.types.infer_dtype(s, skipna=True)
     return CheckResult.judged(
         f"{c.name}: string values",
-        inferred in ("string", "empty"),
+        inferred in STRING_KINDS,
         f"{inferred} values (dtype {s.dtype})",
         "strings",
         c.name,
@@ -266,7 +263,7 @@ def validate_frame(
         s = frame[c.name]
         key = (order[c.name], KIND_RANK["finite"])
         if c.kind == "numeric":
-            if _is_numeric(s):
+            if is_number(s):
                 if finite_name not in removed:
                     extra.append((key, _finite_check(s, c)))
             else:  # the type check reports it; a range on strings is only a GX error

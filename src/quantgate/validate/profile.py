@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import DataError
+from quantgate.validate.columns import STRING_KINDS
 
 ColumnKind = Literal["numeric", "categorical", "text", "boolean"]
 #: a value in a categorical value set; JSON keeps bool / int / float / str apart
@@ -142,7 +143,7 @@ def _profile_column(name: str, s: pd.Series, *, is_label: bool, is_text: bool) -
     inferred = pd.api.types.infer_dtype(s, skipna=True)
 
     if is_text:
-        if inferred not in ("string", "empty"):
+        if inferred not in STRING_KINDS:
             raise DataError(
                 f"text column '{name}' holds {inferred} values, not strings",
                 "pass only string columns in text_columns",

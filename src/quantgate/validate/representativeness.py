@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quantgate.validate.checks import as_text, pct
+from quantgate.validate.columns import holds_strings, is_number
 from quantgate.validate.report import CHECK_REPRESENTATIVE, CheckResult, clip
 
 if TYPE_CHECKING:
@@ -82,9 +83,6 @@ def drift_frames(
         arr[~np.isfinite(arr)] = np.nan  # inf is the finite check's business, not a drift crash
         return arr
 
-    def is_number(s: pd.Series) -> bool:
-        return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
-
     for c in profile.columns:
         name = c.name
         if name not in reference.columns:
@@ -96,7 +94,7 @@ def drift_frames(
         r, k = reference[name], calibration[name]
         col, kind = name, "categorical"
         if name in text_columns or c.kind == "text":
-            if pd.api.types.infer_dtype(k, skipna=True) not in ("string", "empty"):
+            if not holds_strings(k):
                 not_run[name] = "not text in the calibration data"
                 continue
             col, kind = f"{name}{LENGTH_SUFFIX}", "numeric"
