@@ -190,3 +190,14 @@ def test_report_artifacts_without_drift_or_data_docs(tmp_path) -> None:  # type:
     assert "quantgate calibration governance (m): FAILED" in page and "NOT RUN" in page
     again = report_from_json(paths["calibration_report.json"].read_text(encoding="utf-8"))
     assert again.checks == [OK, rep]
+
+
+def test_a_report_cannot_claim_passed_with_a_blocking_check() -> None:
+    required = CheckResult.could_not_run("duplicate rows", "no rows", "-")
+    with pytest.raises(ValidationError, match="contradicts the checks"):
+        ValidationReport(passed=True, suite_name="s", row_count=0, checks=[required])
+    gx = ValidationReport(passed=True, suite_name="s", row_count=0, checks=[])
+    with pytest.raises(ValidationError, match="contradicts the checks"):
+        CalibrationReport(
+            model_name="m", passed=True, row_count=0, checks=[required], gx=gx, policy=CalibrationPolicy()
+        )

@@ -164,6 +164,13 @@ def all_pass(checks: Sequence[CheckResult]) -> bool:
     return not any(c.blocking for c in checks)
 
 
+def _check_verdict(passed: bool, checks: Sequence[CheckResult]) -> None:
+    """A report cannot say "passed" while a check blocks (or "failed" with none blocking)."""
+    if passed != all_pass(checks):
+        blocking = [c.name for c in checks if c.blocking]
+        raise ValueError(f"passed={passed} contradicts the checks (blocking: {blocking or 'none'})")
+
+
 def failed_summary(title: str, checks: Sequence[CheckResult], row_count: int) -> str:
     """One line: all passed (and what did not run), or which checks failed and what was seen."""
     bad = blocking_checks(checks)
@@ -192,6 +199,11 @@ class ValidationReport(BaseModel):
     row_count: int
     checks: list[CheckResult]
     data_docs_html: str | None = None
+
+    @model_validator(mode="after")
+    def _verdict_matches_checks(self) -> ValidationReport:
+        _check_verdict(self.passed, self.checks)
+        return self
 
     def failed(self) -> list[CheckResult]:
         """Checks that stop the data (failed, or required and not run), root causes only."""
@@ -242,6 +254,11 @@ class CalibrationReport(BaseModel):
     profile_source: Literal["stored", "derived"] | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)
     _drift_html: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _verdict_matches_checks(self) -> CalibrationReport:
+        _check_verdict(self.passed, self.checks)
+        return self
 
     def failed(self) -> list[CheckResult]:
         """Checks that stop the data (failed, or required and not run), root causes only."""
