@@ -23,6 +23,7 @@ import pandas as pd
 
 from quantgate.errors import DataError
 from quantgate.validate._gx import import_gx
+from quantgate.validate.checks import pct
 from quantgate.validate.columns import STRING_KINDS, is_number
 from quantgate.validate.data_docs import data_docs_html
 from quantgate.validate.gx_suite import (
@@ -97,14 +98,14 @@ def _observed(kind: str, r: ExpectationValidationResult) -> str:
     nonnull = n - int(res.get("missing_count") or 0)
     if kind == "not_null":
         return f"{bad} nulls in {n} rows"
-    pct = f" ({100.0 * bad / nonnull:.2f}%)" if nonnull and bad else ""
+    share = f" ({pct(bad / nonnull)})" if nonnull and bad else ""
     what = {
         "type": "non-numeric",
         "range": "outside the range",
         "in_set": "unseen",
         "length": "with length out of range",
     }.get(kind, "unexpected")
-    return f"{bad} of {nonnull} non-null values {what}{pct}{_examples(res) if bad else ''}"
+    return f"{bad} of {nonnull} non-null values {what}{share}{_examples(res) if bad else ''}"
 
 
 def _to_check(r: ExpectationValidationResult) -> tuple[int, CheckResult]:
