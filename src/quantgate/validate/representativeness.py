@@ -149,9 +149,9 @@ def representativeness(
         # when the row-count check already refuses the set, that is the root cause to name
         return not_run(f"{len(calibration)} rows < {MIN_DRIFT_ROWS}, too few for drift tests", "row count")
     frames = drift_frames(calibration, reference, profile, text_columns)
-    ref, cal, skipped = frames.reference, frames.calibration, dict(frames.not_run)
+    ref, cal, not_compared = frames.reference, frames.calibration, dict(frames.not_run)
     if cal.shape[1] == 0:
-        why = "; ".join(f"{k} ({v})" for k, v in skipped.items())
+        why = "; ".join(f"{k} ({v})" for k, v in not_compared.items())
         return not_run("no column comparable with the reference: " + clip(why, 200))
     if len(ref) > DRIFT_MAX_ROWS:
         ref = ref.sample(DRIFT_MAX_ROWS, random_state=0)
@@ -176,7 +176,7 @@ def representativeness(
     got = {c.column for c in judged}
     for col in cal.columns:
         if col not in got:
-            skipped[_source_column(col)] = "Evidently returned no drift score"
+            not_compared[_source_column(col)] = "Evidently returned no drift score"
     n_columns = len(judged)
     drifted = [c.column for c in judged if c.drifted]
     share = len(drifted) / n_columns if n_columns else 0.0
@@ -189,22 +189,21 @@ def representativeness(
         drifted_share=share,
         drifted_columns=drifted,
         bound=bound,
-        not_run_columns=skipped,
+        not_run_columns=not_compared,
         text_length_columns=[c for c in cal.columns if c.endswith(LENGTH_SUFFIX)],
     )
     observed = f"{len(drifted)} of {n_columns} compared columns drifted ({pct(share)})"
     if drifted:
         observed += ": " + clip(", ".join(drifted), 200)
     if n_columns and share > bound + 1e-12:
-        if skipped:
-            observed += f"; {len(skipped)} not compared: " + clip(", ".join(skipped), 120)
+        if not_compared:
+            observed += f"; {len(not_compared)} not compared: " + clip(", ".join(not_compared), 120)
         check = CheckResult.judged(CHECK_REPRESENTATIVE, False, observed, expected)
-    elif skipped or not n_columns:
-        why = "; ".join(f"{k} ({v})" for k, v in skipped.items())
+    elif not_compared or not n_columns:
+        why = clip("; ".join(f"{k} ({v})" for k, v in not_compared.items()), 200)
+        total = len(not_compared) + n_columns
         check = CheckResult.could_not_run(
-            CHECK_REPRESENTATIVE,
-            f"{len(skipped)} of {len(skipped) + n_columns} columns not compared: {clip(why, 200)}; {observed}",
-            expected,
+            CHECK_REPRESENTATIVE, f"{len(not_compared)} of {total} columns not compared: {why}; {observed}", expected
         )
     else:
         check = CheckResult.judged(CHECK_REPRESENTATIVE, True, observed, expected)
