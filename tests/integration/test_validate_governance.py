@@ -24,14 +24,14 @@ from quantgate.validate import (
     profile_frame,
     sample_calibration,
 )
-from quantgate.validate.governance import (
+from quantgate.validate.governance import expectations_file_for
+from quantgate.validate.report import (
     ARTIFACT_DRIFT_HTML,
     ARTIFACT_REPORT_JSON,
     ARTIFACT_VALIDATION_HTML,
     CHECK_DUPLICATES,
     CHECK_OVERLAP,
     CHECK_REPRESENTATIVE,
-    expectations_file_for,
     report_from_json,
 )
 
@@ -81,8 +81,9 @@ def govern(adult: Adult, calibration: pd.DataFrame, **kwargs: object) -> Calibra
         "profile": adult.profile,
         "render_html": False,
     }
+    reference = kwargs.pop("reference", adult.reference)
     args.update(kwargs)
-    return govern_calibration(calibration, adult.reference, **args)  # type: ignore[arg-type]
+    return govern_calibration(calibration, reference, **args)  # type: ignore[arg-type]
 
 
 def failed(report: CalibrationReport) -> set[str]:
@@ -112,8 +113,9 @@ def test_clean_adult_calibration_passes_and_writes_artifacts(adult: Adult, clean
         CHECK_REPRESENTATIVE,
     ):
         assert expected in names
-    assert not any(c.skipped for c in report.checks)
-    assert report.expectations_file == str(ADULT_FILE)
+    assert not any(c.not_run for c in report.checks)
+    assert all(c.status == "passed" for c in report.checks)
+    assert report.expectations_file == str(ADULT_FILE) and report.profile_source == "stored"
     assert "adult-income.yaml" in check(report, "age: within range").expected
     assert report.drift is not None and report.drift["n_columns"] == 15
     assert {"profile", "gx", "policy", "representativeness", "total"} <= set(report.timings_s)
@@ -134,12 +136,30 @@ def test_clean_adult_calibration_passes_and_writes_artifacts(adult: Adult, clean
     report.raise_if_failed()
 
 
-def test_no_evaluation_data_skips_the_overlap_check(adult: Adult, clean: pd.DataFrame) -> None:
+def test_no_evaluation_data_lists_the_overlap_check_as_not_run(adult: Adult, clean: pd.DataFrame) -> None:
+    """Optional: with no evaluation split there is nothing to leak into; listed, never counted as passed."""
     report = govern(adult, clean, evaluation=None)
     assert report.passed, report.summary()
     overlap = check(report, CHECK_OVERLAP)
-    assert overlap.skipped and overlap.observed.startswith("skipped")
-    assert "1 skipped" in report.summary()
+    assert overlap.status == "not_run" and not overlap.passed and not overlap.required
+    assert overlap.observed == "not run: no evaluation data given"
+    assert "checks that ran passed" in report.summary() and "1 not run: no overlap" in report.summary()
+
+
+def test_evaluation_data_that_cannot_be_compared_fails_the_overlap_check(adult: Adult, clean: pd.DataFrame) -> None:
+    """Required: an evaluation split with no shared column leaves leakage unmeasured, so the set is refused."""
+    evaluation = adult.evaluation.rename(columns=lambda c: f"other_{c}")
+    report = govern(adult, clean, evaluation=evaluation)
+    assert failed(report) == {CHECK_OVERLAP}
+    assert check(report, CHECK_OVERLAP).observed == "could not run: no feature column shared with the evaluation data"
+
+
+def test_label_balance_switched_off_is_listed_as_not_run(adult: Adult, clean: pd.DataFrame) -> None:
+    report = govern(adult, clean, policy=CalibrationPolicy(label_share_bounds=None))
+    assert report.passed, report.summary()
+    label = check(report, "income: label balance")
+    assert label.status == "not_run" and not label.required
+    assert label.observed == "not run: label_share_bounds is off in the policy"
 
 
 # --------------------------------------------------------------------------- schema (GX suite)
@@ -147,9 +167,16 @@ def test_no_evaluation_data_skips_the_overlap_check(adult: Adult, clean: pd.Data
 
 def test_missing_column_fails(adult: Adult, clean: pd.DataFrame) -> None:
     report = govern(adult, clean.drop(columns=["education"]))
-    assert failed(report) == {"columns match"}
+    # representativeness cannot say the set is representative without the column
+    assert failed(report) == {"columns match", CHECK_REPRESENTATIVE}
     assert "missing: education" in check(report, "columns match").observed
-    assert report.drift is not None and report.drift["excluded_columns"] == {"education": "missing"}
+    assert report.drift is not None
+    assert report.drift["not_run_columns"] == {"education": "missing from the calibration data"}
+    assert check(report, CHECK_REPRESENTATIVE).observed.startswith("could not run: 1 of 15 columns not compared")
+    # the column's own checks are listed as not run, deferring to "columns match"
+    in_set = check(report, "education: values in set")
+    assert in_set.status == "not_run" and in_set.blocked_by == "columns match"
+    assert not report.passed
 
 
 def test_extra_column_fails(adult: Adult, clean: pd.DataFrame) -> None:
@@ -160,7 +187,7 @@ def test_extra_column_fails(adult: Adult, clean: pd.DataFrame) -> None:
 
 def test_renamed_sensitive_column_fails_schema_and_group_checks(adult: Adult, clean: pd.DataFrame) -> None:
     report = govern(adult, clean.rename(columns={"sex": "gender"}))
-    assert failed(report) == {"columns match", "sex: rows per group"}
+    assert failed(report) == {"columns match", "sex: rows per group", CHECK_REPRESENTATIVE}
     assert check(report, "sex: rows per group").observed == "column missing from the calibration data"
     with pytest.raises(ValidationFailed, match="columns match"):
         report.raise_if_failed()
@@ -168,8 +195,10 @@ def test_renamed_sensitive_column_fails_schema_and_group_checks(adult: Adult, cl
 
 def test_wrong_dtype_fails(adult: Adult, clean: pd.DataFrame) -> None:
     report = govern(adult, clean.assign(age=clean["age"].astype(str)))
-    assert failed(report) == {"age: numeric type"}
-    assert report.drift is not None and report.drift["excluded_columns"] == {"age": "not numeric"}
+    assert failed(report) == {"age: numeric type", CHECK_REPRESENTATIVE}
+    assert report.drift is not None
+    assert report.drift["not_run_columns"] == {"age": "not numeric in the calibration data"}
+    assert check(report, "age: within range").blocked_by == "age: numeric type"
 
 
 def test_nan_fails(adult: Adult, clean: pd.DataFrame) -> None:
@@ -262,7 +291,7 @@ def test_very_few_rows_skip_representativeness(adult: Adult, clean: pd.DataFrame
     report = govern(adult, clean.head(20))
     assert {"row count", "sex: rows per group", "race: rows per group"} <= failed(report)
     rep = check(report, CHECK_REPRESENTATIVE)
-    assert rep.skipped and "too few" in rep.observed
+    assert rep.status == "not_run" and "too few" in rep.observed and rep.blocked_by == "row count"
     assert report.drift is None
 
 
@@ -321,6 +350,84 @@ def test_one_sex_only_fails_group_check_with_drift_evidence(adult: Adult, clean:
     assert {"sex: rows per group", CHECK_REPRESENTATIVE} <= failed(strict)
 
 
+# --------------------------------------------------------------------------- not run is never "representative"
+
+
+def test_an_all_null_calibration_column_is_not_run_not_representative(adult: Adult, clean: pd.DataFrame) -> None:
+    """With nulls in the reference, no GX check catches an all-null column; representativeness must not pass it."""
+    reference = adult.reference.assign(capital_loss=adult.reference["capital_loss"].astype("float64"))
+    reference.loc[reference.index[:50], "capital_loss"] = np.nan
+    profile = profile_frame(reference, label="income")
+    cal = clean.assign(capital_loss=np.nan)
+    report = govern_calibration(
+        cal,
+        reference,
+        evaluation=adult.evaluation,
+        label="income",
+        sensitive_attributes=ADULT_SENSITIVE,
+        text_columns=[],
+        policy=POLICY,
+        model_name="adult-income",
+        profile=profile,
+        render_html=False,
+    )
+    assert failed(report) == {CHECK_REPRESENTATIVE}
+    rep = check(report, CHECK_REPRESENTATIVE)
+    assert rep.status == "not_run" and "capital_loss (all null in the calibration data)" in rep.observed
+    assert report.drift is not None
+    assert report.drift["not_run_columns"] == {"capital_loss": "all null in the calibration data"}
+    assert "capital_loss" not in {c["column"] for c in report.drift["columns"]}
+
+
+def test_an_all_null_reference_column_is_not_run(adult: Adult, clean: pd.DataFrame) -> None:
+    """Evidently refuses an empty column; before, the whole check failed with Evidently's error."""
+    reference = adult.reference.assign(capital_loss=np.nan)
+    report = govern(adult, clean, profile=None, reference=reference)
+    rep = check(report, CHECK_REPRESENTATIVE)
+    assert rep.status == "not_run" and "capital_loss (all null in the reference data)" in rep.observed
+    assert report.profile_source == "derived"
+    assert report.drift is not None and report.drift["n_columns"] == 14
+
+
+def test_a_column_evidently_gives_no_score_for_is_not_run(
+    adult: Adult, clean: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import quantgate.monitor.drift as drift
+
+    real = drift.detect_drift
+
+    def without_age(*args: object, **kwargs: object) -> drift.DriftResult:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        columns = [c.model_copy(update={"score": float("nan")}) if c.column == "age" else c for c in result.columns]
+        return result.model_copy(update={"columns": columns})
+
+    monkeypatch.setattr(drift, "detect_drift", without_age)
+    report = govern(adult, clean)
+    assert failed(report) == {CHECK_REPRESENTATIVE}
+    assert report.drift is not None
+    assert report.drift["not_run_columns"] == {"age": "Evidently returned no drift score"}
+    assert report.drift["n_columns"] == 14
+
+
+def test_evidently_failing_is_not_run_and_blocks(
+    adult: Adult, clean: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import quantgate.monitor.drift as drift
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(drift, "detect_drift", broken)
+    report = govern(adult, clean)
+    assert failed(report) == {CHECK_REPRESENTATIVE}
+    assert check(report, CHECK_REPRESENTATIVE).observed == "could not run: Evidently failed: boom"
+
+
+def test_a_profile_that_is_not_a_data_profile_is_a_data_error(adult: Adult, clean: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="must be a DataProfile, got str"):
+        govern(adult, clean, profile=adult.profile.model_dump_json())
+
+
 # --------------------------------------------------------------------------- files (read_table)
 
 
@@ -353,7 +460,7 @@ def test_header_only_csv_fails_row_count(adult: Adult, clean: pd.DataFrame, tmp_
     report = govern(adult, read_table(path))
     assert "row count" in failed(report)
     assert check(report, "row count").observed == "0 rows"
-    assert check(report, CHECK_REPRESENTATIVE).skipped
+    assert check(report, CHECK_REPRESENTATIVE).status == "not_run"
 
 
 @pytest.mark.parametrize(("edit", "needle"), [("extra", "has 16 fields, expected 15"), ("cut", "has 3 fields")])

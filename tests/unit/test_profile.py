@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from quantgate.errors import DataError
-from quantgate.validate import MAX_CATEGORIES, DataProfile, profile_frame
+from quantgate.validate import MAX_CATEGORIES, DataProfile, profile_frame, read_profile
 
 
 @pytest.fixture()
@@ -150,3 +150,27 @@ def test_import_does_not_load_great_expectations() -> None:
     code = "import sys, quantgate.validate; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_read_profile_round_trips_a_stored_profile() -> None:
+    df = pd.DataFrame({"age": [30, 40, 50], "sex": ["F", "M", "F"], "label": [0, 1, 0]})
+    profile = profile_frame(df, label="label")
+    assert read_profile(profile.model_dump_json(), source="runs:/abc/reference_profile.json") == profile
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("not json", "first at <root>"),
+        ('{"row_count": 3, "columns": [{"name": "a"}]}', "first at columns.0.kind"),
+        ('{"schema_version": 2, "row_count": 3, "columns": []}', "first at schema_version"),
+    ],
+)
+def test_an_unreadable_stored_profile_is_a_data_error_naming_the_artifact(text: str, needle: str) -> None:
+    """Never a silent fallback to a profile derived from the reference file: name the artifact and the fix."""
+    with pytest.raises(DataError) as info:
+        read_profile(text, source="runs:/abc/reference_profile.json")
+    msg = str(info.value)
+    assert "stored reference profile runs:/abc/reference_profile.json is unreadable" in msg
+    assert needle in msg
+    assert "profile_frame" in (info.value.hint or "")

@@ -10,7 +10,7 @@ import pytest
 
 from quantgate.errors import ConfigError
 from quantgate.validate import DataProfile, load_expectations, parse_expectations, profile_frame, validate_frame
-from quantgate.validate.gx_suite import _expectations, apply_overrides
+from quantgate.validate.gx_suite import apply_overrides, derive_expectations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def _apply(profile: DataProfile, text: str):  # type: ignore[no-untyped-def]
-    derived = _expectations(profile, range_tolerance=0.1, max_unseen_share=0.01, min_rows=1)
+    derived = derive_expectations(profile, range_tolerance=0.1, max_unseen_share=0.01, min_rows=1)
     return apply_overrides(derived, profile, parse_expectations(text, "m.yaml"))
 
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from quantgate.validate.governance import CalibrationPolicy, CalibrationReport
-from quantgate.validate.report import CheckResult, ValidationReport
+from quantgate.validate.report import CalibrationReport, CheckResult, ValidationReport, report_from_json
+from quantgate.validate.schema import CalibrationPolicy
 
 
 def test_defaults() -> None:
@@ -73,21 +73,34 @@ def test_nests_in_a_strict_parent_like_the_gate_policy() -> None:
     assert "CalibrationPolicy" in str(schema)
 
 
+def _loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    code = f"import sys; {statement}; print([m for m in {modules!r} if m in sys.modules])"
+    return eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def test_import_is_light() -> None:
     """The gate policy imports CalibrationPolicy; pandas, GX and Evidently must not come along."""
-    code = (
-        "import sys; from quantgate.validate.governance import CalibrationPolicy; CalibrationPolicy();"
-        "print([m for m in ('pandas', 'numpy', 'great_expectations', 'evidently') if m in sys.modules])"
+    heavy = ("pandas", "numpy", "great_expectations", "evidently")
+    assert _loaded_after("from quantgate.validate.schema import CalibrationPolicy; CalibrationPolicy()", heavy) == []
+
+
+def test_the_policy_layer_does_not_import_the_governance_engine() -> None:
+    engine = (
+        "quantgate.validate.governance",
+        "quantgate.validate.checks",
+        "quantgate.validate.report",
+        "quantgate.validate.representativeness",
+        "great_expectations",
+        "evidently",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert _loaded_after("from quantgate.policy.schema import Policy", engine) == []
 
 
 def _report(checks: list[CheckResult]) -> CalibrationReport:
     gx = ValidationReport(passed=True, suite_name="m-calibration", row_count=300, checks=[])
     return CalibrationReport(
         model_name="m",
-        passed=all(c.passed for c in checks),
+        passed=not any(c.blocking for c in checks),
         row_count=300,
         checks=checks,
         gx=gx,
@@ -95,18 +108,96 @@ def _report(checks: list[CheckResult]) -> CalibrationReport:
     )
 
 
+OK = CheckResult.judged("row count", True, "300 rows", ">= 200 rows")
+BAD = CheckResult.judged("sex: rows per group", False, "Female: 0 (missing)", ">= 30")
+
+
 def test_report_summary_names_failed_checks_on_one_line() -> None:
-    ok = CheckResult(name="row count", passed=True, observed="300 rows", expected=">= 200 rows")
-    skipped = CheckResult(name="x", passed=True, skipped=True, observed="skipped: why", expected="-")
-    bad = CheckResult(name="sex: rows per group", passed=False, observed="Female: 0 (missing)", expected=">= 30")
-    assert _report([ok, skipped]).summary() == "calibration data for 'm': all 2 checks passed on 300 rows (1 skipped)"
-    line = _report([ok, bad]).summary()
+    line = _report([OK, BAD]).summary()
     assert line == "calibration data for 'm': 1 of 2 checks failed: sex: rows per group (Female: 0 (missing))"
-    assert [c.name for c in _report([ok, bad]).failed()] == ["sex: rows per group"]
+    assert [c.name for c in _report([OK, BAD]).failed()] == ["sex: rows per group"]
+    assert _report([OK]).summary() == "calibration data for 'm': all 1 checks passed on 300 rows"
+
+
+def test_a_not_run_check_is_never_counted_as_passed() -> None:
+    optional = CheckResult.could_not_run("x", "no evaluation data given", "-", required=False)
+    assert optional.status == "not_run" and not optional.passed and not optional.blocking
+    assert optional.observed == "not run: no evaluation data given"
+    report = _report([OK, optional])
+    assert report.passed and report.failed() == [] and report.not_run() == [optional]
+    assert report.summary() == (
+        "calibration data for 'm': all 1 checks that ran passed on 300 rows;"
+        " 1 not run: x (not run: no evaluation data given)"
+    )
+    assert report.metrics()["calibration_checks_not_run"] == 1.0
+
+
+def test_a_required_check_that_could_not_run_fails_the_data() -> None:
+    required = CheckResult.could_not_run("duplicate rows", "no rows", "<= 5%")
+    assert required.blocking and required.observed == "could not run: no rows"
+    report = _report([OK, required])
+    assert not report.passed and report.failed() == [required]
+    assert report.summary() == "calibration data for 'm': 1 of 2 checks failed: duplicate rows (could not run: no rows)"
+
+
+def test_a_check_blocked_by_a_failed_one_is_named_once() -> None:
+    from quantgate.validate.report import settle_blocked_by
+
+    dependent = CheckResult.could_not_run(
+        "sex: values in set", "column missing", "-", "sex", blocked_by="columns match"
+    )
+    cause = CheckResult.judged("columns match", False, "missing: sex", "-")
+    settled = settle_blocked_by([cause, dependent])
+    report = _report(settled)
+    assert [c.name for c in report.failed()] == ["columns match"]
+    assert report.summary().endswith("; 1 more could not run because of them")
+    # without a failed cause (say, a team removed "columns match") the dependent blocks on its own
+    (alone,) = settle_blocked_by([dependent])
+    assert alone.blocked_by is None and _report([alone]).failed() == [alone]
+
+
+def test_blocked_by_only_on_not_run_checks() -> None:
+    with pytest.raises(ValidationError, match="only a not-run check"):
+        CheckResult(name="x", status="failed", observed="-", expected="-", blocked_by="y")
+
+
+def test_reports_written_before_status_are_read_back_without_counting_skips_as_passed() -> None:
+    old = {
+        "model_name": "m",
+        "passed": True,
+        "row_count": 300,
+        "checks": [
+            {"name": "row count", "passed": True, "observed": "300 rows", "expected": ">= 200", "skipped": False},
+            {"name": "x", "passed": True, "skipped": True, "observed": "skipped: why", "expected": "-"},
+        ],
+        "gx": {"passed": True, "suite_name": "m-calibration", "row_count": 300, "checks": []},
+        "policy": {},
+    }
+    import json
+
+    report = report_from_json(json.dumps(old))
+    assert [c.status for c in report.checks] == ["passed", "not_run"]
+    assert report.checks[1].required is False and report.checks[1].skipped
 
 
 def test_report_artifacts_without_drift_or_data_docs(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    bad = CheckResult(name="representativeness", passed=True, skipped=True, observed="skipped: 3 rows", expected="-")
-    paths = _report([bad]).write_artifacts(tmp_path)
-    assert "representativeness skipped: 3 rows" in paths["calibration_drift.html"].read_text(encoding="utf-8")
-    assert "quantgate calibration governance (m): PASSED" in paths["calibration_validation.html"].read_text()
+    rep = CheckResult.could_not_run("representativeness", "3 rows < 30", "-")
+    paths = _report([OK, rep]).write_artifacts(tmp_path)
+    assert "representativeness could not run: 3 rows &lt; 30" in paths["calibration_drift.html"].read_text(
+        encoding="utf-8"
+    )
+    page = paths["calibration_validation.html"].read_text(encoding="utf-8")
+    assert "quantgate calibration governance (m): FAILED" in page and "NOT RUN" in page
+    again = report_from_json(paths["calibration_report.json"].read_text(encoding="utf-8"))
+    assert again.checks == [OK, rep]
+
+
+def test_a_report_cannot_claim_passed_with_a_blocking_check() -> None:
+    required = CheckResult.could_not_run("duplicate rows", "no rows", "-")
+    with pytest.raises(ValidationError, match="contradicts the checks"):
+        ValidationReport(passed=True, suite_name="s", row_count=0, checks=[required])
+    gx = ValidationReport(passed=True, suite_name="s", row_count=0, checks=[])
+    with pytest.raises(ValidationError, match="contradicts the checks"):
+        CalibrationReport(
+            model_name="m", passed=True, row_count=0, checks=[required], gx=gx, policy=CalibrationPolicy()
+        )

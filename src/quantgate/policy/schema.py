@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from quantgate.errors import ConfigError
 from quantgate.evaluate.catalog import HIGHER_IS_BETTER, KNOWN_METRICS, LOWER_IS_BETTER, RATES
-from quantgate.validate.governance import CalibrationPolicy
+from quantgate.validate.schema import CalibrationPolicy
 
 RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
 Severity = Literal["block", "warn"]

@@ -28,7 +28,6 @@ from the gate policy's ``calibration.min_rows`` and cannot be removed or replace
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from quantgate.errors import ConfigError
+from quantgate.validate._gx import import_gx
 
 if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
@@ -132,9 +132,9 @@ def _expectation_classes() -> dict[str, type[Expectation]]:
     """GX 1.x expectation classes usable on a pandas frame, by class name (GX imported lazily)."""
     global _CLASSES
     if _CLASSES is None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "False"
-        import great_expectations as gx
         from great_expectations.expectations.expectation import Expectation
+
+        gx = import_gx()
 
         _CLASSES = {
             n: getattr(gx.expectations, n)

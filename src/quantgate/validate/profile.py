@@ -18,7 +18,8 @@ Kinds, decided per column in this order:
   length is checked.
 
 Anything else (datetimes, mixed objects with many values) is a :class:`DataError`: better a
-clear refusal than a profile that checks nothing.
+clear refusal than a profile that checks nothing. A stored profile is read back with
+:func:`read_profile`, which refuses one it cannot read rather than let the caller fall back.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import DataError
+from quantgate.validate.columns import STRING_KINDS
 
 ColumnKind = Literal["numeric", "categorical", "text", "boolean"]
 #: a value in a categorical value set; JSON keeps bool / int / float / str apart
@@ -141,7 +143,7 @@ def _profile_column(name: str, s: pd.Series, *, is_label: bool, is_text: bool) -
     inferred = pd.api.types.infer_dtype(s, skipna=True)
 
     if is_text:
-        if inferred not in ("string", "empty"):
+        if inferred not in STRING_KINDS:
             raise DataError(
                 f"text column '{name}' holds {inferred} values, not strings",
                 "pass only string columns in text_columns",
@@ -196,3 +198,24 @@ def profile_frame(df: pd.DataFrame, label: str | None, text_columns: Sequence[st
         )
     columns = [_profile_column(str(c), df[c], is_label=(c == label), is_text=(c in text)) for c in df.columns]
     return DataProfile(row_count=len(df), label=label, columns=columns)
+
+
+def read_profile(text: str | bytes, *, source: str) -> DataProfile:
+    """A stored reference profile from its JSON; :class:`DataError` naming ``source`` if unreadable.
+
+    An unreadable profile is never replaced by one derived from the reference data file: the
+    stored profile is what the model was registered against, and silently judging calibration
+    data against something else hides the problem. ``source`` names the artifact (for example
+    ``runs:/<run_id>/reference_profile.json``) so the error says which file to fix.
+    """
+    try:
+        return DataProfile.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(x) for x in first.get("loc", ())) or "<root>"
+        raise DataError(
+            f"the stored reference profile {source} is unreadable ({exc.error_count()} error(s); "
+            f"first at {where}: {first.get('msg')})",
+            "re-log it from the reference data with quantgate.validate.profile_frame(...).model_dump_json() "
+            "(or re-register the model), or remove the artifact to derive the profile from the reference data",
+        ) from None

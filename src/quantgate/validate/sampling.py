@@ -38,7 +38,7 @@ def sample_calibration(
     import numpy as np
     import pandas as pd
 
-    from quantgate.validate.governance import _row_hashes
+    from quantgate.validate.checks import row_hashes
 
     if n < 0:
         raise DataError(f"cannot sample {n} rows")
@@ -52,7 +52,7 @@ def sample_calibration(
     if exclude is not None and len(exclude):
         shared = [c for c in cols if c in exclude.columns]
         if shared:
-            leak = np.isin(_row_hashes(candidates, shared), np.unique(_row_hashes(exclude, shared)))
+            leak = np.isin(row_hashes(candidates, shared), np.unique(row_hashes(exclude, shared)))
             candidates = candidates.iloc[np.flatnonzero(~leak)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(candidates))
