@@ -43,8 +43,8 @@ def test_classification_metrics_multiclass() -> None:
     m = classification_metrics(y, p)
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 / 2 + 2 / 2) / 3)
-    # f1 of class 1: tp=1 (4) fp=1 (5) fn=1 (1)
-    assert m["f1"] == pytest.approx(2 / (2 + 1 + 1))
+    # macro F1: class 0 tp=1 fp=0 fn=1; class 1 tp=1 fp=1 fn=1; class 2 tp=2 fp=1 fn=0
+    assert m["f1"] == pytest.approx((2 / 3 + 2 / 4 + 4 / 5) / 3)
 
 
 def test_classification_metrics_perfect_and_no_positives() -> None:
@@ -58,7 +58,7 @@ def test_classification_metrics_perfect_and_no_positives() -> None:
 def test_classification_metrics_empty_is_nan() -> None:
     m = classification_metrics(np.array([], dtype=int), np.array([], dtype=int))
     assert math.isnan(m["accuracy"]) and math.isnan(m["balanced_accuracy"])
-    assert m["f1"] == 0.0
+    assert math.isnan(m["f1"])  # undefined on no rows (was 0.0)
 
 
 # --- compare ------------------------------------------------------------------------------
