@@ -342,12 +342,13 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Baseline vs candidate from predicted labels only (no probabilities): accuracy-family
-    metrics, per-group accuracy, flip rate and an interval on the accuracy drop."""
+    metrics, per-group accuracy, flip rate and intervals on the overall and group accuracy drops."""
     y, base_pred, cand_pred = map(np.asarray, (y, base_pred, cand_pred))
     k = _n_classes(y, np.concatenate([base_pred, cand_pred]), None)
     base = classification_metrics(y, base_pred, k)
     cand = classification_metrics(y, cand_pred, k)
     group_metrics: list[GroupMetric] = []
+    table: pd.DataFrame | None = None
     if groups is not None and len(groups.columns):
         table = pd.DataFrame({c: groups[c].astype(str) for c in groups.columns}, index=groups.index)
         group_metrics = _group_metrics(y, base_pred, cand_pred, table, min_group_size)
@@ -356,8 +357,16 @@ def compare(
         cand["worst_group_accuracy"] = min(g.candidate_accuracy for g in group_metrics)
     flip = float((base_pred != cand_pred).mean()) if len(y) else 0.0
     cand["flip_rate"] = flip
-    interval = paired_bootstrap_drop(y, base_pred, cand_pred, resamples=resamples, confidence=confidence, seed=seed)
-    return Comparison(len(y), base, cand, group_metrics, {"accuracy": interval}, flip)
+    intervals = {
+        "accuracy": paired_bootstrap_drop(
+            y, base_pred, cand_pred, resamples=resamples, confidence=confidence, seed=seed
+        )
+    }
+    if table is not None and group_metrics:
+        intervals |= _group_intervals(
+            y, base_pred, cand_pred, table, group_metrics, resamples=resamples, confidence=confidence, seed=seed
+        )
+    return Comparison(len(y), base, cand, group_metrics, intervals, flip)
 
 
 # --- probability-based evaluation (what the gate uses) -----------------------------------------
@@ -499,12 +508,32 @@ def _bootstrap_changes(
     intervals = dict(zip(BOOTSTRAPPED, ivs, strict=True))
     if table is not None:
         base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
-        for g in cmp.groups:
-            mask = table[g.attribute].to_numpy() == g.group
-            intervals[f"group:{g.attribute}={g.group}"] = paired_bootstrap_drop(
-                y[mask], base_pred[mask], cand_pred[mask], resamples=resamples, confidence=confidence, seed=seed
-            )
+        intervals |= _group_intervals(
+            y, base_pred, cand_pred, table, cmp.groups, resamples=resamples, confidence=confidence, seed=seed
+        )
     return intervals
+
+
+def _group_intervals(
+    y: np.ndarray,
+    base_pred: np.ndarray,
+    cand_pred: np.ndarray,
+    table: pd.DataFrame,
+    groups: list[GroupMetric],
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Interval]:
+    """Accuracy-drop interval of every group, keyed ``group:<attribute>=<group>``: each resamples
+    the group's own rows with the same seed."""
+    out = {}
+    for g in groups:
+        mask = table[g.attribute].to_numpy() == g.group
+        out[f"group:{g.attribute}={g.group}"] = paired_bootstrap_drop(
+            y[mask], base_pred[mask], cand_pred[mask], resamples=resamples, confidence=confidence, seed=seed
+        )
+    return out
 
 
 # --- weighted forms: every resample at once ------------------------------------------------------
