@@ -237,3 +237,9 @@ def test_paired_bootstrap_counts_and_flags_nan_draws() -> None:
     assert b.flagged == (b.nan_draws > 40)
     assert c.nan_draws == 0 and not c.flagged
     assert a.low >= 2 and np.isfinite(a.high)  # percentiles of the finite draws only
+
+
+def test_every_known_metric_has_a_definition() -> None:
+    from quantgate.evaluate.catalog import DEFINITIONS, KNOWN_METRICS
+
+    assert set(DEFINITIONS) == set(KNOWN_METRICS)
