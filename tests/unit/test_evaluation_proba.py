@@ -185,6 +185,19 @@ def test_probabilities_are_validated() -> None:
         compare_proba(y, np.array([0.2, 0.8]), np.array([0.2, 0.8]))
     with pytest.raises(ValueError, match="within"):
         compare_proba(y, np.array([[0.5, 1.5], [0.5, 0.5]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="sum to one"):
+        compare_proba(y, np.array([[0.5, 0.6], [0.5, 0.5]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+
+
+def test_float32_rounding_is_not_an_error() -> None:
+    import warnings
+
+    y, p, _, _ = _multiclass(k=5, n=400)
+    p32 = p.astype(np.float32) * np.float32(1 + 3e-7)  # softmax in float32: rows sum to 1 +- 1e-7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "do not sum to one" from sklearn
+        m = proba_metrics(y, p32)
+    assert m["log_loss"] == pytest.approx(proba_metrics(y, p)["log_loss"], rel=1e-5)
 
 
 def test_flip_audit_multiclass() -> None:

@@ -123,15 +123,24 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray, n_classes: int | Non
 
 
 def _as_proba(proba: np.ndarray) -> np.ndarray:
-    """(n, k) float64 probabilities; float32 rounding just outside [0, 1] is clipped, anything
-    else outside is an error (sklearn refuses it, and it would mean the model does not output
-    probabilities)."""
+    """(n, k) float64 probabilities whose rows sum to one.
+
+    float32 model outputs are off by rounding (values a hair outside [0, 1], row sums 1 +- 1e-7,
+    which sklearn warns about in float64): that noise is clipped and renormalised. Anything
+    larger is an error, not a probability."""
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:
         raise ValueError(f"probabilities must have shape (n, k) with k >= 2, got {p.shape}")
-    if p.size and (not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6):
+    if not p.size:
+        return p
+    if not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6:
         raise ValueError("probabilities must be finite and within [0, 1]")
-    return np.clip(p, 0.0, 1.0)
+    p = np.clip(p, 0.0, 1.0)
+    sums = p.sum(axis=1, keepdims=True)
+    if np.abs(sums - 1).max() > 1e-3:
+        worst = float(sums.ravel()[np.abs(sums - 1).argmax()])
+        raise ValueError(f"probability rows must sum to one (a row sums to {worst})")
+    return p / sums
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
