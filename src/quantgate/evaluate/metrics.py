@@ -216,23 +216,40 @@ def _fairness_gaps(
         if len(big) < 2:
             continue
         keep = np.isin(values, big)
-        yk, pk, gk = y[keep], pred[keep], values[keep]
+        groups, (yw, pw), weight = _compress(values[keep], y[keep], pred[keep])
+        cs = _fair_classes(k)
         metrics: dict[str, Callable[..., float]] = {}
-        for c in _fair_classes(k):
+        for c in cs:
             for name, fn in (("sel", selection_rate), ("tpr", true_positive_rate), ("fpr", false_positive_rate)):
                 metrics[f"{name}{c}"] = _one_vs_rest(fn, c)
-        diff = MetricFrame(metrics=metrics, y_true=yk, y_pred=pk, sensitive_features=gk).difference()
-        cs = _fair_classes(k)
+        diff = MetricFrame(
+            metrics=metrics,
+            y_true=yw,
+            y_pred=pw,
+            sensitive_features=groups,
+            sample_params={m: {"sample_weight": weight} for m in metrics},
+        ).difference()
         dps.append(max(float(diff[f"sel{c}"]) for c in cs))
         eos.append(max(max(float(diff[f"tpr{c}"]), float(diff[f"fpr{c}"])) for c in cs))
     return (max(dps), max(eos)) if dps else (_NAN, _NAN)
 
 
-def _one_vs_rest(fn: Callable[..., float], c: int) -> Callable[[np.ndarray, np.ndarray], float]:
-    def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        return float(fn((y_true == c).astype(int), (y_pred == c).astype(int), pos_label=1))
+def _one_vs_rest(fn: Callable[..., float], c: int) -> Callable[..., float]:
+    def metric(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
+        return float(fn((y_true == c).astype(int), (y_pred == c).astype(int), pos_label=1, sample_weight=sample_weight))
 
     return metric
+
+
+def _compress(groups: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Collapse rows that agree on the group and every column into one row weighted by its count.
+
+    fairlearn's MetricFrame spends Python time per row for every metric and group (seconds on 16k
+    rows); on the collapsed rows with ``sample_weight`` its metrics give the same numbers.
+    """
+    names, code = np.unique(groups, return_inverse=True)
+    keys, counts = np.unique(np.column_stack([code, *columns]), axis=0, return_counts=True)
+    return names[keys[:, 0]], [keys[:, j] for j in range(1, keys.shape[1])], counts.astype(np.float64)
 
 
 def proba_metrics(
@@ -458,24 +475,36 @@ def compare_proba(
 def _group_metrics(
     y: np.ndarray, base_pred: np.ndarray, cand_pred: np.ndarray, table: pd.DataFrame, min_group_size: int
 ) -> list[GroupMetric]:
-    """Per-group accuracy of both models: fairlearn's MetricFrame, groups in sorted order."""
-    from fairlearn.metrics import MetricFrame, count
+    """Per-group accuracy of both models: fairlearn's MetricFrame (on rows collapsed with their
+    counts as weights, see :func:`_compress`), groups in sorted order."""
+    from fairlearn.metrics import MetricFrame
     from sklearn.metrics import accuracy_score
 
+    def accuracy_of(col: int) -> Callable[..., float]:
+        def metric(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
+            return float(accuracy_score(y_true, y_pred[:, col], sample_weight=sample_weight))
+
+        return metric
+
+    def rows(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: np.ndarray) -> float:
+        return float(sample_weight.sum())
+
+    metrics = {"baseline": accuracy_of(0), "candidate": accuracy_of(1), "count": rows}
     out: list[GroupMetric] = []
     for attr in table.columns:
-        feats = table[attr].to_numpy()
-        mf_b = MetricFrame(
-            metrics={"accuracy": accuracy_score, "count": count}, y_true=y, y_pred=base_pred, sensitive_features=feats
+        groups, (yw, bw, cw), weight = _compress(table[attr].to_numpy(), y, base_pred, cand_pred)
+        mf = MetricFrame(
+            metrics=metrics,
+            y_true=yw,
+            y_pred=np.column_stack([bw, cw]),
+            sensitive_features=groups,
+            sample_params={m: {"sample_weight": weight} for m in metrics},
         )
-        mf_c = MetricFrame(metrics={"accuracy": accuracy_score}, y_true=y, y_pred=cand_pred, sensitive_features=feats)
-        for g, row in mf_b.by_group.iterrows():
-            n = int(row["count"])
+        for g, row in mf.by_group.iterrows():
+            n = round(row["count"])
             if n < min_group_size:
                 continue
-            out.append(
-                GroupMetric(str(attr), str(g), n, float(row["accuracy"]), float(mf_c.by_group.loc[g, "accuracy"]))
-            )
+            out.append(GroupMetric(str(attr), str(g), n, float(row["baseline"]), float(row["candidate"])))
     return out
 
 
