@@ -386,3 +386,19 @@ def test_fairness_gap_rule_is_not_applicable_without_sensitive_attributes() -> N
     cmp.sensitive = ["sex"]  # declared but unmeasurable: a blocking rule must fail, not pass silently
     v = gate_candidate("m", pol, cmp)
     assert v.results[0].outcome == "not measured" and not v.passed
+
+
+def test_rare_class_roc_auc_from_compare_proba_is_not_judged_on_a_biased_bound() -> None:
+    from quantgate.evaluate.metrics import compare_proba
+
+    y = np.zeros(40, dtype=int)
+    y[:1] = 1  # one positive: a third of the resamples hold none, their ROC-AUC is undefined
+    p1 = np.linspace(0.05, 0.95, 40)
+    base, cand = np.column_stack([1 - p1, p1]), np.column_stack([p1, 1 - p1])
+    cmp = compare_proba(y, base, cand, resamples=200, seed=0)
+    iv = cmp.intervals["roc_auc"]
+    assert iv.flagged and iv.nan_draws > 20
+    v = gate_candidate("m", _policy(_rule("max_drop", "roc_auc", 1.0)), cmp)
+    r = v.results[0]
+    assert r.outcome == "not measured" and not v.passed  # a drop bound of 1.0 would "pass" anything
+    assert f"rests on {200 - iv.nan_draws} of 200 bootstrap draws" in r.evidence
