@@ -368,7 +368,8 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """Baseline vs candidate from predicted labels only (no probabilities): accuracy-family
-    metrics, per-group accuracy, flip rate and intervals on the overall and group accuracy drops."""
+    metrics, per-group accuracy, flip rate and intervals on the overall and group accuracy drops.
+    Labels and predictions are class indices ``0..k-1``."""
     y, base_pred, cand_pred = map(np.asarray, (y, base_pred, cand_pred))
     k = _n_classes(y, np.concatenate([base_pred, cand_pred]), None)
     base = classification_metrics(y, base_pred, k)
