@@ -13,6 +13,7 @@ from quantgate.evaluate.metrics import (
     GroupMetric,
     classification_metrics,
     compare,
+    paired_bootstrap,
     paired_bootstrap_drop,
 )
 
@@ -43,8 +44,8 @@ def test_classification_metrics_multiclass() -> None:
     m = classification_metrics(y, p)
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 / 2 + 2 / 2) / 3)
-    # f1 of class 1: tp=1 (4) fp=1 (5) fn=1 (1)
-    assert m["f1"] == pytest.approx(2 / (2 + 1 + 1))
+    # macro F1: class 0 tp=1 fp=0 fn=1; class 1 tp=1 fp=1 fn=1; class 2 tp=2 fp=1 fn=0
+    assert m["f1"] == pytest.approx((2 / 3 + 2 / 4 + 4 / 5) / 3)
 
 
 def test_classification_metrics_perfect_and_no_positives() -> None:
@@ -58,7 +59,7 @@ def test_classification_metrics_perfect_and_no_positives() -> None:
 def test_classification_metrics_empty_is_nan() -> None:
     m = classification_metrics(np.array([], dtype=int), np.array([], dtype=int))
     assert math.isnan(m["accuracy"]) and math.isnan(m["balanced_accuracy"])
-    assert m["f1"] == 0.0
+    assert math.isnan(m["f1"])  # undefined on no rows (was 0.0)
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -208,3 +209,37 @@ def test_bootstrap_empty_input() -> None:
     e = np.array([], dtype=int)
     iv = paired_bootstrap_drop(e, e, e, resamples=100, confidence=0.95, seed=0)
     assert math.isnan(iv.estimate) and math.isnan(iv.high)
+
+
+def test_paired_bootstrap_is_scipys_percentile_interval() -> None:
+    from scipy.stats import bootstrap
+
+    y, base, cand = _boot_data()
+    diff = (y == base).astype(float) - (y == cand).astype(float)
+    ours = paired_bootstrap_drop(y, base, cand, resamples=300, confidence=0.9, seed=5)
+    ref = bootstrap(
+        (diff,), np.mean, n_resamples=300, confidence_level=0.9, method="percentile", rng=np.random.default_rng(5)
+    )
+    assert (ours.low, ours.high) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
+    assert ours.nan_draws == 0 and ours.resamples == 300 and not ours.flagged
+
+
+def test_paired_bootstrap_counts_and_flags_nan_draws() -> None:
+    def stat(idx: np.ndarray) -> np.ndarray:
+        first = idx[:, 0].astype(float)
+        few = np.where(first < 2, np.nan, first)  # undefined on ~20% of resamples (10 rows)
+        rare = np.where(first < 1, np.nan, first)  # undefined on ~10%
+        return np.stack([few, rare, first])
+
+    a, b, c = paired_bootstrap(10, stat, [1.0, 1.0, 1.0], resamples=400, confidence=0.95, seed=0)
+    assert 40 < a.nan_draws < 120 and a.flagged and a.resamples == 400
+    assert b.nan_draws == int(np.sum(np.random.default_rng(0).integers(0, 10, (400, 10))[:, 0] < 1))
+    assert b.flagged == (b.nan_draws > 40)
+    assert c.nan_draws == 0 and not c.flagged
+    assert a.low >= 2 and np.isfinite(a.high)  # percentiles of the finite draws only
+
+
+def test_every_known_metric_has_a_definition() -> None:
+    from quantgate.evaluate.catalog import DEFINITIONS, KNOWN_METRICS
+
+    assert set(DEFINITIONS) == set(KNOWN_METRICS)

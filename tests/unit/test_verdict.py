@@ -34,12 +34,19 @@ def _cmp(
     groups: list[GroupMetric] | None = None,
     **cand_extra: float,
 ) -> Comparison:
+    """Without an explicit interval, the degenerate ones ``compare(..., resamples=0)`` gives
+    (low = high = the point change), so the rules are judged on the point values."""
+    groups = groups or []
+    intervals = {
+        "accuracy": interval if interval is not None else Interval(base - cand, base - cand, base - cand, 0.95)
+    }
+    intervals |= {f"group:{g.attribute}={g.group}": Interval(g.drop, g.drop, g.drop, 0.95) for g in groups}
     return Comparison(
         n=64,
         baseline={"accuracy": base, "f1": 0.5},
         candidate={"accuracy": cand, "f1": 0.5, **cand_extra},
-        groups=groups or [],
-        intervals={"accuracy": interval} if interval is not None else {},
+        groups=groups,
+        intervals=intervals,
     )
 
 
@@ -56,7 +63,7 @@ def test_max_drop_exactly_at_threshold_passes() -> None:
     r = _one(_rule("max_drop", "accuracy", 0.0625), _cmp())
     assert r.outcome == "pass"
     assert r.observed == 0.0625 and r.bound == 0.0625
-    assert r.interval is None
+    assert r.interval == (0.0625, 0.0625)  # the degenerate interval of a run without resamples
     assert "drop +0.0625" in r.evidence and "0.8750 -> 0.8125" in r.evidence
 
 
@@ -93,26 +100,60 @@ def test_max_drop_uses_interval_even_when_point_estimate_fails() -> None:
     assert _one(_rule("max_drop", "accuracy", 0.05), _cmp(interval=iv)).outcome == "pass"
 
 
-def test_max_drop_without_interval_for_metric_uses_point_estimate() -> None:
-    # the interval belongs to accuracy; an f1 rule is judged on its point estimate
+def test_max_drop_upper_bound_without_interval_is_not_measured() -> None:
+    # the interval belongs to accuracy; an f1 rule on the upper bound has no bound to judge:
+    # it is not measured (it used to be judged silently on the point estimate)
     iv = Interval(estimate=0.0625, low=0.0, high=0.5, confidence=0.95)
     cmp = _cmp(interval=iv)
     cmp.baseline["f1"], cmp.candidate["f1"] = 0.75, 0.5
-    r = _one(_rule("max_drop", "f1", 0.25), cmp)
-    assert r.outcome == "pass" and r.interval is None and r.observed == 0.25
+    v = gate_candidate("m", _policy(_rule("max_drop", "f1", 0.25)), cmp)
+    r = v.results[0]
+    assert r.outcome == "not measured" and r.interval is None and r.observed == 0.25
+    assert "could not be measured" in r.evidence and "no bootstrap interval" in r.evidence
+    assert not v.passed and v.failed_rules == ["r"] and v.unmeasured_rules == ["r"]
+    est = Rule(id="r", kind="max_drop", metric="f1", threshold=0.25, judge_on="estimate")
+    assert _one(est, cmp).outcome == "pass"  # judging on the estimate needs no interval
 
 
-def test_max_drop_missing_metric_fails_with_evidence() -> None:
-    r = _one(_rule("max_drop", "balanced_accuracy", 0.01), _cmp())
-    assert r.outcome == "fail"
+def test_max_drop_missing_metric_is_not_measured_and_fails_the_gate() -> None:
+    v = gate_candidate("m", _policy(_rule("max_drop", "balanced_accuracy", 0.01)), _cmp())
+    r = v.results[0]
+    assert r.outcome == "not measured"
     assert math.isnan(r.observed)
-    assert r.evidence == "balanced_accuracy was not measured"
+    assert r.evidence == "could not be measured: balanced_accuracy was not measured (fails the gate)"
+    assert v.status == "fail"
 
 
-def test_max_drop_metric_only_in_baseline_fails() -> None:
+def test_max_drop_metric_only_in_baseline_is_not_measured() -> None:
     cmp = _cmp()
     cmp.baseline["balanced_accuracy"] = 0.9
-    assert _one(_rule("max_drop", "balanced_accuracy", 0.5), cmp).outcome == "fail"
+    assert _one(_rule("max_drop", "balanced_accuracy", 0.5), cmp).outcome == "not measured"
+
+
+def test_nan_interval_bound_is_not_measured_never_judged_on_the_estimate() -> None:
+    nan = float("nan")
+    iv = Interval(estimate=0.0, low=nan, high=nan, confidence=0.95, nan_draws=200, resamples=200, flagged=True)
+    v = gate_candidate("m", _policy(_rule("max_drop", "accuracy", 0.1)), _cmp(cand=BASE_ACC, interval=iv))
+    r = v.results[0]
+    assert r.outcome == "not measured" and r.observed == 0.0  # the estimate alone would have passed
+    assert "undefined (200 of 200 bootstrap draws undefined)" in r.evidence
+    assert not v.passed
+    warn = _one(_rule("max_drop", "accuracy", 0.1, severity="warn"), _cmp(cand=BASE_ACC, interval=iv))
+    assert warn.outcome == "not measured" and "(warning)" in warn.evidence
+    assert gate_candidate("m", _policy(_rule("max_drop", "accuracy", 0.1, severity="warn")), _cmp(interval=iv)).passed
+
+
+def test_flagged_interval_is_not_measured() -> None:
+    iv = Interval(0.0, -0.01, 0.01, 0.95, nan_draws=30, resamples=200, flagged=True)
+    r = _one(_rule("max_drop", "accuracy", 0.1), _cmp(cand=BASE_ACC, interval=iv))
+    assert r.outcome == "not measured" and r.interval == (-0.01, 0.01)
+    assert "170 of 200 bootstrap draws" in r.evidence and "fewer than 90% finite" in r.evidence
+
+
+def test_nan_draws_are_shown_in_the_evidence() -> None:
+    iv = Interval(0.0625, 0.0, 0.125, 0.95, nan_draws=3, resamples=200, flagged=False)
+    r = _one(_rule("max_drop", "accuracy", 0.25), _cmp(interval=iv))
+    assert r.outcome == "pass" and "3 of 200 bootstrap draws undefined" in r.evidence
 
 
 def test_max_drop_exact_one_point_drop_on_decimal_accuracies_passes() -> None:
@@ -160,16 +201,29 @@ def test_max_group_drop_worst_group_above_threshold_fails() -> None:
     assert "sex=Male" in r.evidence
 
 
-def test_max_group_drop_without_groups_fails() -> None:
-    r = _one(_rule("max_group_drop", "accuracy", 0.5), _cmp())
-    assert r.outcome == "fail"
+def test_max_group_drop_without_groups_is_not_measured() -> None:
+    v = gate_candidate("m", _policy(_rule("max_group_drop", "accuracy", 0.5)), _cmp())
+    r = v.results[0]
+    assert r.outcome == "not measured" and not v.passed
     assert math.isnan(r.observed)
     assert "no groups were evaluated" in r.evidence
 
 
-def test_max_group_drop_without_groups_warns_when_severity_warn() -> None:
-    r = _one(_rule("max_group_drop", "accuracy", 0.5, severity="warn"), _cmp())
-    assert r.outcome == "warn"
+def test_max_group_drop_without_groups_passes_the_gate_when_severity_warn() -> None:
+    v = gate_candidate("m", _policy(_rule("max_group_drop", "accuracy", 0.5, severity="warn")), _cmp())
+    assert v.results[0].outcome == "not measured" and v.passed
+
+
+def test_max_group_drop_group_without_usable_bound() -> None:
+    nan = float("nan")
+    cmp = _cmp(groups=_groups())
+    cmp.intervals["group:sex=Female"] = Interval(0.0, nan, nan, 0.95, nan_draws=200, resamples=200, flagged=True)
+    r = _one(_rule("max_group_drop", "accuracy", 0.1), cmp)
+    assert r.outcome == "not measured" and "sex=Female" in r.evidence  # the others pass: cannot conclude
+    r = _one(_rule("max_group_drop", "accuracy", 0.05), cmp)
+    assert r.outcome == "fail" and "sex=Male" in r.evidence  # a measured group fails: a fail is a fail
+    est = Rule(id="r", kind="max_group_drop", metric="accuracy", threshold=0.1, judge_on="estimate")
+    assert _one(est, cmp).outcome == "pass"
 
 
 def test_max_group_drop_on_non_accuracy_metric_is_not_judged_on_accuracy() -> None:
@@ -196,10 +250,10 @@ def test_min_rule_on_extra_metric() -> None:
     assert r.evidence.startswith("speedup = ")
 
 
-def test_min_rule_missing_extra_metric_fails() -> None:
+def test_min_rule_missing_extra_metric_is_not_measured() -> None:
     r = _one(_rule("min", "speedup", 1.5), _cmp())
-    assert r.outcome == "fail"
-    assert r.evidence == "speedup was not measured"
+    assert r.outcome == "not measured"
+    assert r.evidence == "could not be measured: speedup was not measured (fails the gate)"
     assert math.isnan(r.observed)
 
 
@@ -330,4 +384,21 @@ def test_fairness_gap_rule_is_not_applicable_without_sensitive_attributes() -> N
     v = gate_candidate("m", pol, cmp)
     assert v.results[0].outcome == "n/a" and v.passed
     cmp.sensitive = ["sex"]  # declared but unmeasurable: a blocking rule must fail, not pass silently
-    assert gate_candidate("m", pol, cmp).results[0].outcome == "fail"
+    v = gate_candidate("m", pol, cmp)
+    assert v.results[0].outcome == "not measured" and not v.passed
+
+
+def test_rare_class_roc_auc_from_compare_proba_is_not_judged_on_a_biased_bound() -> None:
+    from quantgate.evaluate.metrics import compare_proba
+
+    y = np.zeros(40, dtype=int)
+    y[:1] = 1  # one positive: a third of the resamples hold none, their ROC-AUC is undefined
+    p1 = np.linspace(0.05, 0.95, 40)
+    base, cand = np.column_stack([1 - p1, p1]), np.column_stack([p1, 1 - p1])
+    cmp = compare_proba(y, base, cand, resamples=200, seed=0)
+    iv = cmp.intervals["roc_auc"]
+    assert iv.flagged and iv.nan_draws > 20
+    v = gate_candidate("m", _policy(_rule("max_drop", "roc_auc", 1.0)), cmp)
+    r = v.results[0]
+    assert r.outcome == "not measured" and not v.passed  # a drop bound of 1.0 would "pass" anything
+    assert f"rests on {200 - iv.nan_draws} of 200 bootstrap draws" in r.evidence

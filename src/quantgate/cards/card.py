@@ -52,14 +52,24 @@ def _f(v: Any) -> float | None:
 
 
 def wilson(p: Any, n: Any, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion ``p`` observed on ``n`` rows (95% by default)."""
+    """Wilson score interval of a proportion ``p`` observed on ``n`` rows (95% by default).
+
+    scipy's ``binomtest(k, n).proportion_ci(method="wilson")`` computes it; ``k = round(p * n)``
+    because ``p`` is a share of whole rows (an accuracy), and ``z`` becomes the two-sided
+    confidence level ``2 * Phi(z) - 1``.
+    """
     pf, nf = _f(p), _f(n)
-    if pf is None or nf is None or nf <= 0:
+    if pf is None or nf is None or nf <= 0 or not 0.0 <= pf <= 1.0:
         return None
-    denom = 1 + z * z / nf
-    center = (pf + z * z / (2 * nf)) / denom
-    half = z * math.sqrt(pf * (1 - pf) / nf + z * z / (4 * nf * nf)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    from scipy.stats import binomtest, norm
+
+    trials = round(nf)
+    if trials < 1:
+        return None
+    ci = binomtest(round(pf * trials), trials).proportion_ci(
+        confidence_level=float(2 * norm.cdf(z) - 1), method="wilson"
+    )
+    return float(ci.low), float(ci.high)
 
 
 def json_safe(x: Any) -> Any:

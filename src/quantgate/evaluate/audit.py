@@ -67,9 +67,17 @@ def flip_audit(
     sample_size: int = 20,
     seed: int = 0,
 ) -> FlipAudit:
-    """Audit the flips; ``rows`` are the raw evaluation inputs (kept for the reviewer's sample)."""
+    """Audit the flips; ``rows`` are the raw evaluation inputs (kept for the reviewer's sample).
+
+    Works for any number of classes ``k`` (probabilities ``(n, k)``, binary as two columns): a
+    flip is a changed argmax. The sample's ``*_probability`` columns are P(class 1) for a binary
+    model (as before) and, for ``k > 2``, each model's probability of the class it predicted.
+    """
     from scipy.stats import binomtest
 
+    base_proba, cand_proba = np.asarray(base_proba), np.asarray(cand_proba)
+    if base_proba.ndim != 2 or base_proba.shape != cand_proba.shape or base_proba.shape[1] < 2:
+        raise ValueError(f"probabilities must both have shape (n, k >= 2): {base_proba.shape}, {cand_proba.shape}")
     base_pred, cand_pred = base_proba.argmax(1), cand_proba.argmax(1)
     flipped = base_pred != cand_pred
     n, k = len(flipped), int(flipped.sum())
@@ -100,8 +108,14 @@ def flip_audit(
         sample = rows.iloc[pick].copy()
         sample["label"] = y[pick]
         sample["fp32_prediction"] = base_pred[pick]
-        sample["fp32_probability"] = base_proba[pick, -1].round(4)
+        sample["fp32_probability"] = _shown_probability(base_proba[pick], base_pred[pick])
         sample["quantized_prediction"] = cand_pred[pick]
-        sample["quantized_probability"] = cand_proba[pick, -1].round(4)
+        sample["quantized_probability"] = _shown_probability(cand_proba[pick], cand_pred[pick])
         audit.sample = sample.astype(object).where(sample.notna(), None).to_dict(orient="records")
     return audit
+
+
+def _shown_probability(proba: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """What a reviewer reads beside a prediction: P(class 1) for binary, else P(predicted class)."""
+    p = proba[:, 1] if proba.shape[1] == 2 else proba[np.arange(len(pred)), pred]
+    return np.asarray(p, dtype=np.float64).round(4)

@@ -7,10 +7,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from quantgate.evaluate.metrics import Comparison
+from quantgate.evaluate.metrics import MIN_FINITE_SHARE, Comparison, Interval
 from quantgate.policy.schema import Policy, Rule
 
-Outcome = Literal["pass", "warn", "fail", "n/a"]
+#: "not measured": the rule needs a value or an interval bound the evaluation could not produce.
+#: Never a pass; a blocking rule that is not measured fails the gate (a warning rule does not).
+Outcome = Literal["pass", "warn", "fail", "n/a", "not measured"]
+NOT_MEASURED: Outcome = "not measured"
 FAIRNESS_GAPS = frozenset({"dp_difference", "eo_difference"})
 
 
@@ -36,7 +39,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return not any(r.outcome == "fail" for r in self.results)
+        return not self.failed_rules
 
     @property
     def status(self) -> str:
@@ -44,7 +47,12 @@ class Verdict:
 
     @property
     def failed_rules(self) -> list[str]:
-        return [r.rule_id for r in self.results if r.outcome == "fail"]
+        """Rules that fail the gate: failed ones, and blocking ones that could not be measured."""
+        return [r.rule_id for r in self.results if _fails_gate(r)]
+
+    @property
+    def unmeasured_rules(self) -> list[str]:
+        return [r.rule_id for r in self.results if r.outcome == NOT_MEASURED]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +66,10 @@ class Verdict:
     def to_json(self) -> str:
         """Strict JSON: an unmeasured value (NaN) is written as null."""
         return json.dumps(_nan_to_none(self.to_dict()), indent=2, allow_nan=False)
+
+
+def _fails_gate(r: RuleResult) -> bool:
+    return r.outcome == "fail" or (r.outcome == NOT_MEASURED and r.severity == "block")
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -89,8 +101,31 @@ def _result(
     )
 
 
-def _missing(rule: Rule, what: str) -> RuleResult:
-    return _result(rule, _outcome(False, rule), float("nan"), f"{what} was not measured")
+def _missing(
+    rule: Rule, what: str, observed: float = float("nan"), interval: tuple[float, float] | None = None
+) -> RuleResult:
+    """The rule could not be measured: never a pass; fails the gate when blocking."""
+    effect = "fails the gate" if rule.severity == "block" else "warning"
+    return _result(rule, NOT_MEASURED, observed, f"could not be measured: {what} ({effect})", interval)
+
+
+def _usable_bound(m: str, iv: Interval | None) -> str | None:
+    """Why the upper bound of ``iv`` cannot be judged on, or None when it can."""
+    if iv is None:
+        return f"no bootstrap interval was computed for {m} (judge it with judge_on: estimate)"
+    if math.isnan(iv.high):
+        return f"the interval bound of {m} is undefined{_draws(iv)}"
+    if iv.flagged:
+        finite = iv.resamples - iv.nan_draws
+        return (
+            f"the interval of {m} rests on {finite} of {iv.resamples} bootstrap draws "
+            f"(fewer than {100 * MIN_FINITE_SHARE:g}% finite)"
+        )
+    return None
+
+
+def _draws(iv: Interval) -> str:
+    return f" ({iv.nan_draws} of {iv.resamples} bootstrap draws undefined)" if iv.nan_draws else ""
 
 
 def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
@@ -99,15 +134,18 @@ def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
     if m in FAIRNESS_GAPS and not cmp.sensitive:
         return _result(rule, "n/a", float("nan"), "not applicable: the model declares no sensitive attributes")
     if m not in cmp.baseline or m not in cmp.candidate or math.isnan(cmp.baseline[m]) or math.isnan(cmp.candidate[m]):
-        return _missing(rule, m)
+        return _missing(rule, f"{m} was not measured")
     change = cmp.baseline[m] - cmp.candidate[m] if rule.kind == "max_drop" else cmp.candidate[m] - cmp.baseline[m]
     word = "drop" if rule.kind == "max_drop" else "increase"
     iv = cmp.intervals.get(m)
-    use_bound = rule.judge_on == "upper_bound" and iv is not None and not math.isnan(iv.high)
+    use_bound = rule.judge_on == "upper_bound"
+    if use_bound and (why := _usable_bound(m, iv)) is not None:
+        shown = (iv.low, iv.high) if iv is not None else None
+        return _missing(rule, f"{word} {change:+.4f} but {why}", change, shown)
     judged = iv.high if use_bound and iv is not None else change
     if iv is not None and not math.isnan(iv.high):
         ev = (
-            f"{word} {change:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}), "
+            f"{word} {change:+.4f} ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}{_draws(iv)}), "
             f"judged on {'upper bound' if use_bound else 'estimate'}"
         )
     else:
@@ -122,16 +160,30 @@ def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
 
 
 def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
+    """The worst group decides. On ``upper_bound`` a group whose bound is unusable is not
+    measured: the rule fails if a measured group fails, else it is not measured."""
     if not cmp.groups:
-        return _result(rule, _outcome(False, rule), float("nan"), "no groups were evaluated (no sensitive attributes?)")
+        return _missing(rule, "no groups were evaluated (no sensitive attributes?)")
+
+    def key(g: Any) -> str:
+        return f"group:{g.attribute}={g.group}"
+
+    on_bound = rule.judge_on == "upper_bound"
+    unmeasured = [g for g in cmp.groups if on_bound and _usable_bound(key(g), cmp.intervals.get(key(g))) is not None]
+    measured = [g for g in cmp.groups if g not in unmeasured]
 
     def judged(g: Any) -> float:
-        iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
-        return iv.high if (rule.judge_on == "upper_bound" and iv is not None) else g.drop
+        iv = cmp.intervals.get(key(g))
+        return iv.high if (on_bound and iv is not None) else g.drop
 
-    worst = max(cmp.groups, key=judged)
-    iv = cmp.intervals.get(f"group:{worst.attribute}={worst.group}")
-    ci = f" (CI {iv.low:+.4f}..{iv.high:+.4f})" if iv is not None else ""
+    worst = max(measured, key=judged) if measured else None
+    if unmeasured and (worst is None or _le(judged(worst), rule.threshold)):
+        names = ", ".join(f"{g.attribute}={g.group}" for g in unmeasured[:5])
+        more = f" and {len(unmeasured) - 5} more" if len(unmeasured) > 5 else ""
+        return _missing(rule, f"no usable interval bound for group(s) {names}{more}")
+    assert worst is not None
+    iv = cmp.intervals.get(key(worst))
+    ci = f" (CI {iv.low:+.4f}..{iv.high:+.4f}{_draws(iv)})" if iv is not None else ""
     return _result(
         rule,
         _outcome(_le(judged(worst), rule.threshold), rule),
@@ -149,7 +201,7 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
         return _judge_groups(rule, cmp)
     values = {**cmp.candidate, **extra}
     if rule.metric not in values or math.isnan(float(values[rule.metric])):
-        return _missing(rule, rule.metric)
+        return _missing(rule, f"{rule.metric} was not measured")
     v = float(values[rule.metric])
     ok = _le(rule.threshold, v) if rule.kind == "min" else _le(v, rule.threshold)
     return _result(rule, _outcome(ok, rule), v, f"{rule.metric} = {v:.4f}")
