@@ -113,7 +113,11 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     faithful = check_faithful(source, baseline, data)
     log.info("reading of %s reproduces the model on %d rows", source.ref, faithful.report["rows"])
     report = validate(source, baseline, data, pol)
-    log.info("calibration data: %d checks passed", len(report.checks))
+    log.info(
+        "calibration data: %d checks passed, %d not run",
+        sum(ch.status == "passed" for ch in report.checks),
+        sum(ch.status != "passed" for ch in report.checks),
+    )
     if rec is None:
         found = search(source, pol, baseline, data)
         rec, candidate, qres = found.recipe, found.candidate, found.result

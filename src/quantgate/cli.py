@@ -214,7 +214,9 @@ def _verdict_table(r: dict[str, Any]) -> None:
     for col in ("rule", "severity", "observed", "bound", "outcome", "evidence"):
         t.add_column(col, overflow="fold")
     for rule in r["verdict_rules"]:
-        color = {"pass": "green", "warn": "yellow", "fail": "red", "n/a": "dim"}[rule["outcome"]]
+        color = {"pass": "green", "warn": "yellow", "fail": "red", "n/a": "dim", "not measured": "magenta"}.get(
+            rule["outcome"], "white"
+        )
         t.add_row(
             rule["rule_id"],
             rule["severity"],
@@ -272,7 +274,9 @@ def validate(
         for col in ("check", "observed", "expected", "result"):
             t.add_column(col, overflow="fold")
         for ch in report.checks:
-            result = "[dim]skipped[/]" if ch.skipped else ("[green]pass[/]" if ch.passed else "[red]FAIL[/]")
+            result = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]"}.get(
+                str(ch.status), "[red]could not run[/]" if ch.required else "[dim]not run[/]"
+            )
             t.add_row(ch.name, ch.observed, ch.expected, result)
         console.print(t)
         if out:
@@ -281,7 +285,9 @@ def validate(
         if not report.passed:
             err.print(f"[bold red]validation failed:[/] {report.summary()}")
             raise typer.Exit(EXIT_GATE)
-        console.print(f"[green]passed[/] {sum(not ch.skipped for ch in report.checks)} checks")
+        ran = sum(ch.status == "passed" for ch in report.checks)
+        not_run = len(report.checks) - ran
+        console.print(f"[green]passed[/] {ran} checks" + (f" ({not_run} not run: see the table)" if not_run else ""))
 
     _run(body)
 

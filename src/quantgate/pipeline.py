@@ -134,9 +134,8 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
 def stored_profile(source: Source) -> DataProfile | None:
     """The reference-data profile stored with the source model at registration, if any."""
     import mlflow
-    from pydantic import ValidationError
 
-    from quantgate.validate import DataProfile
+    from quantgate.validate import read_profile
 
     if not source.version.run_id:
         return None
@@ -146,12 +145,13 @@ def stored_profile(source: Source) -> DataProfile | None:
         return None  # none stored: the suite is derived from the reference data file (the card says which)
     where = f"runs:/{source.version.run_id}/{PROFILE_ARTIFACT}"
     try:  # stored but unreadable is an error, never a quiet switch to another suite
-        return DataProfile.model_validate_json(mlflow.artifacts.load_text(where))
-    except (OSError, ValidationError, ValueError) as exc:
+        text = mlflow.artifacts.load_text(where)
+    except OSError as exc:
         raise DataError(
             f"the reference profile stored with {source.ref} ({where}) cannot be read: {str(exc).splitlines()[0]}",
             "re-log the profile with the source model, or delete the artifact to derive the suite from reference_data",
         ) from exc
+    return read_profile(text, source=where)
 
 
 def signature_columns(source: Source) -> list[str]:
