@@ -160,7 +160,7 @@ def signature_columns(source: Source) -> list[str]:
     from mlflow.models import get_model_info
 
     sig = get_model_info(f"models:/{source.version.name}/{source.version.version}").signature
-    if sig is None or sig.inputs is None or sig.inputs.is_tensor_spec():
+    if sig is None or sig.inputs is None or sig.inputs.is_tensor_spec() or not sig.inputs.has_input_names():
         return []
     return [str(n) for n in sig.inputs.input_names()]
 

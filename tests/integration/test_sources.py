@@ -119,6 +119,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     dg_files = _write(tmp / "digits", _split(pixels, train_idx, 300, 1))
     adult = dm.prepare_adult(dm.DemoSize.small(), Settings(home=home, project_dir=project))
     adult_files = {k: adult[k] for k in ("calibration", "evaluation", "reference")}
+    rt = dm.prepare_rt(dm.DemoSize.small(), Settings(home=home, project_dir=project))
+    rt_eval = pd.read_parquet(rt["evaluation"])
+    rt_eval.head(300).to_parquet(rt["evaluation"])  # the pipeline is a 6-layer transformer: keep CI short
+    rt_files = {k: rt[k] for k in ("calibration", "evaluation", "reference")}
 
     for args in {
         "bc-pt2": ["log_breast_cancer.py", "bc-pt2", "pt2"],
@@ -127,6 +131,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         "digits-cnn": ["log_digits.py", "digits-cnn", "cnn"],
         "digits-mlp": ["log_digits.py", "digits-mlp", "mlp"],
         "adult-pyfunc": ["log_adult_pyfunc.py", "adult-pyfunc", str(adult["train"])],
+        "rt-transformers": ["log_transformers.py", "rt-transformers", str(rt["train"])],
     }.values():
         _script(user_env, home, str(SCRIPTS / args[0]), *args[1:])
     for name in ("bc-pt2", "bc-pickle"):
@@ -135,7 +140,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _onboard(project, "digits-cnn", dg_files, "digit")
     _onboard(project, "digits-mlp", dg_files, "digit")
     _onboard(project, "adult-pyfunc", adult_files, "income", sensitive_attributes="[sex, race]")
-    files = {"bc": bc_files, "digits": dg_files, "adult": adult_files}
+    _onboard(project, "rt-transformers", rt_files, "label", input_columns="[text]")
+    files = {"bc": bc_files, "digits": dg_files, "adult": adult_files, "rt": rt_files}
     return World(home, project, env, files)
 
 
@@ -154,6 +160,7 @@ CASES = {
     "digits-cnn": ("digits", "digit", "argmax", "1,8,8", "label"),
     "digits-mlp": ("digits", "digit", "argmax", None, "label"),
     "adult-pyfunc": ("adult", "income", "argmax", None, "argmax"),  # the same PythonModel class
+    "rt-transformers": ("rt", "label", "rt-pipeline", None, "label"),
 }
 
 
@@ -169,7 +176,8 @@ def test_source_kind_governed_promoted_and_served(world: World, name: str) -> No
     # the baseline quantgate measured is the model's own accuracy, read as its author reads it
     truth = _score(world, f"models:/{name}/1", evaluation, label, mode, shape)
     assert float(mv.tags["quantgate.accuracy_fp32"]) == pytest.approx(truth, abs=1e-4)
-    assert truth > 0.8, f"{name}: the source itself should be a decent model ({truth})"
+    # a sanity floor on the source itself (the text head is a logistic fit on 600 snippets)
+    assert truth > (0.55 if data == "rt" else 0.8), f"{name}: the source should be a usable model ({truth})"
     card = mv.description or ""
     assert "Faithful reading" in card
     cl.set_model_version_tag(qname, mv.version, "quantgate.approval", "approved")

@@ -162,8 +162,8 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
     Never a constant: a one-score model is binary (the two label values, sorted); a k-column
     model has k classes (the label values when there are exactly k, else 0..k-1)."""
     if declared:
-        return list(declared)
-    seen = sorted(pd.unique(pd.Series(list(labels)).dropna()), key=_sort_key)
+        return [_native(c) for c in declared]
+    seen = [_native(v) for v in sorted(pd.unique(pd.Series(list(labels)).dropna()), key=_sort_key)]
     if kind == "labels":
         if not seen:
             raise DataError("cannot tell the classes of a label-returning model without labelled data")
@@ -179,6 +179,11 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
         f"the model returns {width} score(s) per row ({k} classes) but the data has labels {list(seen)[:10]}",
         "set classes: in the onboarding (the model's classes in output order)",
     )
+
+
+def _native(v: Any) -> Any:
+    """numpy scalars -> Python values (classes go into JSON specs, tags and the card)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:

@@ -26,7 +26,7 @@ from quantgate.models.wrapped import WrappedModel
 
 #: largest absolute difference in any class probability that still counts as the same reading
 PROBA_TOLERANCE = 1e-3
-SAMPLE_ROWS = 200
+SAMPLE_ROWS = 128
 
 
 @dataclass
@@ -56,7 +56,8 @@ def reference_reading(answer: Any, model: WrappedModel) -> tuple[np.ndarray, np.
     classes = model.classes
     reading = detect_output(arr, "auto")  # from the values alone: one column inside [0, 1] is a probability
     if reading.kind == "labels":
-        return class_index(arr[:, 0], classes, what="the registered model predicted"), None
+        names = model.spec.get("label_names")  # a pipeline answers its own label names
+        return class_index(arr[:, 0], names or classes, what="the registered model predicted"), None
     proba = to_proba(arr, reading, classes)
     return proba.argmax(axis=1), proba
 

@@ -3,6 +3,7 @@ author would (not the way quantgate does): prints {"accuracy": ..., "n": ...} as
 
 usage: python score.py MODEL_URI DATA LABEL MODE [SHAPE]
   MODE: logit1 (one logit, positive when > 0) | argmax (score matrix) | label (a 'label' column)
+        | rt-pipeline (a text-classification pipeline answering rotten/fresh)
   SHAPE: e.g. 1,8,8 to feed a tensor model images from flat columns (else a DataFrame of features)
 """
 
@@ -19,7 +20,9 @@ df = pd.read_parquet(data)
 model = mlflow.pyfunc.load_model(uri)
 features = df.drop(columns=[label])
 schema = model.metadata.get_input_schema()
-if schema is not None and schema.is_tensor_spec():
+if mode == "rt-pipeline":  # a text pipeline takes the text column
+    inputs = features["text"]
+elif schema is not None and schema.is_tensor_spec():
     x = features.to_numpy(np.float32)
     inputs = x.reshape(len(x), *shape) if shape else x
 else:
@@ -27,6 +30,8 @@ else:
 out = model.predict(inputs)
 if mode == "label":
     pred = np.asarray(out["label"])
+elif mode == "rt-pipeline":
+    pred = np.asarray(out["label"].map({"rotten": 0, "fresh": 1}))
 else:
     arr = np.asarray(out)
     pred = (arr.reshape(-1) > 0).astype(int) if mode == "logit1" else arr.argmax(axis=1)
