@@ -1,7 +1,8 @@
 """Provenance of a quantized candidate: an in-toto Statement v1 with a SLSA provenance v1 predicate.
 
 Pure apart from reading the files it digests (and ``git rev-parse`` for the code version, in
-quantgate's own checkout only): it takes a directory and values and returns a dict. MLflow I/O lives in :mod:`quantgate.cards.trust`.
+quantgate's own checkout only): it takes a directory and values and returns a dict. MLflow I/O
+lives in :mod:`quantgate.cards.trust`.
 
 - **Subjects** are every file of the logged MLflow model directory (``MLmodel``,
   ``python_model.pkl``, ``artifacts/module.pt``, ...), named by their POSIX path relative to it.
