@@ -392,7 +392,7 @@ def policy_validate(file: Path = typer.Argument(..., help="Policy YAML.")) -> No
         p = load_policy(file)
         console.print(f"[green]valid[/] policy '{p.name}': {len(p.rules)} rules, digest {p.digest}")
 
-    _run(body)
+    _run(body, configure=False)
 
 
 @policy_app.command("schema")
@@ -415,7 +415,7 @@ def policy_explain(file: Path = typer.Argument(..., help="Policy YAML.")) -> Non
         for line in explain(p):
             console.print(f"  {line}", highlight=False)
 
-    _run(body)
+    _run(body, configure=False)
 
 
 def _add_trust_commands() -> None:

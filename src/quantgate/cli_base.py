@@ -29,12 +29,12 @@ state = {"debug": False}
 def run(fn: Callable[[], T], *, configure: bool = True) -> T:
     """Run a command body; QuantgateError -> one line + exit code, anything else too (w/o --debug).
 
-    ``configure=False`` for commands that must not create ``QUANTGATE_HOME`` (``quantgate init``).
+    ``configure=False`` for commands that touch no store (``init``, ``policy validate|explain``): no
+    ``QUANTGATE_HOME`` is created and mlflow is not imported.
     """
     from quantgate.errors import GateFailed, QuantgateError, ValidationFailed
 
-    if configure:
-        quiet_libraries()
+    quiet_libraries(configure=configure)
     try:
         return fn()
     except QuantgateError as exc:
@@ -54,14 +54,15 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
         raise typer.Exit(1) from None
 
 
-def quiet_libraries() -> None:
+def quiet_libraries(configure: bool = True) -> None:
     """Point MLflow/Prefect at the configured stores (once) and, without --debug, quiet the libraries."""
     import logging
     import warnings
 
     from quantgate.settings import configure_environment
 
-    configure_environment()
+    if configure:
+        configure_environment()
     if not state["debug"]:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
