@@ -95,8 +95,7 @@ def _flow() -> Any:
 
     from helpers import ROOT
 
-    sys.path.insert(0, str(ROOT))
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
 
     return quantize_model
 
