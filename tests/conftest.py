@@ -76,7 +76,7 @@ def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[st
 
 @pytest.fixture(scope="session")
 def adult_failed_result(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same source quantized under a policy no candidate can meet (speedup >= 1000x)."""
+    """The same source quantized under a policy no candidate can meet (a file twice the fp32 size)."""
     from quantgate.flows.quantize import quantize_model
 
     policy = tmp_path_factory.mktemp("policies") / "impossible.yaml"

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +84,6 @@ def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPath
 
 
 def _flow() -> Any:
-    import sys
 
     from quantgate.flows.quantize import quantize_model
 

@@ -91,9 +91,6 @@ def onnx_source(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.Te
 
 
 def _flow() -> Any:
-    import sys
-
-    from helpers import ROOT
 
     from quantgate.flows.quantize import quantize_model
 

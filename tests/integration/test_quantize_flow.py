@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import ROOT, project_copy, snapshot
+from helpers import project_copy, snapshot
 
 pytestmark = pytest.mark.integration
 
