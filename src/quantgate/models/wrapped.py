@@ -132,7 +132,11 @@ class WrappedModel:
     def save(self, directory: Path) -> dict[str, str]:
         """Write the artifacts; returns the name -> path mapping mlflow's log_model takes."""
         directory.mkdir(parents=True, exist_ok=True)
-        torch.save(self.module, directory / "module.pt")
+        # cloudpickle (what mlflow.pytorch saves with): a user's class defined in a script's
+        # __main__ travels by value, as it did in the source model
+        import cloudpickle
+
+        torch.save(self.module, directory / "module.pt", pickle_module=cloudpickle)
         (directory / "spec.json").write_text(json.dumps(self.spec, indent=2, sort_keys=True))
         arts = {"module": str(directory / "module.pt"), "spec": str(directory / "spec.json")}
         if self.tokenizer is not None:
