@@ -308,18 +308,17 @@ def calibration_batches(model: WrappedModel, data: Datasets, n_batches: int = 8)
 def _candidate(
     model: WrappedModel, result: QuantizationResult, recipe: Recipe, search: dict[str, Any] | None = None
 ) -> WrappedModel:
-    from quantgate.models.wrapped import WrappedModel as _W
     from quantgate.quantize.recipes import recipe_to_dict
 
-    spec = dict(model.spec)
-    spec["quantization"] = {
+    candidate = model.with_module(result.module)  # same kind as the source (e.g. its PythonModel)
+    candidate.spec["quantization"] = {
         "recipe": recipe_to_dict(recipe),
         "digest": recipe.digest,
         "quantized": result.quantized,
         "kept_float": result.kept_float,
         **({"search": search} if search else {}),
     }
-    return _W(result.module, spec, model.tokenizer)
+    return candidate
 
 
 def quantize_candidate(
