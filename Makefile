@@ -5,9 +5,10 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench lint ui schema clean
+.PHONY: setup demo test test-fast bench lint ui schema wheel clean
 
-$(STAMP): pyproject.toml
+# setup.py maps flows/ to quantgate.flows: an editable install must be redone when it changes
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	# torch==2.13.0 is pinned in pyproject: the CPU build (any other spec pulls GBs of CUDA)
@@ -38,5 +39,9 @@ schema: setup
 ui: setup
 	$(BIN)/quantgate ui
 
+# the installable product: dist/quantgate-<version>-py3-none-any.whl (flows, card template, default policy)
+wheel: setup
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf .quantgate
+	rm -rf .quantgate build dist

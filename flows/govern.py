@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.quantize import quantize_model
+from quantgate.flows.quantize import quantize_model
 from quantgate.settings import configure_environment
 
 

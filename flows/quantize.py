@@ -13,19 +13,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from quantgate import pipeline
-from quantgate.errors import QuantgateError
 from quantgate.policy import load_policy
 from quantgate.settings import configure_environment, get_settings
+from quantgate.transient import is_transient
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry infrastructure hiccups, never a user's mistake."""
+    """Retry infrastructure hiccups (see ``quantgate.transient``), never a user's mistake or a bug."""
     try:
         state.result()
-    except QuantgateError:
-        return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return is_transient(exc)
     return False
 
 

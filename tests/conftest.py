@@ -31,15 +31,14 @@ def qg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def settings(qg_home: Path) -> Any:
     """Settings for the session store, re-read in case a unit test changed the environment."""
-    from quantgate.registry.mlflow_registry import client
-    from quantgate.settings import get_settings, reset_settings
+    from quantgate.settings import configure_mlflow, get_settings, reset_settings
 
     os.environ["QUANTGATE_HOME"] = str(qg_home)
     os.environ["QUANTGATE_PROJECT_DIR"] = str(ROOT)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     reset_settings()
     s = get_settings()
-    client(s)
+    configure_mlflow(s)  # a test before may have pointed mlflow's fluent API at its own store
     return s
 
 
@@ -68,10 +67,7 @@ def demo_sources(qg_home: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[str, Any]:
     """The quantize flow run once on adult-income, shared by the tests that inspect its output."""
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
     from quantgate.settings import reset_settings
 
     reset_settings()
@@ -80,8 +76,8 @@ def adult_result(prefect_harness: None, demo_sources: dict[str, str]) -> dict[st
 
 @pytest.fixture(scope="session")
 def adult_failed_result(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same source quantized under a policy no candidate can meet (speedup >= 1000x)."""
-    from flows.quantize import quantize_model
+    """The same source quantized under a policy no candidate can meet (a file twice the fp32 size)."""
+    from quantgate.flows.quantize import quantize_model
 
     policy = tmp_path_factory.mktemp("policies") / "impossible.yaml"
     policy.write_text(IMPOSSIBLE_POLICY)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from quantgate.cli_base import EXIT_GATE, console, err, state
+from quantgate.cli_base import run as _run
 
 app = typer.Typer(
     help="Governed quantization for MLflow models: validate, quantize, gate, record, approve, promote, monitor.",
@@ -24,80 +25,35 @@ app = typer.Typer(
 )
 policy_app = typer.Typer(help="Gate policies: validate, explain, print the JSON Schema.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-# piped output (logs, CI) gets a wide fixed width instead of an 80-column default
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
-_state = {"debug": False}
-T = TypeVar("T")
-
-EXIT_USER = 2  # bad input, refused move
-EXIT_GATE = 3  # a candidate failed its gate / validation failed
 
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and verbose logs.")) -> None:
-    _state["debug"] = debug
-
-
-def _run(fn: Callable[[], T]) -> T:
-    """Run a command body; QuantgateError -> one line + exit code, anything else too (w/o --debug)."""
-    from quantgate.errors import GateFailed, QuantgateError, ValidationFailed
-
-    _quiet_libraries()
-    try:
-        return fn()
-    except QuantgateError as exc:
-        if _state["debug"]:
-            raise
-        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
-        raise typer.Exit(EXIT_GATE if isinstance(exc, (ValidationFailed, GateFailed)) else EXIT_USER) from None
-    except (KeyboardInterrupt, typer.Exit):
-        raise
-    except Exception as exc:
-        if _state["debug"]:
-            raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        err.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)", highlight=False
-        )
-        raise typer.Exit(1) from None
-
-
-def _quiet_libraries() -> None:
-    import logging
-    import warnings
-
-    from quantgate.settings import configure_environment
-
-    configure_environment()
-    if not _state["debug"]:
-        warnings.filterwarnings("ignore")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        for name in ("mlflow", "alembic", "great_expectations", "torchao", "httpx", "torch.utils._pytree"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _load_flow(entrypoint: str) -> Any:
-    from prefect.flows import load_flow_from_entrypoint
-
-    from quantgate.errors import ConfigError
-    from quantgate.settings import get_settings
-
-    s = get_settings()
-    path, _, name = entrypoint.partition(":")
-    full = s.path(path)
-    if not full.exists():
-        raise ConfigError(
-            f"flow file not found: {full}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR"
-        )
-    root = str(s.project_dir.resolve())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    return load_flow_from_entrypoint(f"{full}:{name}")
+    state["debug"] = debug  # shared with the commands of quantgate.cli_trust
 
 
 # --- the loop ------------------------------------------------------------------------------
+
+
+@app.command()
+def init(directory: Path = typer.Argument(..., help="The team's repository to create (or an empty one).")) -> None:
+    """Scaffold a team's quantgate repository: policies/, registry/models/, monitoring/, prefect.yaml
+    (commented examples; refuses to overwrite a file)."""
+
+    def body() -> None:
+        from quantgate.project import init_project
+
+        written = init_project(directory)
+        for p in written:
+            console.print(f"wrote {p}", highlight=False)
+        console.print(
+            f"Next: onboard a model (cp {directory}/registry/models/example-model.yaml.example"
+            f" {directory}/registry/models/<name>.yaml), then run quantgate from {directory}"
+            " or set QUANTGATE_PROJECT_DIR to it.",
+            highlight=False,
+        )
+
+    _run(body, configure=False)  # no QUANTGATE_HOME in the current directory
 
 
 @app.command()
@@ -117,8 +73,9 @@ def demo(
             receiver = LocalReceiver().start()
             os.environ["QUANTGATE_ALERT_WEBHOOK"] = receiver.url
         try:
-            flow = _load_flow("flows/demo.py:demo")
-            result = flow(small=small, models=model or None)
+            from quantgate.flows.demo import demo as demo_flow
+
+            result = demo_flow(small=small, models=model or None)
         finally:
             if receiver is not None:
                 receiver.stop()
@@ -200,8 +157,9 @@ def quantize(
         source = pipeline.discover_source(model)
         load_policy(policy if policy else get_settings().path(source.config.policy))
         pipeline.resolve_recipe(recipe, source.config)
-        flow = _load_flow("flows/quantize.py:quantize_model")
-        r = flow(model=model, policy=str(policy) if policy else None, recipe=recipe)
+        from quantgate.flows.quantize import quantize_model
+
+        r = quantize_model(model=model, policy=str(policy) if policy else None, recipe=recipe)
         _verdict_table(r)
         if r["verdict"] != "pass":
             raise typer.Exit(EXIT_GATE)
@@ -318,8 +276,9 @@ def monitor(
     """One monitoring run: score, log inferences, Evidently drift, alert on drift."""
 
     def body() -> None:
-        flow = _load_flow("flows/monitor.py:monitor_model")
-        m = flow(model=model, window=window)
+        from quantgate.flows.monitor import monitor_model
+
+        m = monitor_model(model=model, window=window)
         console.print(
             f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
             f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
@@ -439,7 +398,7 @@ def policy_validate(file: Path = typer.Argument(..., help="Policy YAML.")) -> No
         p = load_policy(file)
         console.print(f"[green]valid[/] policy '{p.name}': {len(p.rules)} rules, digest {p.digest}")
 
-    _run(body)
+    _run(body, configure=False)
 
 
 @policy_app.command("schema")
@@ -462,7 +421,7 @@ def policy_explain(file: Path = typer.Argument(..., help="Policy YAML.")) -> Non
         for line in explain(p):
             console.print(f"  {line}", highlight=False)
 
-    _run(body)
+    _run(body, configure=False)
 
 
 def _add_trust_commands() -> None:

@@ -6,8 +6,9 @@ Registered by ``quantgate.cli``::
     app.add_typer(keys_app, name="keys")
     app.command()(verify)
 
-Imports stay lazy (cryptography and mlflow load only when a command runs); ``quantgate.cli`` is
-imported inside the commands, never at module level, so the two modules cannot import in a cycle.
+Imports stay lazy (cryptography and mlflow load only when a command runs). What the commands
+share with ``quantgate.cli`` (``run``, the consoles) is in ``quantgate.cli_base``: this module never
+imports ``quantgate.cli``, so the two cannot import in a cycle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+
+from quantgate.cli_base import run
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -35,8 +38,6 @@ _out = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
 def _run(fn: Any) -> Any:
-    from quantgate.cli import _run as run  # lazy: quantgate.cli imports this module
-
     return run(fn)
 
 

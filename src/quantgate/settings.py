@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".quantgate"), description="Root of all local state.")
     project_dir: Path = Field(
         default=Path("."),
-        description="Where policies/, registry/, monitoring/ and flows/ are read from.",
+        description="The team's repository: where policies/, registry/ and monitoring/ are read from.",
     )
     alert_webhook: str | None = Field(
         default=None, description="URL that drift alerts are POSTed to (overrides monitoring/)."
@@ -81,8 +81,9 @@ def reset_settings() -> None:
 def configure_environment(settings: Settings | None = None) -> Settings:
     """Point MLflow and Prefect at the embedded stores unless servers are configured.
 
-    Called before mlflow/prefect are imported by the CLI and flows, so that nothing ever
-    lands in a stray ``./mlruns`` and Prefect's database sits under ``QUANTGATE_HOME``.
+    Called once at start-up by the CLI and by each flow, before anything else imports mlflow or
+    prefect, so that nothing ever lands in a stray ``./mlruns`` and Prefect's database sits under
+    ``QUANTGATE_HOME``; then :func:`configure_mlflow` points MLflow's fluent API at the store.
     """
     s = settings or get_settings()
     home = s.home_abs
@@ -98,4 +99,30 @@ def configure_environment(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    configure_mlflow(s)
     return s
+
+
+def configure_mlflow(settings: Settings | None = None) -> None:
+    """Point MLflow's process-wide (fluent) API at the settings' store: ``mlflow.start_run``,
+    ``mlflow.artifacts.*`` and ``models:/`` URIs use it. ``MlflowClient`` objects do not need it
+    (``quantgate.registry.mlflow_registry.client`` names its store explicitly).
+
+    A no-op when MLflow already points there, so it is called at start-up (``configure_environment``)
+    and before a run is started on a store (``ensure_experiment``), never on every registry read.
+    """
+    import mlflow
+
+    s = settings or get_settings()
+    if mlflow.get_tracking_uri() == s.tracking_uri and mlflow.get_registry_uri() == s.registry_uri:
+        return
+    # mlflow.set_*_uri also export MLFLOW_*_URI; put the environment back so that a later
+    # Settings() still tells a user-configured server from our embedded store
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(s.tracking_uri)
+    mlflow.set_registry_uri(s.registry_uri)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -85,10 +84,8 @@ def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPath
 
 
 def _flow() -> Any:
-    import sys
 
-    sys.path.insert(0, str(ROOT))
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
 
     return quantize_model
 

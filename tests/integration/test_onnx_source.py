@@ -91,12 +91,8 @@ def onnx_source(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.Te
 
 
 def _flow() -> Any:
-    import sys
 
-    from helpers import ROOT
-
-    sys.path.insert(0, str(ROOT))
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
 
     return quantize_model
 

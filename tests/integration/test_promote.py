@@ -16,7 +16,7 @@ def own_versions(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPath
     approving and promoting here changes nothing other tests look at."""
     from helpers import IMPOSSIBLE_POLICY
 
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
 
     policy = tmp_path_factory.mktemp("promote") / "impossible.yaml"
     policy.write_text(IMPOSSIBLE_POLICY)

@@ -10,14 +10,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import ROOT, project_copy, snapshot
+from helpers import project_copy, snapshot
 
 pytestmark = pytest.mark.integration
 
 
 def _flow() -> Any:
-    sys.path.insert(0, str(ROOT))
-    from flows.quantize import quantize_model
+    from quantgate.flows.quantize import quantize_model
 
     return quantize_model
 
@@ -103,11 +102,11 @@ def test_failing_gate_registers_without_alias(adult_failed_result: dict[str, Any
     from quantgate.registry.mlflow_registry import client
 
     r = adult_failed_result
-    assert r["verdict"] == "fail" and r["failed_rules"] == ["speedup"]
+    assert r["verdict"] == "fail" and r["failed_rules"] == ["size"]
     mv = client(settings).get_model_version(*r["registered"].split("/"))
     assert mv.tags["quantgate.verdict"] == "fail"
     assert mv.tags["quantgate.approval"] == "rejected"
-    assert mv.tags["quantgate.failed_rules"] == "speedup"
+    assert mv.tags["quantgate.failed_rules"] == "size"
     assert not mv.aliases
     # the earlier passing version keeps the alias
     cand = client(settings).get_model_version_by_alias("adult-income-quantized", "candidate")

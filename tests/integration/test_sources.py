@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, client, project_copy, run_cli
+from helpers import client, project_copy, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -96,8 +96,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     home = tmp / "home"
     home.mkdir()
     project = project_copy(tmp, {})
-    if not (project / "flows").exists() and (ROOT / "flows").exists():
-        (project / "flows").symlink_to(ROOT / "flows")
     (project / "policies" / "lenient.yaml").write_text(LENIENT)
     for stale in (project / "registry" / "models").glob("*.yaml"):
         stale.unlink()

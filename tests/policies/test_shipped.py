@@ -52,17 +52,16 @@ def test_monitoring_specs_validate(path: Path) -> None:
 
 
 def test_prefect_yaml_deployments_load() -> None:
-    """Each deployment's entrypoint loads as a flow and its cron schedules parse."""
-    import sys
-
+    """Each deployment's entrypoint (a module path in the installed package) loads as a flow and
+    its cron schedules parse."""
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.flows import load_flow_from_entrypoint
 
-    sys.path.insert(0, str(ROOT))
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = set()
     for dep in doc["deployments"]:
-        flow = load_flow_from_entrypoint(str(ROOT / dep["entrypoint"]))
+        assert dep["entrypoint"].startswith("quantgate.flows."), dep["entrypoint"]
+        flow = load_flow_from_entrypoint(dep["entrypoint"])
         names.add(flow.name)
         for sched in dep.get("schedules", []):
             CronSchedule(cron=sched["cron"], timezone=sched.get("timezone"))

@@ -274,3 +274,56 @@ def test_a_broken_trusted_key_file_is_an_error(tmp_path: Path) -> None:
     (d / "bad.pub").write_text("not a key")
     with pytest.raises(ConfigError, match=r"bad\.pub"):
         signing.load_trusted_keys(dirs=[d])
+
+
+# --- code version: the installed distribution, a git commit only from quantgate's own checkout ----
+
+
+def _git(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def _repo_with_package(root: Path, project_name: str | None) -> Path:
+    """A git repository holding src/quantgate/ (and a pyproject.toml naming ``project_name``)."""
+    pkg = root / "src" / "quantgate"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    if project_name:
+        (root / "pyproject.toml").write_text(f'[project]\nname = "{project_name}"\nversion = "0"\n')
+    _git("init", "-q", cwd=root)
+    _git("add", ".", cwd=root)
+    _git("commit", "-qm", "x", cwd=root)
+    return pkg
+
+
+def test_code_version_records_the_installed_distribution() -> None:
+    from importlib.metadata import version
+
+    assert prov.code_version()["version"] == version("quantgate")
+
+
+def test_code_version_ignores_the_repository_quantgate_is_installed_in(tmp_path: Path) -> None:
+    # a team's repository (another project) that happens to contain the package: not quantgate's commit
+    pkg = _repo_with_package(tmp_path / "team", "team-models")
+    assert prov.quantgate_checkout(pkg) is None
+    assert "git_commit" not in prov.code_version(pkg)
+    # site-packages inside a repository (no src/ layout, no pyproject): no commit either
+    site = tmp_path / "team" / ".venv" / "lib" / "site-packages" / "quantgate"
+    site.mkdir(parents=True)
+    assert "git_commit" not in prov.code_version(site)
+
+
+def test_code_version_records_the_commit_of_a_quantgate_checkout(tmp_path: Path) -> None:
+    pkg = _repo_with_package(tmp_path / "qg", "quantgate")
+    out = prov.code_version(pkg)
+    assert prov.quantgate_checkout(pkg) == (tmp_path / "qg").resolve()
+    assert len(out["git_commit"]) == 40 and out["git_dirty"] is False
+    # a copy of quantgate's source tree that is not itself a git checkout records no commit
+    copy = tmp_path / "vendored"
+    (copy / "src" / "quantgate").mkdir(parents=True)
+    (copy / "pyproject.toml").write_text('[project]\nname = "quantgate"\n')
+    assert "git_commit" not in prov.code_version(copy / "src" / "quantgate")

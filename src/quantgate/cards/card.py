@@ -3,7 +3,8 @@
 - **Metadata** (the YAML header): built with huggingface_hub's ``ModelCardData`` and
   ``EvalResult`` (``base_model``, ``base_model_relation: quantized``, ``model-index`` with fp32
   and quantized results overall and per group, ``license``, ``tags``), never hand-written YAML.
-- **Body**: the team-editable Jinja2 template ``registry/model_card.md.j2``, with the sections of
+- **Body**: the Jinja2 template quantgate ships, or the project's own ``registry/model_card.md.j2``
+  when it has one (see :func:`quantgate.project.model_card_template`), with the sections of
   *Model Cards for Model Reporting* (Mitchell et al., 2019). The template sees the context keys
   (what ``pipeline.card_context`` builds), ``card`` (values derived here: uses, intervals,
   search and flip-audit tables) and ``card_data`` (the YAML header).
@@ -19,7 +20,6 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import ConfigError
@@ -28,7 +28,6 @@ from quantgate.settings import Settings, get_settings
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
 
-TEMPLATE = Path("registry") / "model_card.md.j2"
 Z95 = 1.959963984540054
 HF_PIPELINE_TAGS = {"tabular-classification", "text-classification"}
 PRECISIONS = ("int8", "int4", "fp8", "fp16", "bf16")
@@ -400,11 +399,9 @@ def render_model_card(context: dict[str, Any], settings: Settings | None = None)
     import jinja2
     from huggingface_hub import ModelCard
 
-    path = (settings or get_settings()).path(TEMPLATE)
-    if not path.exists():
-        raise ConfigError(
-            f"model card template not found: {path}", "run quantgate from the project root or set QUANTGATE_PROJECT_DIR"
-        )
+    from quantgate.project import model_card_template
+
+    path = model_card_template(settings or get_settings())
     data = card_data(context)
     header = data.to_yaml()
     values = {k: None for k in OPTIONAL_KEYS} | dict(context)

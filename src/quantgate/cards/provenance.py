@@ -1,7 +1,8 @@
 """Provenance of a quantized candidate: an in-toto Statement v1 with a SLSA provenance v1 predicate.
 
-Pure apart from reading the files it digests (and ``git rev-parse`` for the code version): it
-takes a directory and values and returns a dict. MLflow I/O lives in :mod:`quantgate.cards.trust`.
+Pure apart from reading the files it digests (and ``git rev-parse`` for the code version, in
+quantgate's own checkout only): it takes a directory and values and returns a dict. MLflow I/O
+lives in :mod:`quantgate.cards.trust`.
 
 - **Subjects** are every file of the logged MLflow model directory (``MLmodel``,
   ``python_model.pkl``, ``artifacts/module.pt``, ...), named by their POSIX path relative to it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import subprocess
+import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -100,22 +102,40 @@ def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
     return out
 
 
-def code_version() -> dict[str, Any]:
-    """quantgate's version, plus the git commit (and whether the tree is dirty) when the package
-    runs from a git checkout. Local only: ``git rev-parse``, never a fetch."""
+def quantgate_checkout(package_dir: Path | None = None) -> Path | None:
+    """The root of quantgate's own git checkout when the package runs from one (``src/quantgate``
+    under a directory with a ``.git`` and a ``pyproject.toml`` naming the ``quantgate`` project),
+    else None: an installed quantgate inside a team's repository is not that repository's code."""
+    pkg = (package_dir or Path(__file__).resolve().parents[1]).resolve()
+    root = pkg.parent.parent
+    if pkg.parent.name != "src" or not (root / ".git").exists():  # a worktree's .git is a file
+        return None
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return root if project.get("name") == "quantgate" else None
+
+
+def code_version(package_dir: Path | None = None) -> dict[str, Any]:
+    """The installed quantgate distribution's version, plus the git commit (and whether the tree is
+    dirty) only when the package runs from a git checkout of quantgate itself (see
+    :func:`quantgate_checkout`). Local only: ``git rev-parse``, never a fetch."""
     try:
         out: dict[str, Any] = {"version": version("quantgate")}
     except PackageNotFoundError:
         out = {"version": "unknown"}
-    here = Path(__file__).resolve().parent
+    root = quantgate_checkout(package_dir)
+    if root is None:
+        return out
     try:
         commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
         )
         if commit.returncode == 0 and commit.stdout.strip():
             out["git_commit"] = commit.stdout.strip()
             dirty = subprocess.run(
-                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                 capture_output=True,
                 text=True,
                 timeout=10,

@@ -6,13 +6,12 @@ a crash never leaves a half-registered version or a moved alias.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import RegistryError
 from quantgate.registry import contract as c
-from quantgate.settings import Settings, configure_environment, get_settings
+from quantgate.settings import Settings, configure_mlflow, get_settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -22,21 +21,13 @@ if TYPE_CHECKING:
 
 
 def client(settings: Settings | None = None) -> MlflowClient:
-    """Point mlflow at the configured store and return a client."""
-    import mlflow
+    """A client on the configured store. Changes no global state: MLflow's fluent API is pointed
+    at the store once, by ``quantgate.settings.configure_mlflow`` (CLI and flow start-up)."""
     from mlflow.tracking import MlflowClient
 
-    s = configure_environment(settings or get_settings())
-    # mlflow.set_*_uri also export MLFLOW_*_URI; put the environment back so that a later
-    # Settings() still tells a user-configured server from our embedded store
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(s.tracking_uri)
-    mlflow.set_registry_uri(s.registry_uri)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    s = settings or get_settings()
+    if s.embedded_mlflow:
+        s.home_abs.mkdir(parents=True, exist_ok=True)  # the SQLite file's directory
     return MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.registry_uri)
 
 
@@ -45,6 +36,7 @@ def ensure_experiment(name: str, settings: Settings | None = None) -> str:
     import mlflow
 
     s = settings or get_settings()
+    configure_mlflow(s)  # the runs that follow are started with the fluent API
     cl = client(s)
     exp = cl.get_experiment_by_name(name)
     if exp is None:

@@ -1,0 +1,71 @@
+"""What every ``quantgate`` command shares: the consoles, the exit codes and :func:`run`, which
+turns a command body's failure into one readable line and an exit code.
+
+Imported by :mod:`quantgate.cli` and :mod:`quantgate.cli_trust` (which registers its commands on
+the app), so neither needs the other at import time and the two cannot import in a circle.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+T = TypeVar("T")
+
+EXIT_USER = 2  # bad input, refused move
+EXIT_GATE = 3  # a candidate failed its gate / validation failed
+
+# piped output (logs, CI) gets a wide fixed width instead of an 80-column default
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
+state = {"debug": False}
+
+
+def run(fn: Callable[[], T], *, configure: bool = True) -> T:
+    """Run a command body; QuantgateError -> one line + exit code, anything else too (w/o --debug).
+
+    ``configure=False`` for commands that touch no store (``init``, ``policy validate|explain``): no
+    ``QUANTGATE_HOME`` is created and mlflow is not imported.
+    """
+    from quantgate.errors import GateFailed, QuantgateError, ValidationFailed
+
+    quiet_libraries(configure=configure)
+    try:
+        return fn()
+    except QuantgateError as exc:
+        if state["debug"]:
+            raise
+        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        raise typer.Exit(EXIT_GATE if isinstance(exc, (ValidationFailed, GateFailed)) else EXIT_USER) from None
+    except (KeyboardInterrupt, typer.Exit):
+        raise
+    except Exception as exc:
+        if state["debug"]:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        err.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)", highlight=False
+        )
+        raise typer.Exit(1) from None
+
+
+def quiet_libraries(configure: bool = True) -> None:
+    """Point MLflow/Prefect at the configured stores (once) and, without --debug, quiet the libraries."""
+    import logging
+    import warnings
+
+    from quantgate.settings import configure_environment
+
+    if configure:
+        configure_environment()
+    if not state["debug"]:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        for name in ("mlflow", "alembic", "great_expectations", "torchao", "httpx", "torch.utils._pytree"):
+            logging.getLogger(name).setLevel(logging.ERROR)
