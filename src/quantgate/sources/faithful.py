@@ -56,8 +56,11 @@ def reference_reading(answer: Any, model: WrappedModel) -> tuple[np.ndarray, np.
     classes = model.classes
     reading = detect_output(arr, "auto")  # from the values alone: one column inside [0, 1] is a probability
     if reading.kind == "labels":
-        names = model.spec.get("label_names")  # a pipeline answers its own label names
-        return class_index(arr[:, 0], names or classes, what="the registered model predicted"), None
+        # a transformers pipeline answers its own label names; a candidate quantgate logged, the classes
+        names = model.spec.get("label_names") or []
+        answered = {str(v) for v in arr[:, 0]}
+        lookup = names if names and answered <= {str(n) for n in names} else classes
+        return class_index(arr[:, 0], lookup, what="the registered model predicted"), None
     proba = to_proba(arr, reading, classes)
     return proba.argmax(axis=1), proba
 
