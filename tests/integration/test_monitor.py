@@ -1,12 +1,20 @@
-"""A monitoring run: real Evidently drift on real Adult rows, alert over real HTTP to a loopback receiver."""
+"""A monitoring run: real Evidently drift on real Adult rows, alert over real HTTP to a loopback receiver.
+
+Monitoring targets ``@champion`` only: without one it stops with a clear error (exit 2 from the CLI).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from champion import champion
+from helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +28,44 @@ def receiver() -> Any:
     r.stop()
 
 
+@pytest.fixture()
+def promoted(adult_result: dict[str, Any], settings: Any) -> Iterator[tuple[str, str]]:
+    with champion(settings, adult_result["registered"]) as nv:
+        yield nv
+
+
+def test_no_champion_stops_with_exit_2(adult_result: dict[str, Any], settings: Any) -> None:
+    """The suite's candidate is not promoted: monitoring says so instead of watching @candidate."""
+    from quantgate.errors import RegistryError
+    from quantgate.monitor.job import run_monitor
+
+    with pytest.raises(RegistryError, match="no '@champion' version to monitor"):
+        run_monitor("adult-income")
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = run_cli(env, "monitor", "--model", "adult-income")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no '@champion' version to monitor" in proc.stderr
+
+
+def test_failed_drift_event_is_an_error_not_silence(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import prefect.events
+
+    from quantgate.monitor import job
+
+    def broken(**_: Any) -> None:
+        raise ConnectionError("events API unreachable")
+
+    monkeypatch.setattr(prefect.events, "emit_event", broken)
+    with caplog.at_level(logging.ERROR, logger="quantgate.monitor.job"):
+        error = job._emit_drift_event("adult-income-quantized", "3", 0.6)
+    assert error == "ConnectionError: events API unreachable"
+    assert "was not emitted" in caplog.text
+
+
 def test_drifted_window_alerts(
-    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+    promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from quantgate.monitor import read_inferences
     from quantgate.monitor.job import run_monitor
@@ -29,7 +73,8 @@ def test_drifted_window_alerts(
 
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
     out = run_monitor("adult-income")
-    assert out.drifted
+    assert out.drifted and out.alias == "champion" and out.version == promoted[1]
+    assert out.event_emitted is True and out.event_error is None
     assert {"age", "sex"} <= set(out.drift["drifted_columns"])
     assert out.deliveries and out.deliveries[0]["ok"] is True
     assert len(receiver.received) == 1
@@ -53,12 +98,12 @@ def test_drifted_window_alerts(
 
 
 def test_stable_window_does_not_alert(
-    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+    promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from quantgate.monitor.job import run_monitor
 
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
     stable = settings.data_dir / "adult-income" / "window-stable.parquet"
     out = run_monitor("adult-income", window=str(stable))
-    assert not out.drifted
+    assert not out.drifted and out.event_emitted is None
     assert out.deliveries == [] and receiver.received == []

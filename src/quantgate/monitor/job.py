@@ -6,6 +6,7 @@ compare the window with the reference through Evidently, and alert when it drift
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from quantgate.errors import ConfigError, RegistryError
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT = "quantgate-monitoring"
 DRIFT_EVENT = "quantgate.drift.detected"
@@ -77,6 +80,9 @@ class MonitorOutcome:
     drift: dict[str, Any]
     run_id: str
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    #: whether the Prefect drift event went out (None: no drift, so none was due)
+    event_emitted: bool | None = None
+    event_error: str | None = None
 
     @property
     def drifted(self) -> bool:
@@ -84,16 +90,20 @@ class MonitorOutcome:
 
 
 def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
+    """The version behind ``alias`` (``champion`` unless the spec names another), or a clear stop.
+
+    There is deliberately no fallback to ``candidate``: monitoring a version nobody promoted
+    would report on a model that serves no traffic.
+    """
     from mlflow.exceptions import MlflowException
 
-    for a in dict.fromkeys([alias, c.ALIAS_CHAMPION, c.ALIAS_CANDIDATE]):
-        try:
-            return cl.get_model_version_by_alias(name, a), a
-        except MlflowException:
-            continue
-    raise RegistryError(
-        f"{name} has no '{alias}' (or candidate) version to monitor", "quantize and promote a model first"
-    )
+    try:
+        return cl.get_model_version_by_alias(name, alias), alias
+    except MlflowException:
+        raise RegistryError(
+            f"{name} has no '@{alias}' version to monitor",
+            f"approve a candidate and run: quantgate promote --model {name.removesuffix(c.SUFFIX)}",
+        ) from None
 
 
 def run_monitor(model: str, *, window: str | None = None, settings: Settings | None = None) -> MonitorOutcome:
@@ -169,19 +179,30 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
             res = send_webhook(url, alert, format="slack" if kind == "slack" else "auto")
             write_alert_log(s.home_abs / "alerts.jsonl", alert, res)
             outcome.deliveries.append({"route": kind, **res.model_dump(mode="json")})
-        _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_emitted = outcome.event_error is None
     return outcome
 
 
-def _emit_drift_event(name: str, version: str, share: float) -> None:
-    """A Prefect event; the retraining deployment in prefect.yaml is triggered by it."""
+def _emit_drift_event(name: str, version: str, share: float) -> str | None:
+    """Emit the Prefect event that triggers retraining; returns why it did not go out, or None.
+
+    A failure is logged as an error and returned (not raised): the drift was found, recorded and
+    alerted, and the caller shows that the retraining trigger is missing instead of losing it.
+    """
     try:
         from prefect.events import emit_event
 
-        emit_event(
+        event = emit_event(
             event=DRIFT_EVENT,
             resource={"prefect.resource.id": f"quantgate.model.{name}", "quantgate.version": version},
             payload={"drifted_share": share},
         )
-    except Exception:
-        pass
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        if event is not None:
+            return None
+        error = "Prefect events are disabled here (no API and no event worker)"
+    log.error("drift event %s for %s v%s was not emitted: %s", DRIFT_EVENT, name, version, error)
+    return error
