@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1, help="adult rows per request")
     ap.add_argument("--pg", default=None, help="also a server logging to this postgresql:// URL")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aa", action="store_true", help="also a second log-off server (A/A: the noise floor)")
     a = ap.parse_args()
 
     import httpx
@@ -138,6 +139,8 @@ def main() -> None:
         start_server("log off", env, free_port(), "off", home / "serve-off.out"),
         start_server("Parquet log", env, free_port(), str(log_dir), home / "serve-parquet.out"),
     ]
+    if a.aa:
+        servers.append(start_server("log off (A/A)", env, free_port(), "off", home / "serve-off2.out"))
     if a.pg:
         servers.append(start_server("PostgreSQL log", env, free_port(), a.pg, home / "serve-pg.out"))
     try:

@@ -102,7 +102,8 @@ def test_writer_batches_partitions_and_drains_on_close(tmp_path: Path) -> None:
         writer.submit(_record(i, hour1 if i < 5 else hour2))
     stats = writer.close()  # 30 s interval: the last, partial batch is written by close, not by time
     assert (stats.accepted, stats.written_requests, stats.written_rows, stats.lost) == (10, 10, 20, 0)
-    assert stats.batches == 3 and "10 request(s) logged: 10 written (20 rows in 3 batch(es)), 0 lost" == stats.summary()
+    assert stats.batches >= 3  # batches of at most 4 (how many depends on when the thread wakes)
+    assert stats.summary() == f"10 request(s) logged: 10 written (20 rows in {stats.batches} batch(es)), 0 lost"
 
     root = model_log_dir("adult-income-quantized", tmp_path)
     assert sorted(p.name for p in root.iterdir()) == ["hour=2026120209", "hour=2026120210"]

@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,25 +233,32 @@ def _as_frame(value: Any, prefix: str, columns: Sequence[str] | None = None) -> 
 
 
 def _batch_frames(records: Sequence[InferenceRecord]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[Any]]]:
-    """Concatenate records into (inputs, outputs, per-row log columns) for one model."""
-    ins, outs = [], []
+    """Concatenate records into (inputs, outputs, per-row log columns).
+
+    One ``pd.concat`` per side for the whole batch (DataFrames, the usual case, are taken as
+    they are): per-record pandas work costs ~1 ms and, holding the GIL, would slow the requests
+    being served while the writer runs.
+    """
+    ins = [r.inputs if isinstance(r.inputs, pd.DataFrame) else _as_frame(r.inputs, "input") for r in records]
+    outs = [r.outputs if isinstance(r.outputs, pd.DataFrame) else _as_frame(r.outputs, "prediction") for r in records]
     meta: dict[str, list[Any]] = {k: [] for k in (TIMESTAMP, MODEL, VERSION, REQUEST_ID, REQUEST_ROW, LATENCY_MS)}
-    for r in records:
-        i = _as_frame(r.inputs, "input")
-        o = _as_frame(r.outputs, "prediction")
-        if len(o) != len(i):  # a model answering one row per request (or none) is logged as is
-            o = o.reindex(range(len(i)))
-        o = o.rename(columns={c: f"{c}_out" for c in o.columns if c in i.columns or c in RESERVED})
-        ins.append(i)
-        outs.append(o)
+    for k, (r, i) in enumerate(zip(records, ins, strict=True)):
         n = len(i)
+        if len(outs[k]) != n:  # a model answering one row per request (or none) is logged as is
+            outs[k] = outs[k].reset_index(drop=True).reindex(range(n))
         meta[TIMESTAMP] += [r.timestamp] * n
         meta[MODEL] += [r.model] * n
         meta[VERSION] += [r.version] * n
         meta[REQUEST_ID] += [r.request_id] * n
-        meta[REQUEST_ROW] += list(range(n))
+        meta[REQUEST_ROW] += range(n)
         meta[LATENCY_MS] += [r.latency_ms] * n
-    return pd.concat(ins, ignore_index=True), pd.concat(outs, ignore_index=True), meta
+    inputs = pd.concat(ins, ignore_index=True)
+    outputs = pd.concat(outs, ignore_index=True)
+    inputs.columns = [str(c) for c in inputs.columns]
+    outputs.columns = [
+        f"{c}_out" if str(c) in set(inputs.columns) or str(c) in RESERVED else str(c) for c in outputs.columns
+    ]
+    return inputs, outputs, meta
 
 
 class InferenceSink(Protocol):
@@ -462,72 +470,84 @@ class WriterStats:
         )
 
 
-_STOP = object()
-
-
 class InferenceLogWriter:
     """Batches records on a background thread and writes them to a sink.
 
-    A request only puts its record on a bounded queue (``submit``); the thread writes a batch
-    when it holds ``max_batch`` records or ``flush_interval`` seconds after its first record.
-    ``close`` drains the queue, so a clean stop loses nothing; a crash loses what was not yet
-    written, at most ``queue_size`` + ``max_batch`` requests. A full queue makes ``submit``
-    wait (back-pressure) rather than drop an acknowledged request.
+    A request only appends its record to a bounded in-memory buffer (``try_submit``/``submit``);
+    it does not wake the writer, because a thread woken per request competes for the GIL with
+    the next request (measured: +10-20% p50 with a queue that notified on every put). The
+    thread wakes every ``flush_interval`` seconds, or as soon as ``max_batch`` records wait, and
+    writes them in batches of at most ``max_batch``. ``close`` drains the buffer, so a clean stop
+    loses nothing; a crash loses what was not yet written: the open batch, at most
+    ``queue_size`` requests (about ``flush_interval`` seconds of traffic). A full buffer makes
+    ``submit`` wait (back-pressure) rather than drop an acknowledged request.
     """
 
     def __init__(
         self,
         sink: InferenceSink,
         *,
-        max_batch: int = 256,
-        flush_interval: float = 0.5,
-        queue_size: int = 1024,
+        max_batch: int = 512,
+        flush_interval: float = 1.0,
+        queue_size: int = 4096,
         write_attempts: int = 3,
     ) -> None:
         self.sink = sink
         self.max_batch = max_batch
         self.flush_interval = flush_interval
+        self.queue_size = max(queue_size, max_batch)
         self.write_attempts = write_attempts
         self.stats = WriterStats()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._run, name="quantgate-inference-log", daemon=True)
+        self._buffer: deque[InferenceRecord] = deque()
+        self._wake = threading.Event()
+        self._drained = threading.Condition()
         self._lock = threading.Lock()
+        self._stopping = False
         self._closed = False
+        self._thread = threading.Thread(target=self._run, name="quantgate-inference-log", daemon=True)
 
     def start(self) -> InferenceLogWriter:
         self._thread.start()
         return self
 
-    def submit(self, record: InferenceRecord, timeout: float | None = None) -> None:
-        """Queue one record; blocks while the queue is full (raises ``queue.Full`` after ``timeout``)."""
-        if self._closed:
-            raise RuntimeError("inference log writer is closed")
-        self._queue.put(record, timeout=timeout)
-        with self._lock:
-            self.stats.accepted += 1
-
     def try_submit(self, record: InferenceRecord) -> bool:
-        """Queue without waiting; False when the queue is full (the caller then waits off the event loop)."""
+        """Buffer one record without waiting; False when the buffer is full (then call ``submit``
+        off the event loop)."""
         if self._closed:
             raise RuntimeError("inference log writer is closed")
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._buffer) >= self.queue_size:
+            self._wake.set()
             return False
+        self._buffer.append(record)
         with self._lock:
             self.stats.accepted += 1
+        if len(self._buffer) >= self.max_batch:
+            self._wake.set()
         return True
 
+    def submit(self, record: InferenceRecord, timeout: float | None = None) -> None:
+        """Buffer one record, waiting while the buffer is full (``queue.Full`` after ``timeout``)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.try_submit(record):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise queue.Full
+            with self._drained:
+                self._drained.wait(0.05)
+
     def close(self, timeout: float = 60.0) -> WriterStats:
-        """Write everything queued, stop the thread, close the sink; returns the final stats."""
+        """Write everything buffered, stop the thread, close the sink; returns the final stats."""
         if not self._closed:
             self._closed = True
-            self._queue.put(_STOP)
-            self._thread.join(timeout)
+            self._stopping = True
+            self._wake.set()
+            if self._thread.is_alive():
+                self._thread.join(timeout)
+            else:  # never started: write what was buffered here
+                self._drain()
             with self._lock:
-                self.stats.pending_at_close = max(
-                    0, self.stats.accepted - self.stats.written_requests - self.stats.failed_requests
-                )
+                self.stats.pending_at_close = len(self._buffer)
             try:
                 self.sink.close()
             except Exception as exc:  # the rows are already written; say so and go on
@@ -535,26 +555,20 @@ class InferenceLogWriter:
         return self.stats
 
     def _run(self) -> None:
-        import time
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            stopping = self._stopping  # read before draining: nothing is appended after close()
+            self._drain()
+            if stopping:
+                return
 
-        batch: list[InferenceRecord] = []
-        deadline = 0.0
-        stopping = False
-        while not stopping:
-            wait = None if not batch else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                stopping = True
-            elif item is not None:
-                if not batch:
-                    deadline = time.monotonic() + self.flush_interval
-                batch.append(item)
-            if batch and (stopping or len(batch) >= self.max_batch or time.monotonic() >= deadline):
-                self._write(batch)
-                batch = []
+    def _drain(self) -> None:
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(self.max_batch, len(self._buffer)))]
+            self._write(batch)
+            with self._drained:
+                self._drained.notify_all()
 
     def _write(self, batch: list[InferenceRecord]) -> None:
         import time

@@ -27,8 +27,8 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 5001,
     inference_log: str | Path | None = None,
-    max_batch: int = 256,
-    flush_interval: float = 0.5,
+    max_batch: int = 512,
+    flush_interval: float = 1.0,
     settings: Settings | None = None,
 ) -> WriterStats | None:
     """Serve ``ref`` until stopped; returns the inference log's final stats (None when off)."""
