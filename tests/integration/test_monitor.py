@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from champion import champion
 from helpers import run_cli
@@ -68,6 +69,7 @@ def test_drifted_window_alerts(
     promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from quantgate.monitor import read_inferences
+    from quantgate.monitor.inference_log import model_log_dir
     from quantgate.monitor.job import run_monitor
     from quantgate.registry.mlflow_registry import client
 
@@ -82,7 +84,7 @@ def test_drifted_window_alerts(
     assert alert["model"] == "adult-income-quantized" and alert["version"] == out.version
     assert "age" in alert["details"]["drifted_columns"]
     # inference log holds the scored window
-    logged = read_inferences(settings.home_abs / "inference" / "adult-income-quantized")
+    logged = read_inferences(model_log_dir("adult-income-quantized", settings.home_abs / "inference"))
     window_rows = out.rows
     assert len(logged) >= window_rows and set(logged["version"]) >= {out.version}
     # the drift report is an artifact of the monitoring run, linked from the model version
@@ -107,3 +109,41 @@ def test_stable_window_does_not_alert(
     out = run_monitor("adult-income", window=str(stable))
     assert not out.drifted and out.event_emitted is None
     assert out.deliveries == [] and receiver.received == []
+
+
+def test_window_from_the_inference_log(
+    promoted: tuple[str, str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a window file the run reads what was served: the last N hours, then since the last run."""
+    from datetime import UTC, datetime, timedelta
+
+    from quantgate.data.datasets import read_table
+    from quantgate.errors import DataError
+    from quantgate.monitor import read_inferences
+    from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root, model_log_dir
+    from quantgate.monitor.job import run_monitor
+    from quantgate.registry.mlflow_registry import client
+
+    name, version = promoted
+    served = read_table(settings.data_dir / "adult-income" / "window-drifted.parquet").head(300)
+    inputs = served.drop(columns=["income"], errors="ignore")
+    outputs = pd.DataFrame({"label": [1, 0, 0] * 100, "score": 0.5, "probability": 0.5})
+    ParquetSink(inference_root(settings)).write(
+        [InferenceRecord("log-window-test", name, version, datetime.now(UTC), 3.0, inputs, outputs)]
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    expected = read_inferences(model_log_dir(name, inference_root(settings)), since=since)
+    expected = expected[expected["version"] == version]
+
+    out = run_monitor("adult-income", log_hours=1)
+    assert out.rows == len(expected) >= 300
+    run = client(settings).get_run(out.run_id)
+    assert run.data.tags["quantgate.window"] == f"inference log, {len(expected)} rows"
+    assert "quantgate.last_monitor_at" in client(settings).get_model_version(name, version).tags
+    # with no window file in the spec, the next run starts where this one ended: nothing served since
+    from quantgate.monitor import job
+
+    spec = job.load_monitor_spec("adult-income").model_copy(update={"window": None})
+    monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
+    with pytest.raises(DataError, match="has no rows since"):
+        run_monitor("adult-income")
