@@ -333,19 +333,17 @@ class PostgresSink:
     writer thread, so no second database driver is needed.
     """
 
-    def __init__(self, url: str, table: str = PG_TABLE) -> None:
+    def __init__(self, url: str) -> None:
         import asyncio
 
         import asyncpg
 
-        if table != PG_TABLE:
-            raise ConfigError(f"unsupported inference table name '{table}'")
         self.url = url
         self._loop = asyncio.new_event_loop()
         try:
             self._conn = self._loop.run_until_complete(asyncpg.connect(_pg_dsn(url), timeout=10))
             self._loop.run_until_complete(self._conn.execute(_PG_DDL))
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, ValueError, asyncpg.PostgresError) as exc:
             self._loop.close()
             raise ConfigError(
                 f"cannot open the inference log database: {type(exc).__name__}: {exc}",
@@ -424,8 +422,10 @@ def read_inferences_pg(
             LATENCY_MS: pd.Series([r["latency_ms"] for r in found], dtype="float64"),
         }
     )
-    inputs = pd.DataFrame.from_records([json.loads(r["i"]) for r in found], index=range(len(found)))
-    outputs = pd.DataFrame.from_records([json.loads(r["o"]) for r in found], index=range(len(found)))
+    if not found:
+        return meta
+    inputs = pd.DataFrame([json.loads(r["i"]) for r in found])
+    outputs = pd.DataFrame([json.loads(r["o"]) for r in found])
     return pd.concat([meta, inputs, outputs], axis=1)
 
 
