@@ -151,6 +151,7 @@ def main() -> None:
         acked: dict[str, set[str]] = {s["label"]: set() for s in servers}
         clients = {s["label"]: httpx.Client(base_url=f"http://127.0.0.1:{s['port']}", timeout=30) for s in servers}
         n_rows = len(rows)
+        run_tag = f"{int(time.time())}"  # request ids unique to this run, so a reused home cannot hide a loss
         for i in range(a.warmup + a.requests):
             start = (i * a.rows) % n_rows
             chunk = [rows[(start + k) % n_rows] for k in range(a.rows)]
@@ -158,7 +159,7 @@ def main() -> None:
             order = list(servers)
             rng.shuffle(order)
             for s in order:
-                rid = f"bench-{i}"
+                rid = f"bench-{run_tag}-{i}"
                 t0 = time.perf_counter()
                 r = clients[s["label"]].post("/invocations", json=body, headers={"X-Request-ID": rid})
                 dt = (time.perf_counter() - t0) * 1000
@@ -198,8 +199,10 @@ def main() -> None:
     from quantgate.monitor.inference_log import model_log_dir, read_inferences
 
     logged = read_inferences(model_log_dir("adult-income-quantized", log_dir))
-    missing = acked["Parquet log"] - set(logged["request_id"])
-    print(f"Parquet log read back: {logged['request_id'].nunique()} requests, {len(missing)} acknowledged missing")
+    mine = acked["Parquet log"] & set(logged["request_id"])
+    missing = acked["Parquet log"] - mine
+    total = len(acked["Parquet log"])
+    print(f"Parquet log read back: {len(mine)} of {total} acknowledged requests, {len(missing)} missing")
 
 
 if __name__ == "__main__":
