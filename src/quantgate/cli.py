@@ -433,6 +433,9 @@ def _add_trust_commands() -> None:
 
 
 _add_trust_commands()
+from quantgate.cli_serve import register as _register_serve  # noqa: E402  (serve: issue 13)
+
+_register_serve(app, _run)
 
 
 def main() -> None:
