@@ -111,6 +111,8 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
             f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}",
         )
     console.print(t)
+    if result.get("demo_approval"):
+        console.print(f"[yellow]{result['demo_approval']}[/]")
     m = result.get("monitor")
     if m:
         drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
