@@ -36,5 +36,43 @@ def demo(small: bool = False, models: list[str] | None = None) -> dict[str, Any]
     sources = train_demo_models(small, chosen)
     log.info("source models: %s", sources)
     results = [quantize_model(ref) for ref in sources.values()]
-    monitor = monitor_model("adult-income") if "adult-income" in chosen else None
-    return {"quantized": results, "monitor": monitor}
+    monitor, approval = None, None
+    if "adult-income" in chosen:
+        adult = next(r for r in results if r["model"].startswith("adult-income/"))
+        approval = demo_approve_and_promote(adult)
+        if approval:  # monitoring watches @champion only
+            monitor = monitor_model("adult-income")
+    return {"quantized": results, "monitor": monitor, "demo_approval": approval}
+
+
+DEMO_REVIEWER = "demo-reviewer"
+
+
+def demo_approve_and_promote(result: dict[str, Any]) -> str | None:
+    """The demo approves its own passing candidate, as a clearly labelled demo reviewer, **only in
+    the embedded store** (which has no identity anyway), then promotes it through the same checks
+    as ``quantgate promote``. In server mode a person approves; this refuses."""
+    from quantgate.cards.trust import verify_for_promotion
+    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.settings import get_settings
+
+    if not get_settings().embedded_mlflow:
+        print("demo: not approving anything in server mode (a reviewer approves in the MLflow UI)")
+        return None
+    if result["verdict"] != "pass":
+        print(f"demo: {result['registered']} failed its gate; nothing to approve or monitor")
+        return None
+    name, version = result["registered"].split("/")
+    cl = client()
+    cl.set_model_version_tag(name, version, "quantgate.approval", "approved")
+    cl.set_model_version_tag(name, version, "quantgate.approved_by", DEMO_REVIEWER)
+    cl.set_model_version_tag(
+        name, version, "quantgate.approval_note", "approved by the demo itself (embedded store, no identity)"
+    )
+    promote(name, version, verify=verify_for_promotion)
+    note = (
+        f"demo: {name}/{version} approved by '{DEMO_REVIEWER}' (the demo itself, embedded store only; "
+        "in server mode a person approves) and promoted to @champion, so that monitoring has a deployed model"
+    )
+    print(note)
+    return note

@@ -111,6 +111,8 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
             f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}",
         )
     console.print(t)
+    if result.get("demo_approval"):
+        console.print(f"[yellow]{result['demo_approval']}[/]")
     m = result.get("monitor")
     if m:
         drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
@@ -433,6 +435,9 @@ def _add_trust_commands() -> None:
 
 
 _add_trust_commands()
+from quantgate.cli_serve import register as _register_serve  # noqa: E402  (serve: issue 13)
+
+_register_serve(app, _run)
 
 
 def main() -> None:

@@ -29,7 +29,12 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
         assert mv.tags["quantgate.verdict"] in {"pass", "fail"}
         has_alias = "candidate" in (mv.aliases or [])
         assert has_alias == (mv.tags["quantgate.verdict"] == "pass")
-        assert mv.tags["quantgate.approval"] == ("pending" if has_alias else "rejected")
+        if source == "adult-income":  # the demo approves it as a labelled demo reviewer, to monitor it
+            assert mv.tags["quantgate.approval"] == "approved"
+            assert mv.tags["quantgate.approved_by"] == "demo-reviewer"
+            assert "champion" in (mv.aliases or [])
+        else:
+            assert mv.tags["quantgate.approval"] == ("pending" if has_alias else "rejected")
         arts = {a.path for a in cl.list_artifacts(mv.run_id)}
         assert {"model_card.md", "model_card.json", "verdict.json", "validation"} <= arts
         assert "# Model card" in mv.description
@@ -48,10 +53,12 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
 
 
 def test_promotion_refused_while_pending(demo_home: tuple[Path, dict[str, str], str]) -> None:
-    """Before a reviewer approves (tests/e2e/test_ui_approval.py does that in the MLflow UI)."""
-    home, env, _ = demo_home
+    """rt-sentiment's candidate waits for a reviewer: promotion refuses it and moves nothing."""
+    home, env, out = demo_home
     cl = _client(home)
-    refused = _run(env, "promote", "adult-income", timeout=300)
-    assert refused.returncode == 2 and "is not approved" in refused.stderr + refused.stdout
-    names = [a for m in cl.search_registered_models() for a in (m.aliases or {})]
-    assert "champion" not in names
+    assert "approved by 'demo-reviewer'" in out
+    refused = _run(env, "promote", "rt-sentiment", timeout=300)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "is not approved" in refused.stderr + refused.stdout or "no 'candidate' alias" in refused.stderr
+    aliases = cl.get_registered_model("rt-sentiment-quantized").aliases or {}
+    assert "champion" not in aliases

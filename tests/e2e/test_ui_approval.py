@@ -131,13 +131,18 @@ def test_reviewer_approves_in_mlflow_ui_then_promote(
     expect.set_options(timeout=TIMEOUT_MS)
     home, env, _ = demo_home
     cl = _client(home)
-    before = cl.get_model_version(MODEL, "1")
+    # the demo approved v1 itself (labelled demo reviewer) to monitor it; a new candidate waits for a person
+    governed = _run(env, "quantize", "--model", "adult-income/1", timeout=900)
+    assert governed.returncode == 0, governed.stdout[-2000:] + governed.stderr[-2000:]
+    version = str(cl.get_model_version_by_alias(MODEL, "candidate").version)
+    assert version != "1"
+    before = cl.get_model_version(MODEL, version)
     assert "candidate" in (before.aliases or []), f"the demo left no candidate: {before.aliases}"
     assert before.tags["quantgate.verdict"] == "pass"
     assert before.tags["quantgate.approval"] == "pending"
 
     # the version page: the model card (Markdown description) is rendered
-    page.goto(f"{ui_url}/#/models/{MODEL}/versions/1")
+    page.goto(f"{ui_url}/#/models/{MODEL}/versions/{version}")
     expect(page.get_by_role("heading", name=re.compile(r"^Model card"))).to_be_visible()
     expect(page.get_by_role("heading", name=re.compile(r"^Verdict"))).to_be_visible()
 
@@ -154,13 +159,13 @@ def test_reviewer_approves_in_mlflow_ui_then_promote(
 
     # the click wrote the registry
     deadline = time.monotonic() + 30
-    while (approval := cl.get_model_version(MODEL, "1").tags.get("quantgate.approval")) != "approved":
+    while (approval := cl.get_model_version(MODEL, version).tags.get("quantgate.approval")) != "approved":
         assert time.monotonic() < deadline, f"registry still says quantgate.approval={approval}"
         time.sleep(0.5)
 
     promoted = _run(env, "promote", "adult-income", timeout=300)
     assert promoted.returncode == 0, promoted.stdout[-2000:] + promoted.stderr[-2000:]
-    assert str(cl.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert str(cl.get_model_version_by_alias(MODEL, "champion").version) == version
 
     # the UI shows it after a reload: approved tag, champion alias
     page.reload()

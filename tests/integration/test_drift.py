@@ -135,3 +135,38 @@ def test_small_windows_use_p_value_tests(adult_windows: dict[str, pd.DataFrame])
     by_name = {c.column: c for c in result.columns}
     assert by_name["age"].drifted and by_name["age"].score < by_name["age"].threshold
     assert by_name["sex"].drifted
+
+
+def test_numbers_equal_evidentlys_own_serialisation(adult_windows: dict[str, pd.DataFrame]) -> None:
+    """Read through result objects, the figures are exactly those Evidently itself serialises.
+
+    The oracle is the snapshot's JSON form (which quantgate no longer parses); both p-value tests
+    (small windows) and distances (>1,000 reference rows) are covered.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    cols = ["age", "hours_per_week", "sex", "race"]
+    for n_ref, n_cur in ((600, 300), (3000, 800)):
+        ref = adult_windows["reference"].iloc[:n_ref][cols].reset_index(drop=True)
+        cur = adult_windows["shifted"].iloc[:n_cur][cols].reset_index(drop=True)
+        ours = detect_drift(ref, cur, columns=cols, drift_share=0.5)
+        definition = DataDefinition(numerical_columns=cols[:2], categorical_columns=cols[2:])
+        snap = Report([DataDriftPreset(columns=cols, drift_share=0.5)], include_tests=True).run(
+            current_data=Dataset.from_pandas(cur, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref, data_definition=definition),
+        )
+        raw = snap.dict()
+        status = {t["metric_config"]["metric_id"]: t["status"] for t in raw["tests"]}
+        expected = {
+            m["config"]["column"]: (m["value"], m["config"]["method"], m["config"]["threshold"], status[m["id"]])
+            for m in raw["metrics"]
+            if m["config"]["type"].endswith(":ValueDrift")
+        }
+        got = {c.column: (c.score, c.stattest, c.threshold, "FAIL" if c.drifted else "SUCCESS") for c in ours.columns}
+        assert got == expected
+        share = next(
+            m["value"]["share"] for m in raw["metrics"] if m["config"]["type"].endswith(":DriftedColumnsCount")
+        )
+        assert ours.drifted_share == pytest.approx(share)
+    assert {c.score_kind for c in detect_drift(ref, cur, columns=cols).columns} == {"distance"}

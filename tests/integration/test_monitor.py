@@ -1,12 +1,21 @@
-"""A monitoring run: real Evidently drift on real Adult rows, alert over real HTTP to a loopback receiver."""
+"""A monitoring run: real Evidently drift on real Adult rows, alert over real HTTP to a loopback receiver.
+
+Monitoring targets ``@champion`` only: without one it stops with a clear error (exit 2 from the CLI).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from champion import champion
+from helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +29,54 @@ def receiver() -> Any:
     r.stop()
 
 
+@pytest.fixture()
+def promoted(adult_result: dict[str, Any], settings: Any) -> Iterator[tuple[str, str]]:
+    with champion(settings, adult_result["registered"]) as nv:
+        yield nv
+
+
+def test_no_champion_stops_with_exit_2(adult_result: dict[str, Any], settings: Any) -> None:
+    """The suite's candidate is not promoted: monitoring says so instead of watching @candidate."""
+    from quantgate.errors import RegistryError
+    from quantgate.monitor.job import run_monitor
+
+    with pytest.raises(RegistryError, match="no '@champion' version to monitor"):
+        run_monitor("adult-income")
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = run_cli(env, "monitor", "--model", "adult-income")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no '@champion' version to monitor" in proc.stderr
+
+
+def test_failed_drift_event_is_an_error_not_silence(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import prefect.events
+
+    from quantgate.monitor import job
+
+    def broken(**_: Any) -> None:
+        raise ConnectionError("events API unreachable")
+
+    monkeypatch.setattr(prefect.events, "emit_event", broken)
+    with caplog.at_level(logging.ERROR, logger="quantgate.monitor.job"):
+        error = job._emit_drift_event("adult-income-quantized", "3", 0.6)
+    assert error == "ConnectionError: events API unreachable"
+    assert "was not emitted" in caplog.text
+
+
 def test_drifted_window_alerts(
-    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+    promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from quantgate.monitor import read_inferences
+    from quantgate.monitor.inference_log import model_log_dir
     from quantgate.monitor.job import run_monitor
     from quantgate.registry.mlflow_registry import client
 
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
     out = run_monitor("adult-income")
-    assert out.drifted
+    assert out.drifted and out.alias == "champion" and out.version == promoted[1]
+    assert out.event_emitted is True and out.event_error is None
     assert {"age", "sex"} <= set(out.drift["drifted_columns"])
     assert out.deliveries and out.deliveries[0]["ok"] is True
     assert len(receiver.received) == 1
@@ -37,7 +84,7 @@ def test_drifted_window_alerts(
     assert alert["model"] == "adult-income-quantized" and alert["version"] == out.version
     assert "age" in alert["details"]["drifted_columns"]
     # inference log holds the scored window
-    logged = read_inferences(settings.home_abs / "inference" / "adult-income-quantized")
+    logged = read_inferences(model_log_dir("adult-income-quantized", settings.home_abs / "inference"))
     window_rows = out.rows
     assert len(logged) >= window_rows and set(logged["version"]) >= {out.version}
     # the drift report is an artifact of the monitoring run, linked from the model version
@@ -53,12 +100,50 @@ def test_drifted_window_alerts(
 
 
 def test_stable_window_does_not_alert(
-    adult_result: dict[str, Any], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+    promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from quantgate.monitor.job import run_monitor
 
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
     stable = settings.data_dir / "adult-income" / "window-stable.parquet"
     out = run_monitor("adult-income", window=str(stable))
-    assert not out.drifted
+    assert not out.drifted and out.event_emitted is None
     assert out.deliveries == [] and receiver.received == []
+
+
+def test_window_from_the_inference_log(
+    promoted: tuple[str, str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a window file the run reads what was served: the last N hours, then since the last run."""
+    from datetime import UTC, datetime, timedelta
+
+    from quantgate.data.datasets import read_table
+    from quantgate.errors import DataError
+    from quantgate.monitor import read_inferences
+    from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root, model_log_dir
+    from quantgate.monitor.job import run_monitor
+    from quantgate.registry.mlflow_registry import client
+
+    name, version = promoted
+    served = read_table(settings.data_dir / "adult-income" / "window-drifted.parquet").head(300)
+    inputs = served.drop(columns=["income"], errors="ignore")
+    outputs = pd.DataFrame({"label": [1, 0, 0] * 100, "score": 0.5, "probability": 0.5})
+    ParquetSink(inference_root(settings)).write(
+        [InferenceRecord("log-window-test", name, version, datetime.now(UTC), 3.0, inputs, outputs)]
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    expected = read_inferences(model_log_dir(name, inference_root(settings)), since=since)
+    expected = expected[expected["version"] == version]
+
+    out = run_monitor("adult-income", log_hours=1)
+    assert out.rows == len(expected) >= 300
+    run = client(settings).get_run(out.run_id)
+    assert run.data.tags["quantgate.window"] == f"inference log, {len(expected)} rows"
+    assert "quantgate.last_monitor_at" in client(settings).get_model_version(name, version).tags
+    # with no window file in the spec, the next run starts where this one ended: nothing served since
+    from quantgate.monitor import job
+
+    spec = job.load_monitor_spec("adult-income").model_copy(update={"window": None})
+    monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
+    with pytest.raises(DataError, match="has no rows since"):
+        run_monitor("adult-income")

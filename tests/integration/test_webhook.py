@@ -1,7 +1,8 @@
 """Webhook delivery against a real HTTP server on 127.0.0.1.
 
-The receiver answers from a scripted list of status codes (the last one repeats) and records
-every request, so retries, their count and the delivered body are observed on the wire.
+The receiver answers from a scripted list of status codes (the last one repeats; 0 drops the
+connection without an answer) and records every request, so retries, their count and the
+delivered body are observed on the wire.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             state.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            if status == 0:  # scripted failure: drop the connection without an answer
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             reply = b"ok" if status < 400 else b"nope"
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
@@ -118,6 +123,21 @@ def test_retries_5xx_then_delivers(receiver: Receiver, alert: Alert) -> None:
     assert len(receiver.requests) == 3
     bodies = {r["body"] for r in receiver.requests}
     assert len(bodies) == 1  # the same alert each time
+
+
+def test_dropped_connection_then_delivers(receiver: Receiver, alert: Alert) -> None:
+    """The first attempt dies at the transport level (no HTTP answer at all); tenacity retries it."""
+    receiver.statuses = [0, 200]
+    result = send_webhook(receiver.url, alert, timeout=5, retries=3, backoff=0.01)
+    assert result.ok and result.status_code == 200
+    assert result.attempts == 2 and len(receiver.requests) == 2
+
+
+def test_429_is_retried_with_backoff(receiver: Receiver, alert: Alert) -> None:
+    receiver.statuses = [429, 429, 200]
+    result = send_webhook(receiver.url, alert, timeout=5, retries=3, backoff=0.1)
+    assert result.ok and result.attempts == 3
+    assert result.elapsed_s >= 0.1 + 0.2  # waits of backoff * 2**(k-1) before retries 1 and 2
 
 
 def test_gives_up_after_retries_on_persistent_5xx(receiver: Receiver, alert: Alert) -> None:

@@ -1,4 +1,5 @@
-"""Inference log round trip: one Parquet file per call, read back as one frame."""
+"""Inference log round trip: one Parquet file per call, read back as one frame; the batched
+writer the server uses (partitions by model and hour, drains on close, counts what it lost)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import pandas as pd
 import pytest
 
 from quantgate.errors import DataError
-from quantgate.monitor.inference_log import append_inferences, read_inferences
+from quantgate.monitor.inference_log import (
+    InferenceLogWriter,
+    InferenceRecord,
+    ParquetSink,
+    append_inferences,
+    model_log_dir,
+    read_inferences,
+)
 
 
 def _batch(n: int, start: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,3 +87,76 @@ def test_bad_batches_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="reserved"):
         append_inferences(tmp_path, inputs.assign(model="x"), preds, model="m", version="1")
     assert not list(tmp_path.iterdir())
+
+
+def _record(i: int, ts: datetime, n: int = 2) -> InferenceRecord:
+    inputs, preds = _batch(n, start=i * 10)
+    return InferenceRecord(f"r-{i}", "adult-income-quantized", "4", ts, 1.5 + i, inputs, preds)
+
+
+def test_writer_batches_partitions_and_drains_on_close(tmp_path: Path) -> None:
+    hour1 = datetime(2026, 12, 2, 9, 59, 59, tzinfo=UTC)
+    hour2 = hour1 + timedelta(seconds=2)
+    writer = InferenceLogWriter(ParquetSink(tmp_path), max_batch=4, flush_interval=30).start()
+    for i in range(10):
+        writer.submit(_record(i, hour1 if i < 5 else hour2))
+    stats = writer.close()  # 30 s interval: the last, partial batch is written by close, not by time
+    assert (stats.accepted, stats.written_requests, stats.written_rows, stats.lost) == (10, 10, 20, 0)
+    assert stats.batches >= 3  # batches of at most 4 (how many depends on when the thread wakes)
+    assert stats.summary() == f"10 request(s) logged: 10 written (20 rows in {stats.batches} batch(es)), 0 lost"
+
+    root = model_log_dir("adult-income-quantized", tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["hour=2026120209", "hour=2026120210"]
+    df = read_inferences(root)
+    assert df["request_id"].tolist() == [f"r-{i}" for i in range(10) for _ in range(2)]
+    assert df["request_row"].tolist() == [0, 1] * 10
+    assert df.loc[df["request_id"] == "r-3", "latency_ms"].tolist() == [4.5, 4.5]
+    assert df["age"].tolist() == [a for i in range(10) for a in (i * 10, i * 10 + 1)]
+    # hour partitions outside the window are pruned, rows inside are filtered by timestamp
+    assert set(read_inferences(root, since=hour2)["request_id"]) == {f"r-{i}" for i in range(5, 10)}
+    assert set(read_inferences(root, until=hour2)["request_id"]) == {f"r-{i}" for i in range(5)}
+
+
+def test_writer_flushes_on_interval(tmp_path: Path) -> None:
+    import time
+
+    writer = InferenceLogWriter(ParquetSink(tmp_path), max_batch=1000, flush_interval=0.05).start()
+    writer.submit(_record(0, datetime.now(UTC)))
+    deadline = time.monotonic() + 10
+    while writer.stats.written_requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.stats.written_requests == 1  # written while the writer is still open
+    writer.close()
+
+
+def test_failed_writes_are_counted_as_lost(tmp_path: Path) -> None:
+    class Broken:
+        def write(self, records: object) -> int:
+            raise OSError("disk full")
+
+        def close(self) -> None:
+            pass
+
+    writer = InferenceLogWriter(Broken(), max_batch=2, flush_interval=30, write_attempts=2).start()
+    for i in range(3):
+        writer.submit(_record(i, datetime.now(UTC)))
+    stats = writer.close()
+    assert stats.written_requests == 0 and stats.failed_requests == 3 and stats.lost == 3
+    assert "3 lost" in stats.summary() and "disk full" in stats.summary()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.submit(_record(9, datetime.now(UTC)))
+
+
+def test_outputs_of_any_pyfunc_shape_are_logged(tmp_path: Path) -> None:
+    """A model may return an array or a Series; inputs may come as a dict of columns ("inputs")."""
+    import numpy as np
+
+    ts = datetime.now(UTC)
+    records = [
+        InferenceRecord("a", "m", "1", ts, 1.0, {"age": [30, 40]}, np.array([0, 1])),
+        InferenceRecord("b", "m", "1", ts, 1.0, pd.DataFrame({"age": [50]}), pd.Series([0.7], name="score")),
+    ]
+    assert ParquetSink(tmp_path).write(records) == 3
+    df = read_inferences(model_log_dir("m", tmp_path))
+    assert df["age"].tolist() == [30, 40, 50]
+    assert df["prediction"].tolist()[:2] == [0, 1] and df["score"].tolist()[2] == pytest.approx(0.7)

@@ -49,13 +49,14 @@ KEY_PACKAGES = (
 )
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed; the MiniLM module is ~90 MB)."""
-    h = hashlib.sha256()
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, the one file hash of quantgate.
+
+    ``hashlib.file_digest`` streams the file (the MiniLM module is ~90 MB) without a
+    hand-written chunk loop; :func:`quantgate.data.datasets.file_digest` is this with a prefix.
+    """
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def digest_tree(directory: Path) -> dict[str, str]:

@@ -151,11 +151,13 @@ def frame_digest(df: pd.DataFrame) -> str:
 
 
 def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    """``sha256:<hex>`` of a file, the form data digests take in tags and cards.
+
+    A thin alias of :func:`quantgate.cards.provenance.file_sha256` so there is one file hash.
+    """
+    from quantgate.cards.provenance import file_sha256
+
+    return "sha256:" + file_sha256(path)
 
 
 _PARQUET_SUFFIXES = {".parquet", ".pq"}

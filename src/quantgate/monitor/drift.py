@@ -1,7 +1,7 @@
 """Data drift between a reference window and a live window, computed by Evidently.
 
-Evidently (0.7, new API) does the statistics and renders the HTML report; this module turns its
-snapshot into a small typed result that the monitor can gate on, log and alert with, so the
+Evidently (0.7, new API) does the statistics and renders the HTML report; this module reads its
+public result objects into a small typed result that the monitor can gate on, log and alert with, so the
 rest of quantgate never depends on the shape of Evidently's output.
 
 Evidently is imported inside :func:`detect_drift` only: it takes seconds to import, and
@@ -26,19 +26,6 @@ log = logging.getLogger(__name__)
 
 ColumnKind = Literal["numerical", "categorical", "text"]
 ScoreKind = Literal["p_value", "distance"]
-
-#: Evidently stattests whose score is a distance (drift when score >= threshold); every other
-#: built-in test reports a p-value (drift when p < threshold). Only used when the snapshot
-#: carries no per-column test verdict.
-_DISTANCE_MARKERS = (
-    "wasserstein",
-    "jensen-shannon",
-    "hellinger",
-    "energy",
-    "kullback",
-    "psi",
-    "text content",
-)
 
 
 class ColumnDrift(BaseModel):
@@ -127,78 +114,59 @@ def _infer_kinds(
     return {name: kinds[name] for name in columns}
 
 
-def _is_distance(stattest: str) -> bool:
-    low = stattest.lower()
-    return any(marker in low for marker in _DISTANCE_MARKERS)
-
-
 def _as_float(value: Any) -> float:
     try:
-        out = float(value)
+        return float(value)
     except (TypeError, ValueError):
         return math.nan
-    return out
 
 
-def _parse_snapshot(snap: dict[str, Any], kinds: dict[str, ColumnKind]) -> tuple[list[ColumnDrift], float | None]:
-    """Per-column results from ``Snapshot.dict()``.
+def _score_kind(drifted: bool, score: float, threshold: float) -> ScoreKind:
+    """Which way the score reads, from Evidently's own verdict rather than the test's name.
 
-    Relied-on shape (Evidently 0.7.23)::
-
-        {"metrics": [{"id": ..., "config": {"type": "evidently:metric_v2:DriftedColumnsCount",
-                                            "drift_share": 0.5},
-                      "value": {"count": 9.0, "share": 0.6}},
-                     {"id": "<fp>", "config": {"type": "evidently:metric_v2:ValueDrift",
-                                               "column": "age", "method": "<stattest>",
-                                               "threshold": 0.1},
-                      "value": 1.49}, ...],
-         "tests": [{"metric_config": {"metric_id": "<fp>", "params": {...}},
-                    "status": "FAIL" | "SUCCESS", ...}, ...]}
-
-    The verdict comes from the ValueDrift test (FAIL = drifted; present because the report runs
-    with ``include_tests=True``); without one it is re-derived from score and threshold.
+    A p-value test drifts when ``score < threshold``, a distance when ``score >= threshold``;
+    the two rules disagree on every (score, threshold) pair, so the verdict tells them apart.
     """
-    status_by_metric: dict[str, str] = {}
-    for test in snap.get("tests") or []:
-        cfg = test.get("metric_config") or {}
-        params = cfg.get("params") or {}
-        if str(params.get("type", "")).endswith(":ValueDrift") and cfg.get("metric_id"):
-            status_by_metric[str(cfg["metric_id"])] = str(test.get("status", ""))
+    return "p_value" if drifted == (score < threshold) else "distance"
+
+
+def _read_results(snapshot: Any, kinds: dict[str, ColumnKind]) -> tuple[list[ColumnDrift], float | None]:
+    """Per-column results through Evidently 0.7's result objects (no snapshot dict, no type names).
+
+    Each metric of the run is recognised by its class (``ValueDrift``, ``DriftedColumnsCount``);
+    the value is the ``SingleValue``/``CountValue`` result, the verdict the ``ValueDrift`` test's
+    ``TestStatus`` (FAIL = drifted; present because the report runs with ``include_tests=True``),
+    and the method and threshold Evidently resolved for the column are the result's metric config
+    (what its own report shows).
+    """
+    from evidently.core.metric_types import TestStatus
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     results: list[ColumnDrift] = []
     count_share: float | None = None
-    for metric in snap.get("metrics") or []:
-        cfg = metric.get("config") or {}
-        mtype = str(cfg.get("type", ""))
-        if mtype.endswith(":DriftedColumnsCount"):
-            value = metric.get("value")
-            if isinstance(value, dict) and "share" in value:
-                count_share = _as_float(value["share"])
+    for metric_id, result in snapshot.metric_results.items():
+        metric = snapshot.context.get_metric(metric_id).to_metric()
+        if isinstance(metric, DriftedColumnsCount):
+            count_share = _as_float(result.share.value)
             continue
-        if not mtype.endswith(":ValueDrift"):
+        if not isinstance(metric, ValueDrift):
             continue
-        column = str(cfg.get("column"))
-        value = metric.get("value")
-        score = _as_float(value.get("value") if isinstance(value, dict) else value)
-        stattest = str(cfg.get("method") or "unknown")
-        threshold = _as_float(cfg.get("threshold"))
-        distance = _is_distance(stattest)
-        status = status_by_metric.get(str(metric.get("id")))
-        if status in ("FAIL", "SUCCESS"):
-            drifted = status == "FAIL"
-        elif distance:
-            drifted = score >= threshold
-        else:
-            drifted = score < threshold
+        resolved = result.metric_value_location.metric.params
+        score = _as_float(result.value)
+        threshold = _as_float(resolved.get("threshold", metric.threshold))
+        statuses = [t.status for t in result.tests]
+        if not statuses:
+            raise DataError(f"Evidently returned no drift test for column '{metric.column}'")
+        drifted = TestStatus.FAIL in statuses
         results.append(
             ColumnDrift(
-                column=column,
-                kind=kinds.get(column, "categorical"),
-                stattest=stattest,
+                column=metric.column,
+                kind=kinds.get(metric.column, "categorical"),
+                stattest=str(resolved.get("method") or metric.method or "unknown"),
                 score=score,
                 threshold=threshold,
-                score_kind="distance" if distance else "p_value",
-                drifted=bool(drifted),
+                score_kind=_score_kind(drifted, score, threshold),
+                drifted=drifted,
             )
         )
     return results, count_share
@@ -259,7 +227,7 @@ def detect_drift(
     )
     snapshot = report.run(current_data=cur_ds, reference_data=ref_ds)
 
-    per_column, evidently_share = _parse_snapshot(snapshot.dict(), kinds)
+    per_column, evidently_share = _read_results(snapshot, kinds)
     if len(per_column) != len(columns):
         got = {c.column for c in per_column}
         log.warning("Evidently returned no drift result for: %s", sorted(set(columns) - got))

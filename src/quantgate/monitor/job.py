@@ -6,22 +6,31 @@ compare the window with the reference through Evidently, and alert when it drift
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quantgate.errors import ConfigError, RegistryError
+from quantgate.errors import ConfigError, DataError, RegistryError
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
 EXPERIMENT = "quantgate-monitoring"
 DRIFT_EVENT = "quantgate.drift.detected"
+#: end of the last monitored window (UTC ISO time): the next inference-log window starts there
+TAG_LAST_MONITOR_AT = "quantgate.last_monitor_at"
 
 
 class AlertRoute(BaseModel):
@@ -47,7 +56,10 @@ class MonitorSpec(BaseModel):
     model: str
     alias: str = c.ALIAS_CHAMPION
     reference: str
-    window: str
+    #: a file to score; without one the window is read from the inference log of what was served
+    window: str | None = None
+    #: inference-log window when there was no earlier run: the last N hours
+    log_hours: float = Field(default=24.0, gt=0)
     columns: list[str] | None = None
     drift_share: float = Field(default=0.3, gt=0, le=1)
     alerts: list[AlertRoute] = Field(default_factory=list)
@@ -77,6 +89,9 @@ class MonitorOutcome:
     drift: dict[str, Any]
     run_id: str
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    #: whether the Prefect drift event went out (None: no drift, so none was due)
+    event_emitted: bool | None = None
+    event_error: str | None = None
 
     @property
     def drifted(self) -> bool:
@@ -84,23 +99,61 @@ class MonitorOutcome:
 
 
 def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
+    """The version behind ``alias`` (``champion`` unless the spec names another), or a clear stop.
+
+    There is deliberately no fallback to ``candidate``: monitoring a version nobody promoted
+    would report on a model that serves no traffic.
+    """
     from mlflow.exceptions import MlflowException
 
-    for a in dict.fromkeys([alias, c.ALIAS_CHAMPION, c.ALIAS_CANDIDATE]):
-        try:
-            return cl.get_model_version_by_alias(name, a), a
-        except MlflowException:
-            continue
-    raise RegistryError(
-        f"{name} has no '{alias}' (or candidate) version to monitor", "quantize and promote a model first"
-    )
+    try:
+        return cl.get_model_version_by_alias(name, alias), alias
+    except MlflowException:
+        raise RegistryError(
+            f"{name} has no '@{alias}' version to monitor",
+            f"approve a candidate and run: quantgate promote --model {name.removesuffix(c.SUFFIX)}",
+        ) from None
 
 
-def run_monitor(model: str, *, window: str | None = None, settings: Settings | None = None) -> MonitorOutcome:
+def _served_window(
+    qname: str, version: str, last_run_at: str | None, hours: float | None, settings: Settings
+) -> tuple[pd.DataFrame, datetime]:
+    """What the served model saw: the inference log since the last run (or the last ``hours``)."""
+    from quantgate.monitor.inference_log import inference_root, model_log_dir, read_inferences
+
+    now = datetime.now(UTC)
+    if hours is not None or last_run_at is None:
+        since = now - timedelta(hours=hours or 24.0)
+    else:
+        since = datetime.fromisoformat(last_run_at)
+    logged = read_inferences(model_log_dir(qname, inference_root(settings)), since=since, until=now)
+    logged = logged[logged["version"] == version] if len(logged) else logged
+    if logged.empty:
+        raise DataError(
+            f"the inference log of {qname} v{version} has no rows since {since.isoformat(timespec='seconds')}",
+            "serve traffic first (quantgate serve), widen --log-hours, or pass --window FILE",
+        )
+    return logged.reset_index(drop=True), now
+
+
+def run_monitor(
+    model: str,
+    *,
+    window: str | None = None,
+    log_hours: float | None = None,
+    settings: Settings | None = None,
+) -> MonitorOutcome:
+    """One monitoring run on ``@champion``.
+
+    The current window is, in order: ``window`` (a file, scored now and logged), the spec's
+    ``window`` file, or the inference log of what was served since the last run (or the last
+    ``log_hours``/spec ``log_hours`` hours), whose logged predictions are used as they are.
+    """
     import mlflow
 
     from quantgate.data.datasets import read_table
-    from quantgate.monitor import append_inferences, detect_drift
+    from quantgate.monitor import detect_drift
+    from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
     from quantgate.notify import Alert, send_webhook, write_alert_log
     from quantgate.registry.mlflow_registry import client, ensure_experiment, load_wrapped
 
@@ -111,11 +164,32 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
     mv, alias = _deployed_version(cl, qname, spec.alias)
     wrapped = load_wrapped(mv)
     reference = read_table(s.path(spec.reference))
-    current = read_table(s.path(window or spec.window))
+    file = window or (spec.window if log_hours is None else None)
+    if file is not None:
+        current = read_table(s.path(file))
+        preds = wrapped.predict(current[wrapped.input_columns])
+        ParquetSink(inference_root(s)).write(
+            [
+                InferenceRecord(
+                    f"monitor-{uuid.uuid4().hex}",
+                    qname,
+                    str(mv.version),
+                    datetime.now(UTC),
+                    0.0,
+                    current[wrapped.input_columns],
+                    preds,
+                )
+            ]
+        )
+        source = f"file {file}"
+        window_end = datetime.now(UTC)
+    else:
+        last = (mv.tags or {}).get(TAG_LAST_MONITOR_AT)
+        hours = log_hours if log_hours is not None else (None if last else spec.log_hours)
+        current, window_end = _served_window(qname, str(mv.version), last, hours, s)
+        preds = current[["label"]]
+        source = f"inference log, {len(current)} rows"
     cols = spec.columns or [col for col in wrapped.input_columns if col in reference.columns]
-    preds = wrapped.predict(current[wrapped.input_columns])
-    log_dir = s.home_abs / "inference" / qname
-    append_inferences(log_dir, current[wrapped.input_columns], preds, model=qname, version=str(mv.version))
     ref_preds = wrapped.predict(reference[wrapped.input_columns])
     ref = reference[cols].assign(prediction=ref_preds["label"].to_numpy())
     cur = current[cols].assign(prediction=preds["label"].to_numpy())
@@ -127,6 +201,7 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
                 "quantgate.monitored": f"{qname}/{mv.version}",
                 "quantgate.alias": alias,
                 "quantgate.drift": str(result.dataset_drift).lower(),
+                "quantgate.window": source,
             }
         )
         mlflow.log_metrics(
@@ -144,6 +219,7 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
         run_id = run.info.run_id
     cl.set_model_version_tag(qname, mv.version, "quantgate.last_monitor_run", run_id)
     cl.set_model_version_tag(qname, mv.version, "quantgate.drift", str(result.dataset_drift).lower())
+    cl.set_model_version_tag(qname, mv.version, TAG_LAST_MONITOR_AT, window_end.isoformat())
     outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
     if result.dataset_drift:
         alert = Alert(
@@ -169,19 +245,30 @@ def run_monitor(model: str, *, window: str | None = None, settings: Settings | N
             res = send_webhook(url, alert, format="slack" if kind == "slack" else "auto")
             write_alert_log(s.home_abs / "alerts.jsonl", alert, res)
             outcome.deliveries.append({"route": kind, **res.model_dump(mode="json")})
-        _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_emitted = outcome.event_error is None
     return outcome
 
 
-def _emit_drift_event(name: str, version: str, share: float) -> None:
-    """A Prefect event; the retraining deployment in prefect.yaml is triggered by it."""
+def _emit_drift_event(name: str, version: str, share: float) -> str | None:
+    """Emit the Prefect event that triggers retraining; returns why it did not go out, or None.
+
+    A failure is logged as an error and returned (not raised): the drift was found, recorded and
+    alerted, and the caller shows that the retraining trigger is missing instead of losing it.
+    """
     try:
         from prefect.events import emit_event
 
-        emit_event(
+        event = emit_event(
             event=DRIFT_EVENT,
             resource={"prefect.resource.id": f"quantgate.model.{name}", "quantgate.version": version},
             payload={"drifted_share": share},
         )
-    except Exception:
-        pass
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    else:
+        if event is not None:
+            return None
+        error = "Prefect events are disabled here (no API and no event worker)"
+    log.error("drift event %s for %s v%s was not emitted: %s", DRIFT_EVENT, name, version, error)
+    return error

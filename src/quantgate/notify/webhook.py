@@ -22,6 +22,14 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +171,30 @@ def _retryable_status(code: int) -> bool:
     return code >= 500 or code == 429
 
 
+def _transient(exc: BaseException) -> bool:
+    """Connection errors and timeouts may pass; a URL with no usable scheme stays wrong."""
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
+
+
+def _retry_policy(max_attempts: int, backoff: float) -> Retrying:
+    """Tenacity retries transient failures only: transport errors, 5xx and 429.
+
+    The wait before retry *k* (1-based) is ``backoff * 2**(k-1)`` seconds. When attempts run
+    out, the last answer is returned (or its error raised) so the caller reports what happened.
+    """
+
+    def last_outcome(state: RetryCallState) -> httpx.Response:
+        assert state.outcome is not None  # tenacity always sets it before giving up
+        return state.outcome.result()  # type: ignore[no-any-return]
+
+    return Retrying(
+        stop=stop_after_attempt(max_attempts),
+        wait=wait_exponential(multiplier=max(0.0, backoff), min=0.0),
+        retry=retry_if_exception(_transient) | retry_if_result(lambda r: _retryable_status(r.status_code)),
+        retry_error_callback=last_outcome,
+    )
+
+
 def send_webhook(
     url: str,
     alert: Alert,
@@ -182,32 +214,26 @@ def send_webhook(
     """
     fmt = _resolve_format(url, format)
     body = slack_payload(alert) if fmt == "slack" else alert.model_dump(mode="json")
-    max_attempts = 1 + max(0, retries)
     started = time.monotonic()
     attempts = 0
     status: int | None = None
     error: str | None = None
+
+    def post(client: httpx.Client) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return client.post(url, json=body, headers=headers)
+
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
-            while attempts < max_attempts:
-                if attempts:
-                    time.sleep(max(0.0, backoff) * 2 ** (attempts - 1))
-                attempts += 1
-                try:
-                    response = client.post(url, json=body, headers=headers)
-                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                    status, error = None, f"invalid webhook URL: {exc}"
-                    break  # a wrong URL stays wrong
-                except httpx.TransportError as exc:
-                    status, error = None, f"{type(exc).__name__}: {exc}"
-                    continue
-                status = response.status_code
-                if response.is_success:
-                    error = None
-                    break
-                error = f"HTTP {status}: {_truncate(response.text.strip(), 200)}"
-                if not _retryable_status(status):
-                    break
+            response = _retry_policy(1 + max(0, retries), backoff)(post, client)
+        status = response.status_code
+        if not response.is_success:
+            error = f"HTTP {status}: {_truncate(response.text.strip(), 200)}"
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        error = f"invalid webhook URL: {exc}"
+    except httpx.TransportError as exc:
+        error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     ok = error is None and status is not None and 200 <= status < 300

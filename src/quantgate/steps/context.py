@@ -1,0 +1,66 @@
+"""The small context objects the steps share (values in, values out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from quantgate.onboarding import ModelConfig
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from quantgate.evaluate.audit import FlipAudit
+    from quantgate.evaluate.metrics import Comparison
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.quantize.recipes import QuantizationResult, Recipe
+
+
+#: where a source model's reference-data profile is stored (in its training run)
+PROFILE_ARTIFACT = "quantgate/data_profile.json"
+
+
+@dataclass
+class Source:
+    version: ModelVersion
+    config: ModelConfig
+
+    @property
+    def ref(self) -> str:
+        return f"{self.version.name}/{self.version.version}"
+
+
+@dataclass
+class Datasets:
+    calibration: pd.DataFrame
+    evaluation: pd.DataFrame
+    reference: pd.DataFrame
+    paths: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    comparison: Comparison
+    runtime: dict[str, float]
+    sizes: dict[str, int]
+    audit: FlipAudit | None = None
+
+
+@dataclass
+class Faithfulness:
+    """The proof that quantgate's reading of the source is the model itself, and what to warn about."""
+
+    report: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Search:
+    recipe: Recipe
+    candidate: WrappedModel
+    result: QuantizationResult
+    trace: list[dict[str, Any]]
+    sensitivity: dict[str, float]

@@ -1,0 +1,75 @@
+"""Evaluate: fp32 and candidate side by side on the evaluation rows."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quantgate.errors import DataError
+from quantgate.onboarding import ModelConfig
+from quantgate.settings import get_settings
+from quantgate.steps.context import Datasets, Evaluation
+
+if TYPE_CHECKING:
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.policy import Policy
+
+
+def evaluate_candidate(
+    cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel, data: Datasets
+) -> Evaluation:
+    """fp32 and candidate on the same held-out rows: metrics with paired-bootstrap intervals,
+    per-group and intersectional accuracy, fairness gaps, the flip audit; latency side by side."""
+    import torch
+
+    from quantgate.evaluate.audit import flip_audit
+    from quantgate.evaluate.metrics import compare_proba
+    from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
+
+    torch.set_num_threads(get_settings().torch_threads)
+    ev = data.evaluation
+    from quantgate.models.outputs import class_index
+
+    y = class_index(ev[cfg.label], baseline.classes, what=f"evaluation labels (column '{cfg.label}')")
+    base_proba, cand_proba = baseline.predict_proba(ev), candidate.predict_proba(ev)
+    declared = list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
+    missing = [g for g in declared if g not in ev.columns]
+    if missing:
+        raise DataError(
+            f"evaluation data for '{cfg.name}' has no column(s) {', '.join(missing)} "
+            "named as sensitive attributes or slices",
+            "add them to the data or fix the declaration",
+        )
+    group_cols = declared
+    b = policy.bootstrap
+    cmp = compare_proba(
+        y,
+        base_proba,
+        cand_proba,
+        groups=ev[group_cols] if group_cols else None,
+        sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
+        min_group_size=policy.min_group_size,
+        resamples=b.resamples,
+        confidence=b.confidence,
+        seed=b.seed,
+    )
+    audit_cols = list(dict.fromkeys([*candidate.input_columns, *group_cols]))
+    audit = flip_audit(
+        ev[audit_cols],
+        y,
+        base_proba,
+        cand_proba,
+        group_columns=group_cols,
+        min_group_size=policy.min_group_size,
+        seed=b.seed,
+    )
+    runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
+    with tempfile.TemporaryDirectory() as tmp:
+        base_arts = baseline.save(Path(tmp) / "base")
+        cand_arts = candidate.save(Path(tmp) / "cand")
+        sizes = {
+            "baseline_bytes": artifact_size(Path(base_arts["module"])),
+            "candidate_bytes": artifact_size(Path(cand_arts["module"])),
+        }
+    return Evaluation(cmp, runtime, sizes, audit)

@@ -1,0 +1,110 @@
+"""Quantize: one fixed recipe, or the accuracy-aware search under the policy, on the calibration rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from quantgate.errors import DataError
+from quantgate.onboarding import ModelConfig
+from quantgate.steps.context import Datasets, Search
+
+if TYPE_CHECKING:
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.policy import Policy
+    from quantgate.quantize.recipes import QuantizationResult, Recipe
+
+
+def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
+    """The fixed recipe to apply, or None for ``auto`` (search under the policy)."""
+    from quantgate.quantize.recipes import get_recipe, recipe_from_dict
+
+    chosen = name_or_file or cfg.recipe
+    if chosen == "auto":
+        return None
+    p = Path(chosen)
+    if p.suffix == ".json":
+        if not p.exists():
+            raise DataError(f"recipe file not found: {p}")
+        return recipe_from_dict(json.loads(p.read_text()))
+    return get_recipe(chosen)
+
+
+def calibration_batches(model: WrappedModel, data: Datasets, n_batches: int = 8) -> list[tuple[Any, ...]]:
+    """Example batches from the calibration data: what static recipes calibrate on."""
+    return model.batches(data.calibration, 32)[:n_batches]
+
+
+def _candidate(
+    model: WrappedModel, result: QuantizationResult, recipe: Recipe, search: dict[str, Any] | None = None
+) -> WrappedModel:
+    from quantgate.quantize.recipes import recipe_to_dict
+
+    candidate = model.with_module(result.module)  # same kind as the source (e.g. its PythonModel)
+    candidate.spec["quantization"] = {
+        "recipe": recipe_to_dict(recipe),
+        "digest": recipe.digest,
+        "quantized": result.quantized,
+        "kept_float": result.kept_float,
+        **({"search": search} if search else {}),
+    }
+    return candidate
+
+
+def quantize_candidate(
+    model: WrappedModel, recipe: Recipe, data: Datasets | None = None
+) -> tuple[WrappedModel, QuantizationResult]:
+    """Apply one fixed recipe (static recipes calibrate on the calibration data)."""
+    from quantgate.quantize.recipes import apply_recipe
+
+    calib = calibration_batches(model, data) if data is not None else None
+    result = apply_recipe(model.module, recipe, calibration=calib)
+    return _candidate(model, result, recipe), result
+
+
+def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets) -> Search:
+    """Accuracy-aware search under the policy's tolerances, on the *calibration* data.
+
+    The tuner never sees the evaluation rows the gate judges on, so choosing the recipe cannot
+    overfit the gate. Raises GateFailed (nothing registered) when no recipe meets the tolerance.
+    """
+    from quantgate.errors import DataError, GateFailed
+    from quantgate.quantize.tuner import tune
+
+    if cfg.label not in data.calibration.columns:
+        raise DataError(
+            f"recipe search needs labels: calibration data has no '{cfg.label}' column",
+            "add the label to the calibration data or name a fixed recipe (--recipe)",
+        )
+    tol_overall, tol_group = policy.search_tolerances(cfg.name)
+    res = tune(
+        model,
+        data.calibration,
+        cfg.label,
+        cfg.group_columns,
+        tolerance_overall=tol_overall,
+        tolerance_group=tol_group,
+        objective=policy.search.objective,
+        budget_trials=policy.search.budget_trials,
+        budget_seconds=policy.search.budget_seconds,
+        calibration=calibration_batches(model, data),
+        min_group_rows=policy.min_group_size,
+    )
+    trace = res.trace_dicts()
+    if res.best is None or res.result is None:
+        tried = "; ".join(f"{t['label']}: {t['reason']}" for t in trace) or "no trial ran"
+        raise GateFailed(
+            f"no recipe for '{cfg.name}' met the tolerance (accuracy drop <= {tol_overall:g}) "
+            f"within the search budget: {tried}",
+            "loosen the policy, raise search.budget_*, or name a recipe with --recipe",
+        )
+    search = {
+        "trace": trace,
+        "sensitivity": res.sensitivity,
+        "tolerance_overall": tol_overall,
+        "tolerance_group": tol_group,
+        "objective": policy.search.objective,
+        "tuned_on": "calibration",
+    }
+    return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)

@@ -1,0 +1,211 @@
+"""Record: the card's context, then the MLflow run, the signed provenance and the registration, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from quantgate.environment import versions
+from quantgate.registry import contract as c
+from quantgate.settings import Settings, get_settings
+from quantgate.steps.context import Datasets, Evaluation, Source
+from quantgate.steps.validate import written_dir
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from quantgate.evaluate.metrics import Comparison
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.policy import Policy, Verdict
+    from quantgate.quantize.recipes import QuantizationResult, Recipe
+    from quantgate.validate import CalibrationReport
+
+
+EXPERIMENT = "quantgate-quantization"
+
+
+def card_context(
+    source: Source,
+    recipe: Recipe,
+    qres: QuantizationResult,
+    ev: Evaluation,
+    verdict: Verdict,
+    report: CalibrationReport,
+    data: Datasets,
+    policy: Policy,
+    search: dict[str, Any] | None = None,
+    reading: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from quantgate.quantize.recipes import recipe_to_dict
+
+    cmp = ev.comparison
+    return {
+        "name": c.quantized_name(source.version.name),
+        "source": {
+            "name": source.version.name,
+            "version": source.version.version,
+            "description": source.config.description or source.version.description or "",
+            "tags": dict(source.version.tags),
+        },
+        "config": source.config.model_dump(),
+        "recipe": {
+            "label": recipe.label,
+            "type": recipe.TYPE,
+            "backend": recipe.BACKEND,
+            "summary": recipe.SUMMARY,
+            "json": recipe_to_dict(recipe),
+            "digest": recipe.digest,
+        },
+        "quantized_modules": qres.quantized,
+        "float_modules": qres.kept_float,
+        "metrics": {
+            "n": cmp.n,
+            "baseline": cmp.baseline,
+            "candidate": cmp.candidate,
+            "accuracy_drop": cmp.intervals["accuracy"].__dict__,
+            "flip_rate": cmp.flip_rate,
+            "intervals": {k: v.__dict__ for k, v in cmp.intervals.items() if not k.startswith("group:")},
+        },
+        "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
+        "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
+        "reading": reading or {},
+        "warnings": list((reading or {}).get("warnings", [])),
+        "search_trace": (search or {}).get("trace"),
+        "search": search,
+        "runtime": ev.runtime,
+        "sizes": ev.sizes,
+        "verdict": verdict.to_dict(),
+        "validation": {
+            "passed": report.passed,
+            "checks": len(report.checks),
+            "failed": [ch.name for ch in report.failed()],
+        },
+        "data": {"paths": data.paths, "digests": data.digests},
+        "policy": {"name": policy.name, "digest": policy.digest},
+        "environment": {"python": platform.python_version(), **versions()},
+    }
+
+
+def _group_interval(cmp: Comparison, g: Any) -> dict[str, float] | None:
+    iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
+    return iv.__dict__ if iv is not None else None
+
+
+def record_candidate(
+    source: Source,
+    candidate: WrappedModel,
+    recipe: Recipe,
+    ev: Evaluation,
+    verdict: Verdict,
+    report: CalibrationReport,
+    card_md: str,
+    card_ctx: dict[str, Any],
+    data: Datasets,
+    settings: Settings | None = None,
+    flow_run: str | None = None,
+    policy_path: str | None = None,
+    builder: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Log the run and the candidate model, sign its provenance, then register it (atomically)
+    per the convention. Signing happens before registration: if it fails, nothing is registered."""
+    import mlflow
+
+    from quantgate.cards.card import card_description, card_json
+    from quantgate.cards.provenance import materials_from_context, prefect_builder
+    from quantgate.cards.trust import attach_provenance
+    from quantgate.models.pyfunc import log_wrapped_model
+    from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
+    from quantgate.sources.faithful import check_faithful
+    from quantgate.sources.python_model import PythonModelWrapped, log_python_model
+
+    s = settings or get_settings()
+    ensure_experiment(EXPERIMENT, s)
+    cmp = ev.comparison
+    run_name = f"{source.version.name}-v{source.version.version}-{recipe.TYPE}"
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(
+            {
+                c.TAG_SOURCE: source.ref,
+                c.TAG_RECIPE: recipe.label,
+                c.TAG_VERDICT: verdict.status,
+                **({"quantgate.flow_run": flow_run} if flow_run else {}),
+            }
+        )
+        mlflow.log_params(
+            {
+                "source": source.ref,
+                "recipe": recipe.TYPE,
+                "backend": recipe.BACKEND,
+                "policy": verdict.policy_name,
+                "n_quantized": len(card_ctx["quantized_modules"]),
+                "n_kept_float": len(card_ctx["float_modules"]),
+            }
+        )
+        metrics = {f"fp32_{k}": v for k, v in cmp.baseline.items()}
+        metrics |= {f"quantized_{k}": v for k, v in cmp.candidate.items()}
+        metrics |= {
+            "accuracy_drop": cmp.drop("accuracy"),
+            "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
+            **ev.runtime,
+            **{k: float(v) for k, v in ev.sizes.items()},
+        }
+        if ev.audit is not None:
+            metrics["max_flip_ratio"] = ev.audit.max_ratio
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN: not measured, not logged
+        mlflow.log_text(verdict.to_json(), "verdict.json")
+        mlflow.log_text(card_md, "model_card.md")
+        mlflow.log_text(card_json(card_ctx), "model_card.json")
+        mlflow.log_artifacts(str(written_dir(report.write_artifacts(Path(tmp) / "validation"))), "validation")
+        mlflow.log_metrics({k: float(v) for k, v in report.metrics().items() if v == v})
+        if ev.audit is not None:
+            mlflow.log_text(json.dumps(ev.audit.to_dict(), indent=2, default=str), "flip_audit.json")
+            if ev.audit.sample:
+                mlflow.log_text(pd.DataFrame(ev.audit.sample).to_csv(index=False), "flip_audit_sample.csv")
+        card_path = Path(tmp) / "model_card.md"
+        card_path.write_text(card_md)
+        example = data.evaluation[candidate.input_columns].head(5)
+        if isinstance(candidate, PythonModelWrapped):  # the source's own class, modules swapped in
+            info = log_python_model(candidate, example, {"model_card": str(card_path)}, Path(tmp))
+        else:
+            arts = candidate.save(Path(tmp) / "candidate")
+            arts["model_card"] = str(card_path)
+            info = log_wrapped_model(candidate, arts, example)
+        # what will be served is what was gated: the logged artifact, loaded back as MLflow serves it
+        check_faithful(info.model_uri, candidate, data.evaluation, what=f"candidate of {source.ref}")
+        tags = {
+            c.TAG_SOURCE: source.ref,
+            c.TAG_RECIPE: recipe.label,
+            c.TAG_RECIPE_DIGEST: recipe.digest,
+            c.TAG_VERDICT: verdict.status,
+            c.TAG_POLICY_DIGEST: verdict.policy_digest,
+            c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
+            "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
+            "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
+            "quantgate.speedup": f"{ev.runtime['speedup']:.2f}",
+        }
+        if not verdict.passed:
+            tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
+        tags |= attach_provenance(
+            info.model_uri,
+            run.info.run_id,
+            name=card_ctx["name"],
+            # name/version, plus the source artifact's digest when the card already computed it
+            source={k: v for k, v in card_ctx["source"].items() if k in ("name", "version", "uri", "digest", "files")},
+            materials=materials_from_context(card_ctx, policy_path=policy_path),
+            builder=builder or prefect_builder(flow_run_id=flow_run),
+            settings=s,
+        )
+        return register_candidate(
+            model_uri=info.model_uri,
+            source=source.version,
+            run_id=run.info.run_id,
+            tags=tags,
+            description=card_description(card_md),
+            passed=verdict.passed,
+            settings=s,
+        )

@@ -1,0 +1,59 @@
+"""The PostgreSQL inference log against the real local server (skipped, with the reason, when it is down)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from quantgate.errors import ConfigError
+from quantgate.monitor.inference_log import (
+    InferenceLogWriter,
+    InferenceRecord,
+    PostgresSink,
+    open_sink,
+    read_inferences_pg,
+)
+
+pytestmark = pytest.mark.integration
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_down() -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return None
+    except OSError as exc:
+        return f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})"
+
+
+def test_writer_round_trip_through_postgresql() -> None:
+    if reason := _pg_down():
+        pytest.skip(reason)
+    model = f"pg-test-{uuid.uuid4().hex[:8]}"  # its own rows only, in a shared table
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    sink = open_sink(PG_URL)
+    assert isinstance(sink, PostgresSink)
+    writer = InferenceLogWriter(sink, max_batch=3, flush_interval=30).start()
+    for i in range(7):
+        inputs = pd.DataFrame({"age": [20 + i, 40 + i], "sex": ["Female", "Male"]})
+        outputs = pd.DataFrame({"label": [0, 1], "probability": [0.25, 0.75]})
+        writer.submit(InferenceRecord(f"{model}-{i}", model, "2", datetime.now(UTC), 1.0 + i, inputs, outputs))
+    stats = writer.close()
+    assert (stats.written_requests, stats.written_rows, stats.lost) == (7, 14, 0)
+
+    df = read_inferences_pg(PG_URL, model=model, since=start)
+    assert len(df) == 14 and df["request_id"].nunique() == 7
+    assert df["age"].tolist() == [a for i in range(7) for a in (20 + i, 40 + i)]
+    assert df["label"].tolist() == [0, 1] * 7 and df["request_row"].tolist() == [0, 1] * 7
+    assert set(df["version"]) == {"2"} and str(df["timestamp"].dt.tz) == "UTC"
+    assert read_inferences_pg(PG_URL, model=model, since=datetime.now(UTC) + timedelta(hours=1)).empty
+
+
+def test_unreachable_database_is_one_readable_error() -> None:
+    with pytest.raises(ConfigError, match="cannot open the inference log database"):
+        PostgresSink("postgresql://postgres@127.0.0.1:1/test")
