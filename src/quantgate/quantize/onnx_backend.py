@@ -31,12 +31,12 @@ import torch
 from torch import nn
 
 from quantgate.errors import ConfigError, UnsupportedModel
-from quantgate.quantize.recipes import (
+from quantgate.quantize.base import (
     Calibration,
     QuantizationResult,
     Recipe,
-    _excluded,
-    _linear_names,
+    excluded,
+    linear_names,
     register_handler,
 )
 
@@ -234,7 +234,7 @@ def _graph_plan(
     to_quantize, to_exclude = [], []
     for n in nodes:
         aliases = [n.name, f"{n.name}_MatMul"] if n.op_type == "Gemm" else [n.name]
-        if _excluded(n.name, recipe.exclude) or n.op_type in excluded_ops:
+        if excluded(n.name, recipe.exclude) or n.op_type in excluded_ops:
             to_exclude.extend(aliases)
         else:
             to_quantize.extend(aliases)
@@ -247,7 +247,7 @@ def _plan(
     """(linears, nodes to quantize, nodes to exclude) from module-name and op-type exclusions."""
     if isinstance(module, OrtModule):
         return _graph_plan(recipe, onnx_model)
-    linears = _linear_names(module)
+    linears = linear_names(module)
     if isinstance(module, nn.Linear):
         linears = [""]
     per_linear = linear_nodes(onnx_model, linears)
@@ -264,7 +264,7 @@ def _plan(
         for node in nodes:
             # ORT's dynamic quantizer first rewrites Gemm into MatMul + Add named "<gemm>_MatMul"
             aliases = [node, f"{node}_MatMul"] if op_of[node] == "Gemm" else [node]
-            if _excluded(name, recipe.exclude) or op_of[node] in excluded_ops:
+            if excluded(name, recipe.exclude) or op_of[node] in excluded_ops:
                 to_exclude.extend(aliases)
             else:
                 to_quantize.extend(aliases)

@@ -26,16 +26,9 @@ from torch import nn
 
 from quantgate.errors import ConfigError, QuantgateError
 from quantgate.models.wrapped import WrappedModel
-from quantgate.quantize.recipes import (
-    Calibration,
-    DynamicInt8Recipe,
-    Int8WeightOnlyRecipe,
-    QuantizationResult,
-    Recipe,
-    _linear_names,
-    apply_recipe,
-    recipe_to_dict,
-)
+from quantgate.quantize.base import Calibration, QuantizationResult, Recipe, linear_names, recipe_to_dict
+from quantgate.quantize.recipes import apply_recipe
+from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
 Objective = Literal["latency", "size"]
 
@@ -133,7 +126,7 @@ def _progress(total: int) -> Iterator[Any]:
 
 def layer_sensitivity(baseline: WrappedModel, df: pd.DataFrame, base_proba: np.ndarray) -> dict[str, float]:
     """Mean |Δ probability| when only that Linear is dynamic-int8: the fallback order."""
-    linears = _linear_names(baseline.module)
+    linears = linear_names(baseline.module)
     out: dict[str, float] = {}
     for name in linears:
         others = tuple(n for n in linears if n != name)
