@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -31,9 +33,17 @@ class DynamicInt8Recipe(Recipe):
     """
 
     per_channel: bool = True
+    target: str = "auto"
     TYPE: ClassVar[str] = "dynamic-int8"
     BACKEND: ClassVar[str] = "torch-fbgemm"
     SUMMARY: ClassVar[str] = "int8 weights per channel + dynamic int8 activations on every Linear"
+
+    def __post_init__(self) -> None:
+        from quantgate.errors import ConfigError
+        from quantgate.hardware import TARGETS
+
+        if self.target not in TARGETS:
+            raise ConfigError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,34 @@ class Int8WeightOnlyRecipe(Recipe):
     SUMMARY: ClassVar[str] = "int8 weight-only on every Linear (torchao)"
 
 
+@contextmanager
+def quantized_engine(engine: str) -> Iterator[None]:
+    """Run with torch's quantized engine set to ``engine`` (weights are packed for it)."""
+    import torch
+
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
+
+
 @register_handler(DynamicInt8Recipe)
 def _dynamic_int8(
     module: nn.Module, recipe: DynamicInt8Recipe, calibration: Calibration | None = None
 ) -> QuantizationResult:
+    from quantgate.hardware import describe, resolve_target, torch_engine
+
+    engine = torch_engine(recipe.target)
+    with quantized_engine(engine):
+        res = _dynamic_int8_on(module, recipe)
+    res.resolved = replace(recipe, target=resolve_target(recipe.target))
+    res.hardware = {**describe(recipe.target), "engine": engine}
+    return res
+
+
+def _dynamic_int8_on(module: nn.Module, recipe: DynamicInt8Recipe) -> QuantizationResult:
     import torch
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
