@@ -255,3 +255,23 @@ def test_ort_fp32_is_lossless_and_round_trips(cnn: SmallCNN) -> None:
     # stated tolerance: ONNX Runtime fp32 vs torch fp32 differ by float rounding only
     assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(got.argmax(1), ref.argmax(1))
+
+
+# --- an ONNX source model (no torch modules: graph nodes are the units) ----------------------
+
+
+def test_onnx_source_model_coverage_and_conv_nodes(cnn: SmallCNN) -> None:
+    from quantgate.quantize.onnx_backend import OrtModule, export_onnx
+
+    data, names = export_onnx(cnn, _images(1)[0])
+    source = OrtModule(data, names)
+    res = apply_recipe(source, OrtStaticInt8Recipe(exclude=("/head/Gemm",)), _images())
+    assert sorted(res.quantized) == ["/features/features.0/Conv", "/features/features.2/Conv"]
+    assert res.kept_float == ["/head/Gemm"]
+    conv_w = _weights(cnn, nn.Conv2d)
+    assert res.coverage["Conv2d"] == {"params": conv_w, "quantized": conv_w}
+    assert res.coverage["Linear"]["quantized"] == 0
+    fp32 = apply_recipe(source, OrtFp32Recipe(), _images())
+    assert fp32.n_quantized == 0 and fp32.module.onnx_bytes == data
+    with pytest.raises(Exception, match="torch modules"):
+        apply_recipe(source, DynamicInt8Recipe())

@@ -1,14 +1,22 @@
-"""ONNX export + ONNX Runtime int8: dynamic (optimum-onnx ``ORTQuantizer``) and static QDQ.
+"""ONNX export + ONNX Runtime: fp32 (export only), dynamic int8 (optimum-onnx ``ORTQuantizer``)
+and static int8 QDQ.
 
 The candidate stays a torch ``nn.Module`` (:class:`OrtModule`) so ``WrappedModel``, the
-evaluator and ``torch.save`` treat it like any other: it holds the quantized ONNX bytes and
-opens an ``InferenceSession`` on first use (intra-op threads = ``torch.get_num_threads()``).
+evaluator and ``torch.save`` treat it like any other: it holds the ONNX bytes and opens an
+``InferenceSession`` on first use (intra-op threads = ``torch.get_num_threads()``).
 
-Linear layers are matched to graph nodes by the exporter's scope names
+Layers are matched to graph nodes by the exporter's scope names
 (``/encoder/encoder/layer.0/output/dense/MatMul`` belongs to module
-``encoder.encoder.layer.0.output.dense``), which is how module-name exclusions become
-``nodes_to_exclude`` and how the quantized / kept-in-float lists are counted from the
-*quantized graph*, not from what was asked for.
+``encoder.encoder.layer.0.output.dense``): a Linear's MatMul/Gemm, a convolution's Conv, an
+embedding's Gather. That is how module-name exclusions become ``nodes_to_exclude`` and how the
+quantized / kept-in-float lists are counted from the *quantized graph*, not from what was asked
+for. Coverage (parameters by layer kind) and bytes by element type are read from the graphs'
+initializers as well, and a quantized weight that kept a float initializer is reported.
+
+Each int8 recipe is built for a hardware ``target`` (:mod:`quantgate.hardware`): the dynamic
+recipe takes optimum's ``AutoQuantizationConfig`` preset of that ISA (``reduce_range`` on
+avx2/avx512 without VNNI), the static one ``reduce_range`` likewise; the resolved target and
+the config go into ``QuantizationResult.hardware``.
 
 Static int8 calls ``onnxruntime.quantization.quantize_static`` directly: optimum's
 ``ORTQuantizer.fit``/``quantize`` wrap the same function but want a ``datasets.Dataset``
