@@ -101,3 +101,15 @@ def describe(target: str) -> dict[str, Any]:
     host = host_info()
     resolved = resolve_target(target)
     return {"target": resolved, "requested_target": target, "host": host, "matches_host": resolved == host["isa"]}
+
+
+def host_mismatch(recorded_target: str) -> str | None:
+    """A warning when this host's ISA differs from the target a candidate was judged for
+    (what ``quantgate verify`` and serving should print), or None when they match."""
+    host = host_info()
+    if recorded_target in ("", "auto", "any") or recorded_target == host["isa"]:
+        return None
+    return (
+        f"this candidate was built and gated for {recorded_target}, but this host is {host['isa']} "
+        f"({host['cpu_model']}): int8 accuracy and speed may differ from the verdict"
+    )

@@ -275,3 +275,11 @@ def test_onnx_source_model_coverage_and_conv_nodes(cnn: SmallCNN) -> None:
     assert fp32.n_quantized == 0 and fp32.module.onnx_bytes == data
     with pytest.raises(Exception, match="torch modules"):
         apply_recipe(source, DynamicInt8Recipe())
+
+
+def test_host_mismatch_warning() -> None:
+    host = hardware.host_info()["isa"]
+    assert hardware.host_mismatch(host) is None and hardware.host_mismatch("any") is None
+    other = "arm64" if host != "arm64" else "avx2"
+    msg = hardware.host_mismatch(other)
+    assert msg is not None and other in msg and host in msg
