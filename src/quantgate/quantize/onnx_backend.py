@@ -592,7 +592,7 @@ def _ort_dynamic(
         warnings.simplefilter("ignore")
         d = Path(tmp)
         (d / "model.onnx").write_bytes(data)
-        quantizer = ORTQuantizer.from_pretrained(d, file_name="model.onnx")
+        quantizer = _quiet(lambda: ORTQuantizer.from_pretrained(d, file_name="model.onnx"))
         _quiet(lambda: quantizer.quantize(save_dir=d / "q", quantization_config=cfg))
         q_bytes = (d / "q" / "model_quantized.onnx").read_bytes()
     res = _result(module, recipe, data, q_bytes, names, layers, _hardware(recipe, record))
