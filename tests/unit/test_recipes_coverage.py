@@ -283,3 +283,28 @@ def test_host_mismatch_warning() -> None:
     other = "arm64" if host != "arm64" else "avx2"
     msg = hardware.host_mismatch(other)
     assert msg is not None and other in msg and host in msg
+
+
+def test_compute_share_ignores_embedding_lookups() -> None:
+    torch.manual_seed(0)
+    net = SeqNet().eval()
+    ids = [(torch.randint(0, 500, (16, 12), generator=torch.Generator().manual_seed(i)),) for i in range(2)]
+    res = apply_recipe(net, OrtDynamicInt8Recipe(), ids)
+    # the embedding table is most of the parameters, but a lookup gains no speed from int8
+    assert res.quantized_param_share < 0.5 and res.compute_param_share == 1.0
+    from quantgate.quantize.base import heaviest_kind
+
+    assert heaviest_kind(net) == "Embedding" and heaviest_kind(net, ("Linear", "Conv1d", "Conv2d")) == "Conv1d"
+    from quantgate.quantize.tuner import default_candidates
+
+    size_first = default_candidates("size", ids, net)[0]
+    assert getattr(size_first, "quantize_embeddings", False), size_first
+
+
+def test_default_candidates_carry_the_target(cnn: SmallCNN) -> None:
+    from quantgate.quantize.tuner import default_candidates
+
+    recipes = default_candidates("latency", _images(1), cnn, target="avx2")
+    assert recipes[0].TYPE == "ort-fp32"
+    with_target = [r for r in recipes if hasattr(r, "target")]
+    assert with_target and all(r.target == "avx2" for r in with_target)  # type: ignore[attr-defined]

@@ -16,6 +16,9 @@ from torch import Tensor, nn
 LAYER_KINDS = ("Linear", "Conv1d", "Conv2d", "Embedding", "other")
 """The layer kinds coverage is reported by; "other" holds every remaining parameter (biases,
 norms, position tables of unusual layers, ...)."""
+COMPUTE_KINDS = ("Linear", "Conv1d", "Conv2d")
+"""Kinds whose weights are multiplied (where int8 saves time); an embedding is a lookup: its
+quantization saves bytes, not time."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,14 @@ class QuantizationResult:
         return sum(v["quantized"] for v in self.coverage.values()) / total if total else float("nan")
 
     @property
+    def compute_param_share(self) -> float:
+        """Share (0..1) of the matmul/conv weights (:data:`COMPUTE_KINDS`) stored quantized: what
+        a latency-oriented search should weigh; NaN when the model has none."""
+        cov = [v for k, v in self.coverage.items() if k in COMPUTE_KINDS]
+        total = sum(v["params"] for v in cov)
+        return sum(v["quantized"] for v in cov) / total if total else float("nan")
+
+    @property
     def recipe_json(self) -> dict[str, Any]:
         return recipe_to_dict(self.resolved or self.recipe)
 
@@ -95,6 +106,7 @@ class QuantizationResult:
             "kept_float": list(self.kept_float),
             "coverage": self.coverage,
             "quantized_param_share": self.quantized_param_share,
+            "compute_param_share": self.compute_param_share,
             "hardware": self.hardware,
             "size_by_kind": self.size_by_kind,
             "notes": list(self.notes),
@@ -165,7 +177,7 @@ def module_coverage(module: nn.Module, quantized: list[str] | set[str]) -> dict[
     return {k: v for k, v in out.items() if v["params"]}
 
 
-def heaviest_kind(module: nn.Module) -> str:
-    """The weight-layer kind holding the most parameters (``other`` when there is none)."""
-    cov = {k: v for k, v in module_coverage(module, ()).items() if k != "other"}
+def heaviest_kind(module: nn.Module, kinds: tuple[str, ...] = LAYER_KINDS[:-1]) -> str:
+    """The weight-layer kind (among ``kinds``) holding the most parameters (``other`` when none)."""
+    cov = {k: v for k, v in module_coverage(module, ()).items() if k in kinds}
     return max(cov, key=lambda k: cov[k]["params"]) if cov else "other"

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ from quantgate.errors import ConfigError, QuantgateError
 from quantgate.evaluate.runtime import forward_latency
 from quantgate.models.wrapped import WrappedModel
 from quantgate.quantize.base import (
+    COMPUTE_KINDS,
     Calibration,
     QuantizationResult,
     Recipe,
@@ -89,7 +90,7 @@ class TuneResult:
 
 
 def default_candidates(
-    objective: Objective, calibration: Calibration | None, module: nn.Module | None = None
+    objective: Objective, calibration: Calibration | None, module: nn.Module | None = None, target: str = "auto"
 ) -> list[Recipe]:
     """Lossless runtime change first (latency), then fastest (or smallest) first, safest last;
     ONNX recipes only when there is an example batch. Recipes that cannot quantize the model's
@@ -98,7 +99,9 @@ def default_candidates(
     from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe, OrtStaticInt8Recipe
     from quantgate.quantize.quanto_backend import Int4WeightOnlyRecipe
 
-    heavy = heaviest_kind(module) if module is not None and getattr(module, "onnx_bytes", None) is None else ""
+    kinds = COMPUTE_KINDS if objective == "latency" else (*COMPUTE_KINDS, "Embedding")
+    torch_source = module is not None and getattr(module, "onnx_bytes", None) is None
+    heavy = heaviest_kind(module, kinds) if torch_source and module is not None else ""
     conv_heavy = heavy in ("Conv1d", "Conv2d")
     if objective == "size":
         out: list[Recipe] = [Int4WeightOnlyRecipe(), DynamicInt8Recipe(), Int8WeightOnlyRecipe(), Bf16Recipe()]
@@ -114,7 +117,7 @@ def default_candidates(
     if heavy and heavy != "other":
         covers = [r for r in out if r.LOSSLESS or heavy in _kinds(r)]
         out = covers + [r for r in out if r not in covers]
-    return out
+    return [replace(r, target=target) if hasattr(r, "target") else r for r in out]
 
 
 def _kinds(recipe: Recipe) -> tuple[str, ...]:
@@ -204,6 +207,7 @@ def tune(
     latency_batch: int = 32,
     min_speedup: float | None = None,
     min_param_share: float = 0.5,
+    target: str = "auto",
 ) -> TuneResult:
     """Search recipes under the tolerances; returns the best passing one (or None) and the trace.
 
@@ -216,8 +220,10 @@ def tune(
     ``min_speedup`` (the policy's speed objective, e.g. its minimum-speedup rule): a lossless
     recipe (``ort-fp32``, tried first) that passes and reaches it ends the search, since no
     accuracy needs to be spent. Among passing trials the pick prefers lossless ones and those
-    that quantized at least ``min_param_share`` of the parameters (the heavy layers); a trial
-    below that share is chosen only when nothing else passed.
+    that quantized at least ``min_param_share`` of the heavy layers' parameters (matmul/conv
+    weights for latency, all parameters for size); a trial below that share is chosen only
+    when nothing else passed. ``target`` (a :mod:`quantgate.hardware` ISA, or ``auto``) is set
+    on the default candidates that take one.
     """
     if objective not in ("latency", "size"):
         raise ConfigError(f"objective {objective!r} is not 'latency' or 'size'")
@@ -236,9 +242,14 @@ def tune(
     result = TuneResult(
         None, None, None, baseline={"accuracy": base_acc, "p50_ms": base_ms, "bytes": _size(baseline.module)}
     )
-    queue = list(candidates) if candidates is not None else default_candidates(objective, calibration, baseline.module)
+    queue = (
+        list(candidates)
+        if candidates is not None
+        else default_candidates(objective, calibration, baseline.module, target)
+    )
     if getattr(baseline.module, "onnx_bytes", None) is None:
-        result.heaviest_kind = heaviest_kind(baseline.module)
+        kinds = COMPUTE_KINDS if objective == "latency" else (*COMPUTE_KINDS, "Embedding")
+        result.heaviest_kind = heaviest_kind(baseline.module, kinds)
     passing: list[tuple[Recipe, QuantizationResult, Trial]] = []
     sensitivity: dict[str, float] | None = None
 
@@ -260,6 +271,7 @@ def tune(
             "accuracy_drop": base_acc - _accuracy(proba, y),
             "worst_group_drop": drops[worst] if worst else None,
             "param_share": res.quantized_param_share,
+            "compute_param_share": res.compute_param_share,
             "agreement": float((proba.argmax(1) == base_proba.argmax(1)).mean()),
             "max_prob_diff": float(np.abs(proba - base_proba).max()),
             "p50_ms": _p50(res.module, lat_batch),
@@ -367,9 +379,14 @@ def _pick(
     min_param_share: float = 0.5,
 ) -> tuple[tuple[Recipe, QuantizationResult, Trial], str]:
     """Smallest by bytes, or fastest re-measured side by side (alternating rounds) to beat noise,
-    among the trials that covered the heavy layers (lossless, or at least ``min_param_share``
-    of the parameters quantized); the others only when no such trial passed."""
-    covered = [p for p in passing if p[0].LOSSLESS or p[1].quantized_param_share >= min_param_share]
+    among the trials that covered the heavy layers: lossless, or at least ``min_param_share``
+    quantized, counted over the matmul/conv weights for latency (an embedding lookup gains no
+    speed from int8) and over all parameters for size. The others only when no such trial passed."""
+
+    def share(res: QuantizationResult) -> float:
+        return res.compute_param_share if objective == "latency" else res.quantized_param_share
+
+    covered = [p for p in passing if p[0].LOSSLESS or share(p[1]) >= min_param_share]
     pool = covered or passing
     note = "" if covered else f" (no passing recipe quantized >= {min_param_share:.0%} of the parameters)"
     if objective == "size" or len(pool) == 1:
