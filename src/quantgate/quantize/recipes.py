@@ -22,6 +22,7 @@ from quantgate.quantize import float_backend as _float_backend  # noqa: F401  (r
 from quantgate.quantize import onnx_backend as _onnx_backend  # noqa: F401  (registers ort-*)
 from quantgate.quantize import quanto_backend as _quanto_backend  # noqa: F401  (registers quanto)
 from quantgate.quantize import torch_backend as _torch_backend  # noqa: F401  (registers torch int8)
+from quantgate.quantize import torch_static_backend as _torch_static  # noqa: F401  (registers torch static)
 from quantgate.quantize.base import (
     REGISTRY,
     Calibration,

@@ -111,8 +111,10 @@ def default_candidates(
         ort: list[Recipe] = []
         if calibration:
             ort = [OrtFp32Recipe(), OrtDynamicInt8Recipe()]
-            if conv_heavy:  # QDQ Conv runs on int8 kernels; ConvInteger often does not pay off
-                ort.insert(1, OrtStaticInt8Recipe())
+            if conv_heavy:  # QDQ / FX static Conv run on int8 kernels; ConvInteger often does not pay off
+                from quantgate.quantize.torch_static_backend import TorchStaticInt8Recipe
+
+                ort[1:1] = [OrtStaticInt8Recipe(), TorchStaticInt8Recipe()]
         out = [*ort, DynamicInt8Recipe(), Bf16Recipe(), Int8WeightOnlyRecipe()]
     if heavy and heavy != "other":
         covers = [r for r in out if r.LOSSLESS or heavy in _kinds(r)]
