@@ -42,11 +42,12 @@ def _candidate(
     from quantgate.quantize.recipes import recipe_to_dict
 
     candidate = model.with_module(result.module)  # same kind as the source (e.g. its PythonModel)
+    record = result.summary()
     candidate.spec["quantization"] = {
+        **record,
         "recipe": recipe_to_dict(recipe),
+        "resolved_recipe": record["recipe"],
         "digest": recipe.digest,
-        "quantized": result.quantized,
-        "kept_float": result.kept_float,
         **({"search": search} if search else {}),
     }
     return candidate
