@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from quantgate.cli_base import run
+from quantgate.cli_base import err, run
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -139,6 +139,11 @@ def verify(
                 failed = line.startswith(("  FAIL", "NOT"))
                 style = "red" if failed else ("green" if line.startswith(("  ok", "verified:")) else "")
                 _out.print(Text(line, style=style))
+        from quantgate.hardware import host_mismatch
+
+        mismatch = host_mismatch(mv.tags.get("quantgate.target", ""))
+        if mismatch:  # a warning, not a failure: the artifact is intact, the verdict's host differs
+            err.print(f"[yellow]warning:[/] {mismatch}", highlight=False)
         if not report.passed:
             raise typer.Exit(EXIT_UNVERIFIED)
 

@@ -32,6 +32,7 @@ ONBOARDING_KEYS = (
     "input_columns",
     "classes",
     "output",
+    "target",
 )
 LIST_KEYS = {"sensitive_attributes", "slices", "input_columns", "classes"}
 
@@ -59,6 +60,9 @@ class ModelConfig(BaseModel):
     )
     classes: list[str | int | float | bool] | None = Field(
         default=None, description="the model's classes in output order (default: from its output and the labels)"
+    )
+    target: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = Field(
+        default="auto", description="the CPU ISA the candidate is built and gated for; auto = this host"
     )
     output: Literal["auto", "logits", "probabilities", "labels"] = Field(
         default="auto", description="how to read the model's scores; auto decides from the values"

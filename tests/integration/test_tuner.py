@@ -50,6 +50,7 @@ def test_tight_tolerance_picks_a_fallback_and_the_trace_says_why() -> None:
     assert first.label == "dynamic-int8" and not first.passed and "flip rate" in first.reason
     assert last.passed and "fallback of 1 most sensitive" in last.reason
     assert last.kept_float == 1 and last.quantized == 2
+    assert last.group_check == "passed" and res.group_check == "passed"
     # the trace is JSON for the model card, and its recipes round-trip
     dumped = json.loads(json.dumps(res.trace_dicts()))
     assert recipe_from_dict(dumped[-1]["recipe"]) == res.best
@@ -71,7 +72,53 @@ def test_default_candidates_search_all_and_respect_budget() -> None:
     )
     assert len(res.trace) <= 3
     assert res.best is not None  # at a 2-point tolerance something passes
-    assert res.trace[0].label == "ort-dynamic-int8"  # fastest first
+    # the lossless runtime change first (it spends no accuracy), then the fastest int8
+    assert [t.label for t in res.trace[:2]] == ["ort-fp32", "ort-dynamic-int8"]
+    assert res.trace[0].passed and res.trace[0].metrics["accuracy_drop"] == 0.0
+    assert res.trace[0].metrics["param_share"] == 0.0
+
+
+def test_lossless_recipe_that_meets_the_speed_objective_ends_the_search() -> None:
+    from quantgate.quantize.onnx_backend import OrtFp32Recipe
+
+    model, test, calib = _adult()
+    res = tune(
+        model,
+        test,  # type: ignore[arg-type]
+        "income",
+        tolerance_overall=0.0,
+        candidates=[OrtFp32Recipe(), DynamicInt8Recipe()],
+        calibration=calib,
+        min_speedup=0.0,
+        budget_trials=4,
+        budget_seconds=120,
+    )
+    assert res.best == OrtFp32Recipe() and len(res.trace) == 1
+    assert "no accuracy spent" in res.chosen_because
+
+
+def test_group_check_that_could_not_run_is_not_a_pass() -> None:
+    model, test, _ = _adult()
+    res = tune(
+        model,
+        test,  # type: ignore[arg-type]
+        "income",
+        ["sex", "race"],
+        tolerance_overall=0.05,
+        tolerance_group=0.0001,
+        min_group_rows=10**6,  # no group is this large
+        candidates=[DynamicInt8Recipe()],
+        budget_trials=2,
+        budget_seconds=60,
+    )
+    assert res.trace, "one trial at least"
+    for t in res.trace:
+        assert t.group_check == "not run (no group with >= 1000000 rows)"
+        assert t.metrics["worst_group_drop"] is None
+        assert "group check not run" in t.reason or not t.passed
+    assert res.best is not None and res.group_check_not_run
+    dumped = json.loads(json.dumps(res.trace_dicts()))
+    assert dumped[0]["group_check"].startswith("not run") and dumped[0]["metrics"]["worst_group_drop"] is None
 
 
 def test_impossible_tolerance_returns_no_recipe_with_a_full_trace() -> None:

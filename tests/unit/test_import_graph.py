@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 # the installed package's folders: flows/ ships as quantgate.flows (setup.py package_dir)
 PACKAGE_DIRS = {"quantgate": ROOT / "src" / "quantgate", "quantgate.flows": ROOT / "flows"}
@@ -106,9 +104,6 @@ def test_cli_is_in_no_cycle() -> None:
     assert not [c for c in cycles(import_graph()) if any(m.startswith("quantgate.cli") for m in c)]
 
 
-# Two cycles are being removed on other branches (pipeline <-> registry <-> cards.trust <->
-# models.pyfunc; quantize.recipes <-> its backends). Once those merge, drop this xfail.
-@pytest.mark.xfail(strict=False, reason="two known cycles are fixed on other branches")
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)

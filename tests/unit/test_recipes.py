@@ -54,7 +54,7 @@ def test_round_trip(spec: type[Recipe], exclude: tuple[str, ...]) -> None:
 def test_dynamic_int8_fields_round_trip() -> None:
     r = DynamicInt8Recipe(per_channel=False, exclude=("head",))
     d = recipe_to_dict(r)
-    assert d["_data"] == {"exclude": ["head"], "per_channel": False}
+    assert d["_data"] == {"exclude": ["head"], "per_channel": False, "target": "auto"}
     assert recipe_from_dict(d) == r
 
 

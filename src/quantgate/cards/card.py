@@ -35,7 +35,17 @@ _OUT_OF_SCOPE = re.compile(
     r"\b(not for|not to be used|not intended|must not|should not|do not|don't|never|out of scope|only for)\b", re.I
 )
 # optional context keys this module understands (all may be absent)
-OPTIONAL_KEYS = ("search_trace", "flip_audit", "license", "intended_use", "out_of_scope", "reading", "warnings")
+OPTIONAL_KEYS = (
+    "search_trace",
+    "flip_audit",
+    "license",
+    "intended_use",
+    "out_of_scope",
+    "reading",
+    "warnings",
+    "coverage",
+    "hardware",
+)
 
 
 # --- small pure helpers ----------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """``run_bench``: both demo models, side by side in one run, fp32 vs the naive int8 recipes vs
 the tuner's choice; writes ``docs/benchmarks.md`` and a Pareto plot (latency vs accuracy).
 
-Latency is measured in alternating rounds (every config once per round) so machine noise hits
-all of them alike; batch 1 and 32, ``torch.set_num_threads(2)`` (ORT uses the same count).
+Latency comes from :func:`quantgate.evaluate.runtime.forward_latency` (alternating rounds, every
+config once per round, so machine noise hits all of them alike); batch 1 and 32,
+``torch.set_num_threads(2)`` (ORT uses the same count). ``ort-fp32`` is measured alongside, so the
+table separates the runtime's share of a speedup from the precision's.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from quantgate.evaluate.runtime import forward_latency
 from quantgate.models.wrapped import WrappedModel
-from quantgate.quantize.recipes import DynamicInt8Recipe, Int8WeightOnlyRecipe, Recipe, apply_recipe
+from quantgate.quantize.base import Recipe
+from quantgate.quantize.recipes import apply_recipe
+from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
 
 @dataclass
@@ -35,23 +40,13 @@ class BenchRow:
     size_bytes: int = 0
     quantized: int = 0
     kept_float: int = 0
+    param_share: float = 0.0
 
 
 def _size(module: nn.Module) -> int:
     buf = io.BytesIO()
     torch.save(module, buf)
     return buf.tell()
-
-
-@torch.inference_mode()
-def _time(module: nn.Module, batch: tuple[torch.Tensor, ...], repeats: int) -> list[float]:
-    module(*batch)
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        module(*batch)
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def _models(quick: bool) -> dict[str, dict[str, Any]]:
@@ -121,7 +116,7 @@ def _accuracy(model: WrappedModel, df: pd.DataFrame, label: str, groups: list[st
 
 def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float = 0.005) -> list[BenchRow]:
     """Measure, write the Markdown table and the Pareto PNG; returns the rows."""
-    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe
+    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe
     from quantgate.quantize.tuner import tune
 
     torch.set_num_threads(2)
@@ -130,15 +125,16 @@ def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float 
     notes: list[str] = []
     for name, case in _models(quick).items():
         base: WrappedModel = case["model"]
-        configs: dict[str, tuple[nn.Module, int, int]] = {"fp32": (base.module, 0, 0)}
+        configs: dict[str, tuple[nn.Module, int, int, float]] = {"fp32": (base.module, 0, 0, 0.0)}
         recipes: list[tuple[str, Recipe]] = [
+            ("ort-fp32", OrtFp32Recipe()),
             ("dynamic-int8 (all layers)", DynamicInt8Recipe()),
             ("ort-dynamic-int8", OrtDynamicInt8Recipe()),
             ("int8-weight-only", Int8WeightOnlyRecipe()),
         ]
         for label, recipe in recipes:
             res = apply_recipe(base.module, recipe, case["calibration"])
-            configs[label] = (res.module, res.n_quantized, len(res.kept_float))
+            configs[label] = (res.module, res.n_quantized, len(res.kept_float), res.quantized_param_share)
         # the tuner chooses on the labelled calibration split, never on the rows reported below
         tuned = tune(
             base,
@@ -156,22 +152,25 @@ def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float 
                 tuned.result.module,
                 tuned.result.n_quantized,
                 len(tuned.result.kept_float),
+                tuned.result.quantized_param_share,
             )
         notes.append(
             f"- `{name}` tuner trace: "
             + "; ".join(f"{t.label} {'pass' if t.passed else 'fail'} ({t.reason})" for t in tuned.trace)
         )
         batches = {bs: base.batches(case["eval"].head(bs), bs)[0] for bs in (1, 32)}
-        times: dict[str, dict[int, list[float]]] = {c: {1: [], 32: []} for c in configs}
-        for _ in range(3 if quick else 7):  # alternating rounds
-            for c, (module, _, _) in configs.items():
-                for bs, batch in batches.items():
-                    times[c][bs] += _time(module, batch, 5 if bs == 1 else 3)
-        for c, (module, nq, nk) in configs.items():
+        modules = {c: cfg[0] for c, cfg in configs.items()}
+        times = {
+            bs: forward_latency(modules, batch, rounds=3 if quick else 7, repeats=5 if bs == 1 else 3)
+            for bs, batch in batches.items()
+        }
+        for c, (module, nq, nk, share) in configs.items():
             acc, worst, worst_name = _accuracy(base.with_module(module), case["eval"], case["label"], case["groups"])
-            lat = {f"p{p}_b{bs}_ms": float(np.percentile(times[c][bs], p)) for bs in (1, 32) for p in (50, 95)}
+            lat = {f"p{p}_b{bs}_ms": times[bs][c][f"p{p}_ms"] for bs in (1, 32) for p in (50, 95)}
             rows.append(
-                BenchRow(name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk)
+                BenchRow(
+                    name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk, share
+                )
             )
     _write_md(out_md, rows, notes, quick, time.perf_counter() - t0, tolerance)
     _plot(out_png, rows)
@@ -179,29 +178,36 @@ def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float 
 
 
 def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, seconds: float, tol: float) -> None:
+    from quantgate.hardware import host_info
+
+    host = host_info()
     lines = [
         "# Benchmarks",
         "",
         f"Generated by `quantgate.quantize.bench.run_bench` ({'quick' if quick else 'full'} mode) in "
-        f"{seconds:.0f} s on {platform.machine()} with {torch.get_num_threads()} torch threads, torch "
+        f"{seconds:.0f} s on {platform.machine()} ({host['cpu_model']}, ISA {host['isa']}, "
+        f"{host['cpu_count']} CPUs) with {torch.get_num_threads()} torch threads, torch "
         f"{torch.__version__}. Reproduce: `.venv/bin/python scripts/bench.py{' --quick' if quick else ''}`.",
         "",
         "Latency: the module's forward on one preprocessed batch (tokenization excluded), all configs "
-        "in alternating rounds; speedup is fp32 p50 / config p50 at batch 32. Tuner tolerance: "
+        "in alternating rounds; speedup is fp32 p50 / config p50 at batch 32, and vs ORT fp32 the "
+        "ort-fp32 p50 / config p50 (the precision's share, without the runtime's). Tuner tolerance: "
         f"{tol * 100:.1f} pt overall, {2 * tol * 100:.1f} pt per group.",
         "",
-        "| model | config | quantized / float Linears | accuracy | worst group | p50/p95 ms b1 | "
-        "p50/p95 ms b32 | speedup b32 | rows/s b32 | size MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | config | quantized / float layers | params quantized | accuracy | worst group | p50/p95 ms b1 | "
+        "p50/p95 ms b32 | speedup b32 | vs ORT fp32 b32 | rows/s b32 | size MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         base = next(b for b in rows if b.model == r.model and b.config == "fp32")
+        ort = next((b for b in rows if b.model == r.model and b.config == "ort-fp32"), base)
         lat = r.latency
         lines.append(
-            f"| {r.model} | {r.config} | {r.quantized} / {r.kept_float} | {r.accuracy:.4f} | "
+            f"| {r.model} | {r.config} | {r.quantized} / {r.kept_float} | {r.param_share:.0%} | {r.accuracy:.4f} | "
             f"{r.worst_group_accuracy:.4f} ({r.worst_group}) | {lat['p50_b1_ms']:.2f} / {lat['p95_b1_ms']:.2f} | "
             f"{lat['p50_b32_ms']:.2f} / {lat['p95_b32_ms']:.2f} | "
-            f"{base.latency['p50_b32_ms'] / lat['p50_b32_ms']:.2f}x | {r.throughput_rows_s:.0f} | "
+            f"{base.latency['p50_b32_ms'] / lat['p50_b32_ms']:.2f}x | "
+            f"{ort.latency['p50_b32_ms'] / lat['p50_b32_ms']:.2f}x | {r.throughput_rows_s:.0f} | "
             f"{r.size_bytes / 1e6:.2f} |"
         )
     lines += ["", "## Tuner traces", "", *notes, ""]

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from quantgate.errors import UnsupportedModel
-from quantgate.quantize.recipes import (
+from quantgate.quantize.base import (
     Calibration,
     QuantizationResult,
     Recipe,
-    _excluded,
-    _linear_names,
+    excluded,
+    linear_names,
     register_handler,
 )
 
@@ -63,8 +63,8 @@ def _cast(module: nn.Module, recipe: Recipe, dtype: torch.dtype) -> Quantization
     ok, why = cpu_supports(dtype)
     if not ok:
         raise UnsupportedModel(why, "use an int8 recipe on this machine")
-    linears = _linear_names(module)
-    targets = [n for n in linears if not _excluded(n, recipe.exclude)]
+    linears = linear_names(module)
+    targets = [n for n in linears if not excluded(n, recipe.exclude)]
     if isinstance(module, nn.Linear):
         if not targets:
             return QuantizationResult(copy.deepcopy(module), recipe, [], [""])

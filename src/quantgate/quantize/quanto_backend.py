@@ -16,12 +16,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from quantgate.quantize.recipes import (
+from quantgate.quantize.base import (
     Calibration,
     QuantizationResult,
     Recipe,
-    _excluded,
-    _linear_names,
+    excluded,
+    linear_names,
     register_handler,
 )
 
@@ -70,8 +70,8 @@ def _quanto(module: nn.Module, recipe: Recipe, bits: int) -> QuantizationResult:
     from optimum.quanto import QLinear, freeze, qint4, qint8, quantize
 
     q = copy.deepcopy(module)
-    linears = _linear_names(q)
-    targets = [n for n in linears if not _excluded(n, recipe.exclude)]
+    linears = linear_names(q)
+    targets = [n for n in linears if not excluded(n, recipe.exclude)]
     if isinstance(q, nn.Linear):
         if not targets:
             return QuantizationResult(q, recipe, [], [""])

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,17 +25,19 @@ import torch
 from torch import nn
 
 from quantgate.errors import ConfigError, QuantgateError
+from quantgate.evaluate.runtime import forward_latency
 from quantgate.models.wrapped import WrappedModel
-from quantgate.quantize.recipes import (
+from quantgate.quantize.base import (
+    COMPUTE_KINDS,
     Calibration,
-    DynamicInt8Recipe,
-    Int8WeightOnlyRecipe,
     QuantizationResult,
     Recipe,
-    _linear_names,
-    apply_recipe,
+    heaviest_kind,
+    linear_names,
     recipe_to_dict,
 )
+from quantgate.quantize.recipes import apply_recipe
+from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
 Objective = Literal["latency", "size"]
 
@@ -46,12 +48,17 @@ class Trial:
 
     recipe: dict[str, Any]
     label: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     passed: bool
     seconds: float
     reason: str
     quantized: int = 0
     kept_float: int = 0
+    group_check: str = "not requested"
+    """"passed", "failed", "not requested" (no group tolerance or no group column), or
+    "not run (no group with >= N rows)": a group check that did not run is never a pass."""
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    hardware: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,21 +72,58 @@ class TuneResult:
     trace: list[Trial] = field(default_factory=list)
     sensitivity: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, float] = field(default_factory=dict)
+    heaviest_kind: str = ""
+    chosen_because: str = ""
 
     def trace_dicts(self) -> list[dict[str, Any]]:
         return [t.to_dict() for t in self.trace]
 
+    @property
+    def group_check(self) -> str:
+        """The chosen trial's group check ("passed", "not run (...)", ...), or "" without a choice."""
+        chosen = [t for t in self.trace if t.passed and self.best is not None and t.recipe == recipe_to_dict(self.best)]
+        return chosen[-1].group_check if chosen else ""
 
-def default_candidates(objective: Objective, calibration: Calibration | None) -> list[Recipe]:
-    """Fastest (or smallest) first, safest last; ONNX recipes only when there is an example batch."""
+    @property
+    def group_check_not_run(self) -> bool:
+        return self.group_check.startswith("not run")
+
+
+def default_candidates(
+    objective: Objective, calibration: Calibration | None, module: nn.Module | None = None, target: str = "auto"
+) -> list[Recipe]:
+    """Lossless runtime change first (latency), then fastest (or smallest) first, safest last;
+    ONNX recipes only when there is an example batch. Recipes that cannot quantize the model's
+    heaviest layer kind (e.g. the convolutions of a CNN) are moved behind those that can."""
     from quantgate.quantize.float_backend import Bf16Recipe
-    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe
+    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe, OrtStaticInt8Recipe
     from quantgate.quantize.quanto_backend import Int4WeightOnlyRecipe
 
+    kinds = COMPUTE_KINDS if objective == "latency" else (*COMPUTE_KINDS, "Embedding")
+    torch_source = module is not None and getattr(module, "onnx_bytes", None) is None
+    heavy = heaviest_kind(module, kinds) if torch_source and module is not None else ""
+    conv_heavy = heavy in ("Conv1d", "Conv2d")
     if objective == "size":
-        return [Int4WeightOnlyRecipe(), DynamicInt8Recipe(), Int8WeightOnlyRecipe(), Bf16Recipe()]
-    out: list[Recipe] = [OrtDynamicInt8Recipe()] if calibration else []
-    return [*out, DynamicInt8Recipe(), Bf16Recipe(), Int8WeightOnlyRecipe()]
+        out: list[Recipe] = [Int4WeightOnlyRecipe(), DynamicInt8Recipe(), Int8WeightOnlyRecipe(), Bf16Recipe()]
+        if calibration:
+            out.insert(1, OrtDynamicInt8Recipe(quantize_embeddings=heavy == "Embedding"))
+    else:
+        ort: list[Recipe] = []
+        if calibration:
+            ort = [OrtFp32Recipe(), OrtDynamicInt8Recipe()]
+            if conv_heavy:  # QDQ / FX static Conv run on int8 kernels; ConvInteger often does not pay off
+                from quantgate.quantize.torch_static_backend import TorchStaticInt8Recipe
+
+                ort[1:1] = [OrtStaticInt8Recipe(), TorchStaticInt8Recipe()]
+        out = [*ort, DynamicInt8Recipe(), Bf16Recipe(), Int8WeightOnlyRecipe()]
+    if heavy and heavy != "other":
+        covers = [r for r in out if r.LOSSLESS or heavy in _kinds(r)]
+        out = covers + [r for r in out if r not in covers]
+    return [replace(r, target=target) if hasattr(r, "target") else r for r in out]
+
+
+def _kinds(recipe: Recipe) -> tuple[str, ...]:
+    return (*recipe.LAYER_KINDS, *(("Embedding",) if getattr(recipe, "quantize_embeddings", False) else ()))
 
 
 def _accuracy(proba: np.ndarray, y: np.ndarray) -> float:
@@ -105,15 +149,8 @@ def _size(module: nn.Module) -> int:
     return buf.tell()
 
 
-@torch.inference_mode()
 def _p50(module: nn.Module, batch: tuple[torch.Tensor, ...], repeats: int = 5) -> float:
-    module(*batch)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        module(*batch)
-        times.append((time.perf_counter() - t) * 1000)
-    return float(np.median(times))
+    return forward_latency({"m": module}, batch, rounds=repeats, repeats=1)["m"]["p50_ms"]
 
 
 @contextmanager
@@ -133,7 +170,7 @@ def _progress(total: int) -> Iterator[Any]:
 
 def layer_sensitivity(baseline: WrappedModel, df: pd.DataFrame, base_proba: np.ndarray) -> dict[str, float]:
     """Mean |Δ probability| when only that Linear is dynamic-int8: the fallback order."""
-    linears = _linear_names(baseline.module)
+    linears = linear_names(baseline.module)
     out: dict[str, float] = {}
     for name in linears:
         others = tuple(n for n in linears if n != name)
@@ -170,6 +207,9 @@ def tune(
     sensitivity_rows: int = 256,
     min_group_rows: int = 30,
     latency_batch: int = 32,
+    min_speedup: float | None = None,
+    min_param_share: float = 0.5,
+    target: str = "auto",
 ) -> TuneResult:
     """Search recipes under the tolerances; returns the best passing one (or None) and the trace.
 
@@ -178,17 +218,25 @@ def tune(
     Trials that fail on accuracy trigger the fallback: the most sensitive
     Linear layers (see :func:`layer_sensitivity`) are excluded, 1, 2, 3, 4, 6, 9, ... at a
     time, until the recipe passes or the budget runs out.
+
+    ``min_speedup`` (the policy's speed objective, e.g. its minimum-speedup rule): a lossless
+    recipe (``ort-fp32``, tried first) that passes and reaches it ends the search, since no
+    accuracy needs to be spent. Among passing trials the pick prefers lossless ones and those
+    that quantized at least ``min_param_share`` of the heavy layers' parameters (matmul/conv
+    weights for latency, all parameters for size); a trial below that share is chosen only
+    when nothing else passed. ``target`` (a :mod:`quantgate.hardware` ISA, or ``auto``) is set
+    on the default candidates that take one.
     """
     if objective not in ("latency", "size"):
         raise ConfigError(f"objective {objective!r} is not 'latency' or 'size'")
     t0 = time.perf_counter()
     group_cols = [g for g in (group_cols or []) if g in eval_df.columns]
-    classes = list(baseline.spec.get("classes", [0, 1]))
+    base_proba = baseline.predict_proba(eval_df)
+    classes = list(baseline.spec.get("classes") or range(base_proba.shape[1]))
     y = eval_df[label_col].map({c: i for i, c in enumerate(classes)}).to_numpy()
     if pd.isna(y).any():
         raise ConfigError(f"labels in {label_col!r} are not all among the model's classes {classes}")
     y = y.astype(int)
-    base_proba = baseline.predict_proba(eval_df)
     sens_df = eval_df.head(sensitivity_rows)
     lat_batch = baseline.batches(eval_df.head(latency_batch), latency_batch)[0]
     base_ms = _p50(baseline.module, lat_batch)
@@ -196,7 +244,14 @@ def tune(
     result = TuneResult(
         None, None, None, baseline={"accuracy": base_acc, "p50_ms": base_ms, "bytes": _size(baseline.module)}
     )
-    queue = list(candidates) if candidates is not None else default_candidates(objective, calibration)
+    queue = (
+        list(candidates)
+        if candidates is not None
+        else default_candidates(objective, calibration, baseline.module, target)
+    )
+    if getattr(baseline.module, "onnx_bytes", None) is None:
+        kinds = COMPUTE_KINDS if objective == "latency" else (*COMPUTE_KINDS, "Embedding")
+        result.heaviest_kind = heaviest_kind(baseline.module, kinds)
     passing: list[tuple[Recipe, QuantizationResult, Trial]] = []
     sensitivity: dict[str, float] | None = None
 
@@ -213,21 +268,32 @@ def tune(
         proba = baseline.with_module(res.module).predict_proba(eval_df)
         drops = _group_drops(base_proba, proba, y, eval_df, group_cols, min_group_rows)
         worst = max(drops, key=lambda k: drops[k]) if drops else ""
-        m = {
+        m: dict[str, Any] = {
             "accuracy": _accuracy(proba, y),
             "accuracy_drop": base_acc - _accuracy(proba, y),
-            "worst_group_drop": drops[worst] if worst else 0.0,
+            "worst_group_drop": drops[worst] if worst else None,
+            "param_share": res.quantized_param_share,
+            "compute_param_share": res.compute_param_share,
             "agreement": float((proba.argmax(1) == base_proba.argmax(1)).mean()),
             "max_prob_diff": float(np.abs(proba - base_proba).max()),
-            "p50_ms": _p50(res.module, lat_batch),
             "bytes": float(_size(res.module)),
         }
-        m["speedup"] = base_ms / m["p50_ms"] if m["p50_ms"] > 0 else float("nan")
+        # baseline and candidate side by side (alternating), so load on a shared host hits both
+        lat = forward_latency({"baseline": baseline.module, "candidate": res.module}, lat_batch, rounds=3, repeats=2)
+        m["p50_ms"], m["baseline_p50_ms"] = lat["candidate"]["p50_ms"], lat["baseline"]["p50_ms"]
+        m["speedup"] = m["baseline_p50_ms"] / m["p50_ms"] if m["p50_ms"] > 0 else float("nan")
         reasons = []
         if m["accuracy_drop"] > tolerance_overall:
             reasons.append(f"accuracy drop {m['accuracy_drop']:.4f} > {tolerance_overall:.4f}")
-        if tolerance_group is not None and m["worst_group_drop"] > tolerance_group:
-            reasons.append(f"group {worst} drop {m['worst_group_drop']:.4f} > {tolerance_group:.4f}")
+        if tolerance_group is None or not group_cols:
+            group_check = "not requested"
+        elif not drops:
+            group_check = f"not run (no group with >= {min_group_rows} rows)"
+        elif drops[worst] > tolerance_group:
+            group_check = "failed"
+            reasons.append(f"group {worst} drop {drops[worst]:.4f} > {tolerance_group:.4f}")
+        else:
+            group_check = "passed"
         if max_flip_rate is not None and 1.0 - m["agreement"] > max_flip_rate:
             reasons.append(f"flip rate {1.0 - m['agreement']:.4f} > {max_flip_rate:.4f}")
         passed = not reasons
@@ -235,8 +301,10 @@ def tune(
             "; ".join(reasons)
             if reasons
             else (
-                f"within tolerance (drop {m['accuracy_drop']:.4f}, worst group {m['worst_group_drop']:.4f}), "
-                f"{m['speedup']:.2f}x, {int(m['bytes'])} bytes"
+                f"within tolerance (drop {m['accuracy_drop']:.4f}, "
+                + (f"worst group {drops[worst]:.4f}" if group_check == "passed" else f"group check {group_check}")
+                + f"), {m['speedup']:.2f}x, {int(m['bytes'])} bytes, "
+                f"{res.quantized_param_share:.0%} of parameters quantized"
             )
         )
         trial = Trial(
@@ -248,7 +316,12 @@ def tune(
             reason,
             len(res.quantized),
             len(res.kept_float),
+            group_check,
+            res.coverage,
+            res.hardware,
         )
+        if res.resolved is not None:
+            trial.recipe = recipe_to_dict(res.resolved)
         return trial, res
 
     with _progress(budget_trials) as (progress, task):
@@ -260,7 +333,15 @@ def tune(
             result.trace.append(trial)
             progress.advance(task)
             if trial.passed and res is not None:
-                passing.append((recipe, res, trial))
+                passing.append((res.resolved or recipe, res, trial))
+                speedup = trial.metrics.get("speedup") or 0.0
+                if recipe.LOSSLESS and min_speedup is not None and speedup >= min_speedup:
+                    result.best, result.result, result.module = res.resolved or recipe, res, res.module
+                    result.chosen_because = (
+                        f"{recipe.label} reached the speed objective ({speedup:.2f}x >= {min_speedup:.2f}x) "
+                        "without quantizing: no accuracy spent"
+                    )
+                    return result
                 continue
             if res is None:  # unsupported: nothing to fall back from
                 continue
@@ -279,12 +360,13 @@ def tune(
                 result.trace.append(trial)
                 progress.advance(task)
                 if trial.passed and res is not None:
-                    passing.append((fb, res, trial))
+                    passing.append((res.resolved or fb, res, trial))
                     break
     if not passing:
         return result
-    best = _pick(passing, objective, lat_batch)
+    best, why = _pick(passing, objective, lat_batch, min_param_share)
     result.best, result.result, result.module = best[0], best[1], best[1].module
+    result.chosen_because = why
     return result
 
 
@@ -295,16 +377,27 @@ def _fields(recipe: Recipe) -> dict[str, Any]:
 
 
 def _pick(
-    passing: list[tuple[Recipe, QuantizationResult, Trial]], objective: Objective, batch: tuple[torch.Tensor, ...]
-) -> tuple[Recipe, QuantizationResult, Trial]:
-    """Smallest by bytes, or fastest re-measured side by side (alternating rounds) to beat noise."""
-    if objective == "size" or len(passing) == 1:
-        return min(passing, key=lambda p: p[2].metrics["bytes"])
-    times: list[list[float]] = [[] for _ in passing]
-    for _ in range(3):
-        for i, (_, res, _) in enumerate(passing):
-            times[i].append(_p50(res.module, batch, repeats=3))
-    medians = [float(np.median(t)) for t in times]
-    for (_, _, trial), med in zip(passing, medians, strict=True):
+    passing: list[tuple[Recipe, QuantizationResult, Trial]],
+    objective: Objective,
+    batch: tuple[torch.Tensor, ...],
+    min_param_share: float = 0.5,
+) -> tuple[tuple[Recipe, QuantizationResult, Trial], str]:
+    """Smallest by bytes, or fastest re-measured side by side (alternating rounds) to beat noise,
+    among the trials that covered the heavy layers: lossless, or at least ``min_param_share``
+    quantized, counted over the matmul/conv weights for latency (an embedding lookup gains no
+    speed from int8) and over all parameters for size. The others only when no such trial passed."""
+
+    def share(res: QuantizationResult) -> float:
+        return res.compute_param_share if objective == "latency" else res.quantized_param_share
+
+    covered = [p for p in passing if p[0].LOSSLESS or share(p[1]) >= min_param_share]
+    pool = covered or passing
+    note = "" if covered else f" (no passing recipe quantized >= {min_param_share:.0%} of the parameters)"
+    if objective == "size" or len(pool) == 1:
+        best = min(pool, key=lambda p: p[2].metrics["bytes"] or 0.0)
+        return best, f"{'smallest' if objective == 'size' else 'only'} passing recipe{note}"
+    lat = forward_latency({str(i): p[1].module for i, p in enumerate(pool)}, batch, rounds=3, repeats=3)
+    medians = [lat[str(i)]["p50_ms"] for i in range(len(pool))]
+    for (_, _, trial), med in zip(pool, medians, strict=True):
         trial.metrics["p50_ms_final"] = med
-    return passing[int(np.argmin(medians))]
+    return pool[int(np.argmin(medians))], f"fastest passing recipe, re-measured side by side{note}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import DataError
 from quantgate.onboarding import ModelConfig
@@ -64,7 +64,9 @@ def evaluate_candidate(
         min_group_size=policy.min_group_size,
         seed=b.seed,
     )
-    runtime = side_by_side_latency(baseline, candidate, ev, batch_size=32)
+    runtime = side_by_side_latency(
+        baseline, candidate, ev, batch_size=32, references=_runtime_references(baseline, candidate, ev)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base_arts = baseline.save(Path(tmp) / "base")
         cand_arts = candidate.save(Path(tmp) / "cand")
@@ -73,3 +75,16 @@ def evaluate_candidate(
             "candidate_bytes": artifact_size(Path(cand_arts["module"])),
         }
     return Evaluation(cmp, runtime, sizes, audit)
+
+
+def _runtime_references(baseline: WrappedModel, candidate: WrappedModel, rows: Any) -> dict[str, WrappedModel]:
+    """For an ONNX Runtime candidate, the same runtime in fp32 (the lossless ``ort-fp32`` export),
+    timed side by side: the card then says how much of the speedup is the runtime and how much
+    is precision."""
+    from quantgate.quantize.recipes import apply_recipe, get_recipe
+
+    rtype = str(candidate.spec.get("quantization", {}).get("recipe", {}).get("_type", ""))
+    if not rtype.startswith("ort-") or rtype == "ort-fp32" or baseline.spec.get("source_kind") == "onnx":
+        return {}
+    ort_fp32 = apply_recipe(baseline.module, get_recipe("ort-fp32"), calibration=baseline.batches(rows.head(32), 32))
+    return {"ort_fp32": baseline.with_module(ort_fp32.module)}

@@ -28,7 +28,11 @@ def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
         if not p.exists():
             raise DataError(f"recipe file not found: {p}")
         return recipe_from_dict(json.loads(p.read_text()))
-    return get_recipe(chosen)
+    import dataclasses
+
+    spec_type = get_recipe(chosen)
+    has_target = any(f.name == "target" for f in dataclasses.fields(spec_type))
+    return get_recipe(chosen, target=cfg.target) if has_target else spec_type
 
 
 def calibration_batches(model: WrappedModel, data: Datasets, n_batches: int = 8) -> list[tuple[Any, ...]]:
@@ -42,11 +46,12 @@ def _candidate(
     from quantgate.quantize.recipes import recipe_to_dict
 
     candidate = model.with_module(result.module)  # same kind as the source (e.g. its PythonModel)
+    record = result.summary()
     candidate.spec["quantization"] = {
+        **record,
         "recipe": recipe_to_dict(recipe),
+        "resolved_recipe": record["recipe"],
         "digest": recipe.digest,
-        "quantized": result.quantized,
-        "kept_float": result.kept_float,
         **({"search": search} if search else {}),
     }
     return candidate
@@ -90,6 +95,7 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         budget_seconds=policy.search.budget_seconds,
         calibration=calibration_batches(model, data),
         min_group_rows=policy.min_group_size,
+        target=cfg.target,
     )
     trace = res.trace_dicts()
     if res.best is None or res.result is None:

@@ -29,6 +29,23 @@ if TYPE_CHECKING:
 EXPERIMENT = "quantgate-quantization"
 
 
+#: below this share of parameters stored quantized, the card says the candidate is mostly float
+MIN_PARAM_SHARE = 0.5
+
+
+def _coverage_warnings(qres: QuantizationResult) -> list[str]:
+    share = qres.quantized_param_share
+    out = []
+    if share == share and share < MIN_PARAM_SHARE:
+        kinds = ", ".join(
+            f"{k} {v['quantized']}/{v['params']}" for k, v in sorted(qres.coverage.items()) if v.get("params")
+        )
+        out.append(
+            f"only {100 * share:.0f}% of the parameters are quantized ({kinds}): most of the model stays in float"
+        )
+    return out + [f"quantization note: {n}" for n in qres.notes]
+
+
 def card_context(
     source: Source,
     recipe: Recipe,
@@ -63,6 +80,8 @@ def card_context(
         },
         "quantized_modules": qres.quantized,
         "float_modules": qres.kept_float,
+        "coverage": {**qres.summary(), "recipe": None},
+        "hardware": qres.hardware,
         "metrics": {
             "n": cmp.n,
             "baseline": cmp.baseline,
@@ -74,7 +93,7 @@ def card_context(
         "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
         "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
         "reading": reading or {},
-        "warnings": list((reading or {}).get("warnings", [])),
+        "warnings": [*(reading or {}).get("warnings", []), *_coverage_warnings(qres)],
         "search_trace": (search or {}).get("trace"),
         "search": search,
         "runtime": ev.runtime,
@@ -187,6 +206,12 @@ def record_candidate(
             "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
             "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
             "quantgate.speedup": f"{ev.runtime['speedup']:.2f}",
+            "quantgate.param_share": f"{card_ctx['coverage'].get('quantized_param_share', float('nan')):.3f}",
+            **(
+                {"quantgate.target": str(card_ctx["hardware"]["target"])}
+                if (card_ctx.get("hardware") or {}).get("target")
+                else {}
+            ),
         }
         if not verdict.passed:
             tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
