@@ -86,12 +86,16 @@ def test_deploy_and_run_monitoring(prefect_server: dict[str, str], adult_result:
     inspect = _prefect(env, "deployment", "inspect", "govern-registry/govern-nightly")
     assert "0 2 * * *" in inspect.stdout
 
+    from champion import champion
+
     cl = client(settings)
     exp = cl.get_experiment_by_name("quantgate-monitoring")
     before = len(cl.search_runs([exp.experiment_id])) if exp else 0
-    run = _prefect(env, "deployment", "run", "monitor-model/monitor-adult-income")
-    assert run.returncode == 0, run.stderr
-    worker = _prefect(env, "worker", "start", "--pool", "quantgate", "--run-once", timeout=400)
-    assert "Finished in state Completed()" in worker.stdout + worker.stderr, (worker.stdout + worker.stderr)[-3000:]
+    with champion(settings, adult_result["registered"]):  # monitoring watches @champion only
+        run = _prefect(env, "deployment", "run", "monitor-model/monitor-adult-income")
+        assert run.returncode == 0, run.stderr
+        worker = _prefect(env, "worker", "start", "--pool", "quantgate", "--run-once", timeout=400)
+        out = worker.stdout + worker.stderr
+        assert "Finished in state Completed()" in out, out[-3000:]
     exp = cl.get_experiment_by_name("quantgate-monitoring")
     assert len(cl.search_runs([exp.experiment_id])) == before + 1

@@ -98,9 +98,11 @@ def _flow() -> Any:
 
 
 def test_onnx_source_quantized_by_ort(onnx_source: str, settings: Any) -> None:
-    from quantgate.registry.mlflow_registry import client, load_wrapped, resolve_version
+    from quantgate import pipeline
+    from quantgate.registry.mlflow_registry import client, load_wrapped
 
-    source = load_wrapped(resolve_version(onnx_source))
+    src = pipeline.discover_source(onnx_source)  # a tensor source is read with its onboarding and data
+    source = pipeline.load_source_model(src, pipeline.load_datasets(src.config))
     assert type(source.module).__name__ == "OrtModule" and source.spec["feature_columns"] == NUMERIC
     r = _flow()(onnx_source, recipe="ort-dynamic-int8")
     mv = client(settings).get_model_version(*r["registered"].split("/"))
