@@ -41,10 +41,19 @@ class FaithfulReport:
         return asdict(self)
 
 
-def reference_input(model: WrappedModel, rows: pd.DataFrame, tensor: bool) -> Any:
-    """What the registered model takes: raw rows, or the array its tensor signature describes."""
+def reference_input(model: WrappedModel, rows: pd.DataFrame, schema: Any) -> Any:
+    """What the registered model takes: raw rows (integer columns cast to a float column's type,
+    as a client would send them), or the array its tensor signature describes."""
+    tensor = schema is not None and schema.is_tensor_spec()
     if not tensor:
-        return rows[model.input_columns]
+        frame = rows[model.input_columns].copy()
+        for spec in getattr(schema, "inputs", None) or []:
+            name = getattr(spec, "name", None)
+            if name in frame.columns and pd.api.types.is_integer_dtype(frame[name]):
+                target = np.dtype(spec.type.to_numpy())
+                if np.issubdtype(target, np.floating):
+                    frame[name] = frame[name].astype(target)
+        return frame
     x = rows[model.input_columns].to_numpy(dtype=np.float32)
     shape = model.spec.get("input_shape")
     return x.reshape(len(x), *[int(d) for d in shape[1:]]) if shape else x
@@ -71,10 +80,18 @@ def check_faithful(uri: str, model: WrappedModel, rows: pd.DataFrame, *, what: s
 
     sample = rows.head(SAMPLE_ROWS)
     ref = mlflow.pyfunc.load_model(uri)
-    schema = ref.metadata.get_input_schema()
-    tensor = schema is not None and schema.is_tensor_spec()
-    answer = ref.predict(reference_input(model, sample, tensor))
+    answer = ref.predict(reference_input(model, sample, ref.metadata.get_input_schema()))
+    n = len(sample)
+    if "onnx" in ref.metadata.flavors and isinstance(answer, pd.DataFrame) and len(answer) != n and n:
+        # MLflow's onnx pyfunc answers a DataFrame input with each output flattened row-major
+        # (``reshape(-1)``) into one column: undo exactly that for the first output (class scores)
+        answer = answer.iloc[:, 0].to_numpy().reshape(n, -1)
     ref_cls, ref_proba = reference_reading(answer, model)
+    if len(ref_cls) != len(sample):
+        raise UnfaithfulReading(
+            f"{what} ({uri}) answered {len(ref_cls)} predictions for {len(sample)} rows",
+            "quantgate governs models that answer one prediction per input row",
+        )
     ours = model.predict_proba(sample)
     our_cls = ours.argmax(axis=1)
     differ = np.nonzero(ref_cls != our_cls)[0]
