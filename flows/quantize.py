@@ -136,7 +136,12 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
         data,
         pol,
         search=candidate.spec["quantization"].get("search"),
-        reading={**faithful.report, "warnings": faithful.warnings, **_reading(baseline.spec)},
+        reading={
+            **faithful.report,
+            "warnings": faithful.warnings,
+            "logged_accuracy": faithful.logged_accuracy,
+            **_reading(baseline.spec),
+        },
     )
     # the source's own artifact digest goes into the card and (reused) into the provenance
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))

@@ -90,6 +90,7 @@ class WrappedModel:
         kind = self.spec.get("output", "logits")
         return OutputReading(kind, int(self.spec.get("output_width", 0)), False)
 
+    @torch.inference_mode()
     def raw_outputs(self, batch: tuple[torch.Tensor, ...]) -> np.ndarray:
         """One batch through the module, as a 2-D array of scores (or labels)."""
         return to_array(self.module(*batch))

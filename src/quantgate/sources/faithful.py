@@ -117,6 +117,20 @@ def check_faithful(uri: str, model: WrappedModel, rows: pd.DataFrame, *, what: s
     return FaithfulReport(uri, len(sample), len(sample), diff, PROBA_TOLERANCE)
 
 
+#: a measured baseline further than this from the accuracy the source's run logged is a card warning
+LOGGED_ACCURACY_TOLERANCE = 0.05
+
+
+def logged_accuracy_warning(logged: tuple[str, float] | None, measured: float) -> str | None:
+    """The card's warning when the baseline quantgate measured is far from what the run logged."""
+    if logged is None or not abs(measured - logged[1]) > LOGGED_ACCURACY_TOLERANCE:
+        return None
+    return (
+        f"baseline accuracy measured here {measured:.4f} is far from the {logged[1]:.4f} the source's run "
+        f"logged as '{logged[0]}' (different data, or a reading to check)"
+    )
+
+
 def logged_accuracy(run_metrics: dict[str, float]) -> tuple[str, float] | None:
     """An accuracy-like metric the source's training run logged (``accuracy``, ``test_accuracy``...)."""
     for key in sorted(run_metrics, key=lambda k: (not k.endswith("accuracy"), len(k))):

@@ -94,3 +94,24 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
         "classes": classes,
         "output_note": reading.describe(),
     }
+
+
+def tensor_model(ctx: SourceContext, module: Any, **spec_extra: Any) -> Any:
+    """A WrappedModel for a module fed a float tensor: features from the signature (or the
+    onboarding / data), outputs read from a probe on the sample rows."""
+    from quantgate.models.wrapped import WrappedModel
+
+    columns, shape = feature_layout(ctx)
+    spec: dict[str, Any] = {
+        "task": "tensor-classification",
+        "feature_columns": columns,
+        **spec_extra,
+        **({"input_shape": shape} if shape else {}),
+    }
+    probe = WrappedModel(module, {**spec, "classes": [0, 1]})
+
+    def run(df: pd.DataFrame) -> np.ndarray:
+        return np.concatenate([probe.raw_outputs(b) for b in probe.batches(df, 256)])
+
+    spec |= resolve_outputs(ctx, run)
+    return WrappedModel(module, spec)

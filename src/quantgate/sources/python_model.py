@@ -111,7 +111,7 @@ def _download(uri: str) -> Path:
     return Path(download_artifacts(uri))
 
 
-def load_python_model_source(ctx: SourceContext, pyfunc: Any | None = None) -> PythonModelWrapped:
+def load_python_model_source(ctx: SourceContext) -> PythonModelWrapped:
     import mlflow.pyfunc
 
     root = _download(ctx.uri)

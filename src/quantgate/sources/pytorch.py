@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from quantgate.models.outputs import first_tensor
 from quantgate.models.wrapped import WrappedModel
 from quantgate.sources.base import SourceContext, register_source
-from quantgate.sources.layout import feature_layout, resolve_outputs
+from quantgate.sources.layout import tensor_model
 
 _aten = torch.ops.aten
 _LAYERS: dict[Any, type[nn.Module]] = {
@@ -112,18 +111,4 @@ def load_pytorch(ctx: SourceContext) -> WrappedModel:
     if isinstance(module, fx.GraphModule) and _is_pt2(ctx):
         module, fmt = rebuild_layers(module), "pt2"
     module.eval()
-    columns, shape = feature_layout(ctx)
-    spec: dict[str, Any] = {
-        "task": "tensor-classification",
-        "feature_columns": columns,
-        "serialization_format": fmt,
-        **({"input_shape": shape} if shape else {}),
-    }
-    probe = WrappedModel(module, {**spec, "classes": [0, 1]})
-
-    @torch.inference_mode()
-    def run(df: Any) -> Any:
-        return torch.cat([first_tensor(probe.module(*b)) for b in probe.batches(df, 256)])
-
-    spec |= resolve_outputs(ctx, run)
-    return WrappedModel(module, spec)
+    return tensor_model(ctx, module, serialization_format=fmt)

@@ -29,4 +29,4 @@ def load_quantgate_pyfunc(ctx: SourceContext) -> WrappedModel:
     inner = pyfunc.unwrap_python_model()  # type: ignore[attr-defined]
     if isinstance(inner, QuantgatePyfunc):
         return inner.wrapped
-    return load_python_model_source(ctx, pyfunc)
+    return load_python_model_source(ctx)  # a team's PythonModel that happens to use these names

@@ -55,6 +55,7 @@ class Faithfulness:
 
     report: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    logged_accuracy: tuple[str, float] | None = None  # (metric, value) from the source's run
 
 
 @dataclass

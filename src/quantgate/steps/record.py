@@ -59,6 +59,7 @@ def card_context(
     reading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from quantgate.quantize.recipes import recipe_to_dict
+    from quantgate.sources.faithful import logged_accuracy_warning
 
     cmp = ev.comparison
     return {
@@ -93,7 +94,11 @@ def card_context(
         "groups": [{**g.__dict__, "drop": g.drop, "interval": _group_interval(cmp, g)} for g in cmp.groups],
         "flip_audit": ev.audit.to_dict() if ev.audit is not None else None,
         "reading": reading or {},
-        "warnings": [*(reading or {}).get("warnings", []), *_coverage_warnings(qres)],
+        "warnings": [
+            *(reading or {}).get("warnings", []),
+            *filter(None, [logged_accuracy_warning((reading or {}).get("logged_accuracy"), cmp.baseline["accuracy"])]),
+            *_coverage_warnings(qres),
+        ],
         "search_trace": (search or {}).get("trace"),
         "search": search,
         "runtime": ev.runtime,
