@@ -1,7 +1,8 @@
 """Every source kind, logged the way MLflow's documentation shows (default arguments, in a user's
-script), governed by the real CLI in a fresh process, promoted, and its candidate served by
-``mlflow.pyfunc.load_model`` in another fresh process. Plus: a mis-declared output is refused by
-the faithful-measurement check with nothing registered.
+script), governed by the real CLI in a fresh process, promoted, its candidate served by
+``mlflow.pyfunc.load_model`` in another fresh process, and the champion monitored (its own
+reading of a window, Evidently drift against the reference, a run logged). Plus: a mis-declared
+output is refused by the faithful-measurement check with nothing registered.
 
 Packaged data only: sklearn's breast-cancer (one-logit binary MLP) and digits (8x8 images, 10
 classes: a CNN and an MLP), UCI Adult (a custom PythonModel holding a torch MLP).
@@ -184,6 +185,21 @@ def test_source_kind_governed_promoted_and_served(world: World, name: str) -> No
     # the champion serves in a fresh process, on the raw rows a client sends
     served = _score(world, f"models:/{qname}@champion", evaluation, label, served_mode)
     assert served == pytest.approx(float(mv.tags["quantgate.accuracy_quantized"]), abs=0.01)
+    # and the champion is monitored: its own reading of a window, Evidently against the reference
+    _monitor_spec(world, name, world.files[data]["reference"])
+    proc = run_cli(world.env, "monitor", "--model", name, "--window", str(evaluation))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{qname} v{mv.version} (@champion)" in proc.stdout
+    run_id = cl.get_model_version(qname, mv.version).tags["quantgate.last_monitor_run"]
+    run = cl.get_run(run_id)
+    assert run.data.metrics["rows"] == len(pd.read_parquet(evaluation))
+    assert "drift_report.html" in {a.path for a in cl.list_artifacts(run_id)}
+
+
+def _monitor_spec(world: World, name: str, reference: Path) -> None:
+    d = world.project / "monitoring"
+    d.mkdir(exist_ok=True)
+    (d / f"{name}.yaml").write_text(f"model: {name}\nreference: {reference}\n")
 
 
 def test_misdeclared_output_is_refused_and_nothing_registered(world: World) -> None:
