@@ -97,6 +97,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     from quantgate.cards.card import render_model_card
     from quantgate.cards.provenance import prefect_builder
     from quantgate.cards.trust import source_artifact_digest
+    from quantgate.notify.emit import candidate_recorded
 
     configure_environment()
     log = get_run_logger()
@@ -168,6 +169,8 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
         policy_path=str(policy_path),
         builder=builder,
     )
+    notice = candidate_recorded(mv, verdict, source.ref, rec.label)  # candidate_pending or gate_failed
+    log.info("notified %s: %s", notice.alert.kind if notice.alert else "-", notice.deliveries)
     cmp = ev.comparison
     return {
         "model": source.ref,
