@@ -97,11 +97,11 @@ def notify(
     if not outcome.routes:
         log.info("no notification route wants '%s' alerts for %s", kind, model)
     if drain and outcome.entry_ids:
-        outcome.attempts = box.flush(ids=outcome.entry_ids, alert_log=s.home_abs / "alerts.jsonl")
+        outcome.attempts = box.flush(ids=outcome.entry_ids)
     return outcome
 
 
 def flush(settings: Settings | None = None, limit: int = 100) -> list[Attempt]:
     """Deliver every due alert of the configured outbox (``quantgate notify flush``, ``notify-outbox``)."""
     s = settings or get_settings()
-    return Outbox.open(s).flush(limit=limit, alert_log=s.home_abs / "alerts.jsonl")
+    return Outbox.open(s).flush(limit=limit)

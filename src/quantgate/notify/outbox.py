@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 from tenacity import RetryCallState, wait_exponential
 
 from quantgate.errors import ConfigError
-from quantgate.notify.routes import Route
+from quantgate.notify.routes import Route, project_notifications
 from quantgate.notify.webhook import Alert, DeliveryResult
 from quantgate.settings import Settings, get_settings
 
@@ -328,18 +328,30 @@ Deliverer = Callable[[Route, Alert], DeliveryResult]
 class Outbox:
     """Durable alerts: :meth:`enqueue` writes, :meth:`flush` delivers what is due."""
 
-    def __init__(self, target: str | Path | None = None, *, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, target: str | Path | None = None, *, backoff: Backoff | None = None, alert_log: Path | None = None
+    ) -> None:
         text = str(target) if target is not None else ""
         self.backoff = backoff or Backoff()
+        #: every delivery attempt is also appended here as a JSON line (None: not logged)
+        self.alert_log = alert_log
         self._store: _Store = (
             _PostgresStore(text) if text.startswith(("postgresql", "postgres:")) else _SQLiteStore(Path(text))
         )
 
     @classmethod
     def open(cls, settings: Settings | None = None, *, backoff: Backoff | None = None) -> Outbox:
-        """The configured outbox: ``QUANTGATE_NOTIFY_OUTBOX``, else ``$QUANTGATE_HOME/notify/outbox.db``."""
+        """The configured outbox: ``QUANTGATE_NOTIFY_OUTBOX``, else ``$QUANTGATE_HOME/notify/outbox.db``;
+        its schedule from ``notifications:`` in the project's ``quantgate.yaml``."""
         s = settings or get_settings()
-        return cls(s.notify_outbox or (s.home_abs / "notify" / "outbox.db"), backoff=backoff)
+        if backoff is None:
+            n = project_notifications(s)
+            backoff = Backoff(n.backoff_s, n.backoff_max_s, n.max_attempts, n.lease_s)
+        return cls(
+            s.notify_outbox or (s.home_abs / "notify" / "outbox.db"),
+            backoff=backoff,
+            alert_log=s.home_abs / "alerts.jsonl",
+        )
 
     def describe(self) -> str:
         return self._store.describe()
@@ -363,7 +375,6 @@ class Outbox:
         ids: Sequence[str] | None = None,
         limit: int = 100,
         now: Callable[[], float] = time.time,
-        alert_log: Path | None = None,
     ) -> list[Attempt]:
         """Deliver every due row (or only ``ids``); each outcome is written back at once."""
         from quantgate.notify.deliver import deliver as default_deliver
@@ -400,8 +411,8 @@ class Outbox:
                 values["next_attempt_at"] = next_at
             values["status"] = status
             self._store.finish(entry.id, values)
-            if alert_log is not None:
-                write_alert_log(alert_log, alert, result)
+            if self.alert_log is not None:
+                write_alert_log(self.alert_log, alert, result)
             done.append(
                 Attempt(
                     entry.id,

@@ -89,6 +89,11 @@ class _Notifications(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     routes: list[Route] = Field(default_factory=list)
+    #: outbox retry schedule (see quantgate.notify.outbox.Backoff)
+    backoff_s: float = Field(default=30.0, ge=0)
+    backoff_max_s: float = Field(default=3600.0, ge=0)
+    max_attempts: int = Field(default=20, ge=1)
+    lease_s: float = Field(default=120.0, gt=0)
 
 
 class _ProjectFile(BaseModel):
@@ -129,16 +134,21 @@ def model_routes(model: str, settings: Settings | None = None) -> list[Route] | 
         raise ConfigError(f"invalid alert route in {path}: {_errors(exc)}") from None
 
 
-def project_routes(settings: Settings | None = None) -> list[Route]:
-    """``notifications.routes`` of the project's ``quantgate.yaml`` (none without the file)."""
+def project_notifications(settings: Settings | None = None) -> _Notifications:
+    """The ``notifications:`` section of the project's ``quantgate.yaml`` (defaults without the file)."""
     s = settings or get_settings()
     path = s.path(PROJECT_FILE)
     if not path.is_file():
-        return []
+        return _Notifications()
     try:
-        return list(_ProjectFile.model_validate(_read_yaml(path)).notifications.routes)
+        return _ProjectFile.model_validate(_read_yaml(path)).notifications
     except ValidationError as exc:
         raise ConfigError(f"invalid {path}: {_errors(exc)}", "see the README, section Notifications") from None
+
+
+def project_routes(settings: Settings | None = None) -> list[Route]:
+    """``notifications.routes`` of the project's ``quantgate.yaml`` (none without the file)."""
+    return list(project_notifications(settings).routes)
 
 
 def routes_for(model: str, kind: str, settings: Settings | None = None) -> list[Route]:
