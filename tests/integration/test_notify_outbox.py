@@ -182,3 +182,60 @@ def test_prefect_custom_webhook_block_route(
     text = body["text"]
     assert text.startswith("[INFO] m-quantized v5 is waiting for approval\nwaiting for a reviewer")
     assert "mlflow version: http" in text and f"alert id: {out.alert.id}" in text
+
+
+@pytest.fixture
+def pg_outbox_url() -> Any:
+    """A database of its own on the local PostgreSQL (created, then dropped)."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            pass
+    except OSError as exc:
+        pytest.skip(f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})")
+    name = f"qg_notify_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_postgres_outbox_claims_are_disjoint_and_deliver_once(
+    pg_outbox_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Server mode: two outbox objects on one PostgreSQL table never claim the same row; a row
+    whose claimer vanished is delivered by the next flush after its lease."""
+    from quantgate.demo_receiver import LocalReceiver
+    from quantgate.notify import Backoff, Outbox, Route, build_alert
+
+    receiver = LocalReceiver().start()
+    monkeypatch.setenv(HOOK_ENV, receiver.url)
+    try:
+        first = Outbox(pg_outbox_url, backoff=Backoff(lease_s=60))
+        alerts = [build_alert("drift", "m-quantized", str(v), f"window {v}") for v in range(3)]
+        for a in alerts:
+            first.enqueue(a, [Route(url_env=HOOK_ENV)], now=100.0)
+        second = Outbox(pg_outbox_url, backoff=Backoff(lease_s=60))
+        claimed_a = first._store.claim(101.0, 161.0, 2, None)
+        claimed_b = second._store.claim(101.0, 161.0, 10, None)
+        assert len(claimed_a) == 2 and len(claimed_b) == 1
+        assert not {e.id for e in claimed_a} & {e.id for e in claimed_b}
+        assert second.counts()["sending"] == 3 and second.flush(now=lambda: 150.0) == []  # all leased
+        done = Outbox(pg_outbox_url).flush(now=lambda: 162.0)  # both claimers "died": leases ran out
+        assert [a.status for a in done] == ["delivered"] * 3
+        assert Outbox(pg_outbox_url).flush(now=lambda: 10_000.0) == []
+    finally:
+        receiver.stop()
+    assert sorted(b["id"] for b in receiver.received) == sorted(a.id for a in alerts)
+    assert "PostgreSQL table quantgate_notify_outbox" in first.describe()

@@ -24,6 +24,10 @@ BLOCK_TYPES = ("slack-webhook", "ms-teams-webhook", "custom-webhook")
 ALERT_ID_HEADER = "X-Quantgate-Alert-Id"
 
 
+class BlockNotFound(LookupError):
+    """No saved notification block has that name (yet): the outbox tries again later."""
+
+
 class _Permanent(Exception):
     """A block failure that retrying cannot fix (wrong block type, a private URL the block refuses)."""
 
@@ -46,16 +50,23 @@ def load_block(name: str) -> Any:
         if not isinstance(block, NotificationBlock):
             raise _Permanent(f"block '{ref}' is a {type(block).__name__}, not a notification block")
         return block
-    raise LookupError(
+    raise BlockNotFound(
         f"no notification block named '{name}' on the Prefect server (looked for types: {', '.join(missing)}); "
         "create it in the Prefect UI (Blocks) or with Block.save()"
     )
 
 
-def _block_transient(exc: BaseException) -> bool:
+def _block_permanent(exc: BaseException) -> bool:
+    """Retrying later cannot help: a wrong block type or template, a private URL the block refuses, a 4xx."""
     if isinstance(exc, httpx.HTTPStatusError):
-        return not permanent_status(exc.response.status_code)
-    return not isinstance(exc, (_Permanent, ValueError, TypeError, KeyError))
+        return permanent_status(exc.response.status_code)
+    return isinstance(exc, (_Permanent, ValueError, TypeError, KeyError))
+
+
+def _retry_now(exc: BaseException) -> bool:
+    """Worth a quick retry inside this delivery: not permanent, and not a missing block (someone has
+    to save it first; the outbox tries again later)."""
+    return not _block_permanent(exc) and not isinstance(exc, BlockNotFound)
 
 
 def send_block(name: str, alert: Alert, *, retries: int = 2, backoff: float = 0.5) -> DeliveryResult:
@@ -77,14 +88,14 @@ def send_block(name: str, alert: Alert, *, retries: int = 2, backoff: float = 0.
         Retrying(
             stop=stop_after_attempt(1 + max(0, retries)),
             wait=wait_exponential(multiplier=max(0.0, backoff), min=0.0),
-            retry=retry_if_exception(_block_transient),
+            retry=retry_if_exception(_retry_now),
             reraise=True,
         )(once)
         error = None
     except Exception as exc:
         if isinstance(exc, httpx.HTTPStatusError):
             status = exc.response.status_code
-        permanent = not _block_transient(exc)
+        permanent = _block_permanent(exc)
         detail = getattr(exc, "log", None) or str(exc)  # NotificationError keeps Apprise's log
         error = f"{type(exc).__name__}: {str(detail).strip()[:300]}"
         log.warning("alert '%s' not delivered to block %s after %d attempt(s): %s", alert.title, name, attempts, error)
