@@ -194,3 +194,54 @@ def test_outbox_survives_a_sender_bug(tmp_path: Path, alert: Alert) -> None:
     assert a.status == "pending" and a.result.error == "RuntimeError: boom"
     with pytest.raises(ConfigError, match="unknown outbox status"):
         box.entries("lost")
+
+
+@pytest.fixture
+def quiet_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A project routing everything to an unset URL: alerts are written, never sent anywhere."""
+    from quantgate.settings import get_settings, reset_settings
+
+    s = _project(tmp_path, None, "notifications:\n  routes:\n    - url_env: QG_UNSET_HOOK\n")
+    monkeypatch.delenv("QG_UNSET_HOOK", raising=False)
+    monkeypatch.delenv("QUANTGATE_ALERT_WEBHOOK", raising=False)
+    monkeypatch.delenv("QUANTGATE_NOTIFY_OUTBOX", raising=False)
+    monkeypatch.setenv("QUANTGATE_HOME", str(s.home))
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(s.project_dir))
+    reset_settings()
+    yield get_settings()
+    reset_settings()
+
+
+def test_governance_emitters_write_their_alerts(quiet_project: Any) -> None:
+    from types import SimpleNamespace
+
+    from quantgate.errors import GateFailed
+    from quantgate.notify.emit import candidate_recorded, gate_failed_hook, promoted
+
+    mv = SimpleNamespace(name="m-quantized", version="4", run_id=None, tags={"quantgate.approved_by": "ana"})
+    passed = candidate_recorded(mv, SimpleNamespace(status="pass", failed_rules=[]), "m/2", "dynamic-int8")
+    failed = candidate_recorded(mv, SimpleNamespace(status="fail", failed_rules=["size"]), "m/2", "fp16")
+    moved = promoted(mv, "3")
+    assert [o.alert.kind for o in (passed, failed, moved) if o.alert] == [
+        "candidate_pending",
+        "gate_failed",
+        "promoted",
+    ]
+    assert "quantgate promote m" in passed.alert.summary and "size" in failed.alert.summary
+    assert moved.alert.summary == "m-quantized v4 is now @champion (was v3); approved by ana."
+    assert passed.deliveries[0]["status"] == "pending" and "QG_UNSET_HOOK is not set" in passed.deliveries[0]["error"]
+    # the flow's on_failure hook: only a GateFailed is a gate verdict
+    from prefect.states import Failed
+
+    run = SimpleNamespace(parameters={"model": "m/2"}, id="run-1")
+    gate_failed_hook(None, run, Failed(data=GateFailed("no recipe met the tolerance")))
+    gate_failed_hook(None, run, Failed(data=RuntimeError("a bug")))
+    box = Outbox.open(quiet_project)
+    kinds = [(e.kind, e.model, e.version) for e in reversed(box.entries())]
+    assert kinds == [
+        ("candidate_pending", "m-quantized", "4"),
+        ("gate_failed", "m-quantized", "4"),
+        ("promoted", "m-quantized", "4"),
+        ("gate_failed", "m", "2"),
+    ]
+    assert "no recipe met the tolerance" in box.entries()[0].alert_obj.summary

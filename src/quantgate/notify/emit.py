@@ -61,3 +61,25 @@ def promoted(mv: Any, previous: str | None, *, settings: Settings | None = None)
         report="model_card.md",
         settings=settings,
     )
+
+
+def gate_failed_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect ``on_failure`` hook of ``quantize-model``: when no candidate could meet the policy
+    (``GateFailed``: the recipe search found none, nothing was registered), say so as ``gate_failed``.
+    Other failures are the flow run's own (Prefect shows them); they are not gate verdicts."""
+    from quantgate.errors import GateFailed
+
+    exc = state.result(raise_on_failure=False)
+    if not isinstance(exc, GateFailed):
+        return
+    ref = str((getattr(flow_run, "parameters", None) or {}).get("model", "?"))
+    name, _, version = ref.partition("/")
+    name = name.split("@", 1)[0]
+    notify(
+        "gate_failed",
+        name,
+        version or ref.partition("@")[2] or "latest",
+        f"No candidate of {ref} met its policy; nothing was registered. {exc.one_line()}",
+        title=f"No quantized candidate of {ref} passed its gate",
+        details={"source": ref, "flow_run": str(getattr(flow_run, "id", ""))},
+    )
