@@ -245,3 +245,22 @@ def test_governance_emitters_write_their_alerts(quiet_project: Any) -> None:
         ("gate_failed", "m", "2"),
     ]
     assert "no recipe met the tolerance" in box.entries()[0].alert_obj.summary
+
+
+def test_links_point_at_the_mlflow_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantgate.notify.links import run_url, version_url
+
+    monkeypatch.delenv("QUANTGATE_MLFLOW_UI_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    embedded = Settings()
+    assert version_url("adult income-quantized", 3, embedded) == (
+        "http://127.0.0.1:5000/#/models/adult%20income-quantized/versions/3"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000/")
+    server = Settings()
+    assert run_url("abc", settings=server) == "http://mlflow.internal:5000/#/runs/abc"
+    assert run_url("abc", experiment_id="7", artifact="drift_report.html", settings=server) == (
+        "http://mlflow.internal:5000/#/experiments/7/runs/abc/artifactPath/drift_report.html"
+    )
+    monkeypatch.setenv("QUANTGATE_MLFLOW_UI_URL", "https://ml.example.com/")
+    assert Settings().ui_url == "https://ml.example.com"

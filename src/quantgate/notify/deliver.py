@@ -74,11 +74,13 @@ def send_block(name: str, alert: Alert, *, retries: int = 2, backoff: float = 0.
     subject, body = block_message(alert)
     started = time.monotonic()
     attempts = 0
+    block: Any = None
 
     def once() -> None:
-        nonlocal attempts
+        nonlocal attempts, block
         attempts += 1
-        block = load_block(name)
+        if block is None:  # loaded once per delivery; a retry only sends again
+            block = load_block(name)
         with block.raise_on_failure():
             block.notify(body, subject, _sync=True)
 
