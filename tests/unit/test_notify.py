@@ -264,3 +264,20 @@ def test_links_point_at_the_mlflow_ui(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setenv("QUANTGATE_MLFLOW_UI_URL", "https://ml.example.com/")
     assert Settings().ui_url == "https://ml.example.com"
+
+
+def test_a_failing_route_is_tried_once_per_flush(tmp_path: Path) -> None:
+    """Ten alerts for a receiver that is down cost one failed try per flush, not ten."""
+    box = _box(tmp_path, backoff_s=0)
+    down, up = Route(url="http://down/x"), Route(url="http://up/x")
+    for v in range(10):
+        box.enqueue(build_alert("drift", "m", v, "s"), [down, up], now=0.0)
+
+    def send(route: Route, a: Alert) -> DeliveryResult:
+        return OK if route == up else DOWN
+
+    done = box.flush(send, now=lambda: 1.0)
+    assert sorted((a.route, a.status) for a in done) == sorted(
+        [(up.label, "delivered")] * 10 + [(down.label, "pending")]
+    )
+    assert box.counts() == {"pending": 10, "sending": 0, "delivered": 10, "dead": 0}

@@ -100,7 +100,9 @@ class Entry:
 
 class _Store(Protocol):
     def add(self, rows: Sequence[tuple[Any, ...]]) -> None: ...
-    def claim(self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None) -> list[Entry]: ...
+    def claim(
+        self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None, skip: Sequence[str] = ()
+    ) -> list[Entry]: ...
     def finish(self, entry_id: str, values: dict[str, Any]) -> None: ...
     def entries(self, status: str | None, limit: int) -> list[Entry]: ...
     def counts(self) -> dict[str, int]: ...
@@ -146,12 +148,17 @@ class _SQLiteStore:
         finally:
             conn.close()
 
-    def claim(self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None) -> list[Entry]:
+    def claim(
+        self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None, skip: Sequence[str] = ()
+    ) -> list[Entry]:
         due = "((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until < ?))"
         params: list[Any] = [now, now]
         if ids is not None:
             due += f" AND id IN ({', '.join('?' for _ in ids)})"
             params += list(ids)
+        if skip:
+            due += f" AND route_label NOT IN ({', '.join('?' for _ in skip)})"
+            params += list(skip)
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -262,16 +269,21 @@ class _PostgresStore:
 
         self._run(op)
 
-    def claim(self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None) -> list[Entry]:
+    def claim(
+        self, now: float, lease_until: float, limit: int, ids: Sequence[str] | None, skip: Sequence[str] = ()
+    ) -> list[Entry]:
         sql = (
             f"UPDATE {TABLE} SET status = 'sending', lease_until = $1 WHERE id IN ("
             f"SELECT id FROM {TABLE} WHERE ((status = 'pending' AND next_attempt_at <= $2) "
             "OR (status = 'sending' AND lease_until < $2)) AND ($3::text[] IS NULL OR id = ANY($3::text[])) "
+            "AND NOT (route_label = ANY($5::text[])) "
             f"ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
         )
 
         async def op(conn: Any) -> list[Any]:
-            return list(await conn.fetch(sql, lease_until, now, list(ids) if ids is not None else None, limit))
+            return list(
+                await conn.fetch(sql, lease_until, now, list(ids) if ids is not None else None, limit, list(skip))
+            )
 
         rows = self._run(op)
         return sorted((Entry(**dict(r)) for r in rows), key=lambda e: e.created_at)
@@ -381,10 +393,15 @@ class Outbox:
         from quantgate.notify.webhook import write_alert_log
 
         send = deliver or default_deliver
-        started = now()
-        claimed = self._store.claim(started, started + self.backoff.lease_s, limit, ids)
         done: list[Attempt] = []
-        for entry in claimed:
+        down: list[str] = []  # routes that failed in this flush: their other rows wait for the next one
+        while len(done) < limit:
+            # one row at a time, so a lease only has to outlast one delivery, however long the flush
+            started = now()
+            claimed = self._store.claim(started, started + self.backoff.lease_s, 1, ids, down)
+            if not claimed:
+                break
+            entry = claimed[0]
             alert = entry.alert_obj
             try:
                 result = send(entry.route_obj, alert)
@@ -409,6 +426,7 @@ class Outbox:
                 status = "pending"
                 next_at = finished + self.backoff.delay(attempts)
                 values["next_attempt_at"] = next_at
+                down.append(entry.route_label)
             values["status"] = status
             self._store.finish(entry.id, values)
             if self.alert_log is not None:
