@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from quantgate import pipeline
+from quantgate.notify.emit import candidate_recorded, gate_failed_hook
 from quantgate.policy import load_policy
 from quantgate.settings import configure_environment, get_settings
 from quantgate.transient import is_transient
@@ -89,7 +90,7 @@ def _reading(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: spec[k] for k in keys if k in spec}
 
 
-@flow(name="quantize-model", log_prints=True)
+@flow(name="quantize-model", log_prints=True, on_failure=[gate_failed_hook])
 def quantize_model(model: str, policy: str | None = None, recipe: str | None = None) -> dict[str, Any]:
     """Validate -> quantize -> evaluate -> gate -> card -> register, for ``model`` (NAME[/VERSION|@ALIAS])."""
     from prefect.runtime import deployment
@@ -168,6 +169,8 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
         policy_path=str(policy_path),
         builder=builder,
     )
+    notice = candidate_recorded(mv, verdict, source.ref, rec.label)  # candidate_pending or gate_failed
+    log.info("notified %s: %s", notice.alert.kind if notice.alert else "-", notice.deliveries)
     cmp = ev.comparison
     return {
         "model": source.ref,

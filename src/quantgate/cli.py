@@ -126,8 +126,12 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
                 f" ({d.get('status_code') or d.get('error')})"
             )
         if receiver is not None and receiver.received:
+            kinds: dict[str, int] = {}
+            for a in receiver.received:
+                kinds[a.get("kind", "?")] = kinds.get(a.get("kind", "?"), 0) + 1
             console.print(
-                f"  the local receiver got {len(receiver.received)} alert(s): "
+                f"  the local receiver got {len(receiver.received)} alert(s) "
+                f"({', '.join(f'{k} {n}' for k, n in kinds.items())}): last "
                 f'"{receiver.received[-1].get("title", "")}"'
             )
     console.print("\n[bold]Where to look[/]")
@@ -438,6 +442,9 @@ _add_trust_commands()
 from quantgate.cli_serve import register as _register_serve  # noqa: E402  (serve: issue 13)
 
 _register_serve(app, _run)
+from quantgate.cli_notify import register as _register_notify  # noqa: E402  (notify: issue 13)
+
+_register_notify(app, _run)
 
 
 def main() -> None:

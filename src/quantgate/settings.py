@@ -27,7 +27,16 @@ class Settings(BaseSettings):
         description="The team's repository: where policies/, registry/ and monitoring/ are read from.",
     )
     alert_webhook: str | None = Field(
-        default=None, description="URL that drift alerts are POSTed to (overrides monitoring/)."
+        default=None,
+        description="URL that every alert is POSTed to (overrides the routes of monitoring/ and quantgate.yaml).",
+    )
+    notify_outbox: str | None = Field(
+        default=None,
+        description="Alert outbox: a SQLite file (default $QUANTGATE_HOME/notify/outbox.db) or postgresql://...",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="MLflow UI base URL for links in alerts (default: an http(s) tracking URI, else quantgate ui's).",
     )
     torch_threads: int = Field(default=2, ge=1, description="Threads for torch inference.")
     # read once, at start-up: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI itself,
@@ -55,6 +64,15 @@ class Settings(BaseSettings):
     @property
     def registry_uri(self) -> str:
         return self.mlflow_registry_uri or self.tracking_uri
+
+    @property
+    def ui_url(self) -> str:
+        """Where people open MLflow: ``QUANTGATE_MLFLOW_UI_URL``, an http(s) tracking server, or the
+        address ``quantgate ui`` serves on by default."""
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url.rstrip("/")
+        uri = self.mlflow_tracking_uri or ""
+        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
 
     @property
     def embedded_mlflow(self) -> bool:

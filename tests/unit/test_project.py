@@ -45,6 +45,7 @@ def test_init_scaffolds_a_project_whose_examples_validate(team: Path) -> None:
         "README.md",
         ".gitignore",
         "prefect.yaml",
+        "quantgate.yaml",
         "policies/default.yaml",
         "registry/models/example-model.yaml.example",
         "monitoring/example-model.yaml.example",
@@ -55,6 +56,12 @@ def test_init_scaffolds_a_project_whose_examples_validate(team: Path) -> None:
     cfg = ModelConfig.model_validate(yaml.safe_load((team / "registry/models/example-model.yaml.example").read_text()))
     assert get_settings().path(cfg.policy) == (team / "policies" / "default.yaml").resolve()
     MonitorSpec.model_validate(yaml.safe_load((team / "monitoring/example-model.yaml.example").read_text()))
+    from quantgate.notify.routes import project_notifications
+    from quantgate.settings import Settings
+
+    assert [r.label for r in project_notifications(Settings(project_dir=team)).routes] == [
+        "webhook:$QUANTGATE_ALERT_WEBHOOK"
+    ]
     # examples are not onboardings: the nightly sweep lists registry/models/*.yaml only
     assert not list((team / "registry" / "models").glob("*.yaml"))
     # a new project has no card template of its own: quantgate's is used

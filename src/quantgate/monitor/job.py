@@ -7,18 +7,18 @@ compare the window with the reference through Evidently, and alert when it drift
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quantgate.errors import ConfigError, DataError, RegistryError
+from quantgate.notify.routes import Route as AlertRoute  # an alerts: item (webhook URL or Prefect block)
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
 
@@ -31,23 +31,6 @@ EXPERIMENT = "quantgate-monitoring"
 DRIFT_EVENT = "quantgate.drift.detected"
 #: end of the last monitored window (UTC ISO time): the next inference-log window starts there
 TAG_LAST_MONITOR_AT = "quantgate.last_monitor_at"
-
-
-class AlertRoute(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["webhook", "slack"]
-    url: str | None = None
-    url_env: str | None = None
-
-    @model_validator(mode="after")
-    def _one_url(self) -> AlertRoute:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError("give exactly one of url / url_env")
-        return self
-
-    def resolved_url(self) -> str | None:
-        return self.url or (os.environ.get(self.url_env or "") or None)
 
 
 class MonitorSpec(BaseModel):
@@ -154,7 +137,7 @@ def run_monitor(
     from quantgate.data.datasets import read_table
     from quantgate.monitor import detect_drift
     from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
-    from quantgate.notify import Alert, send_webhook, write_alert_log
+    from quantgate.notify import notify
     from quantgate.registry.mlflow_registry import client, ensure_experiment, load_wrapped
 
     s = settings or get_settings()
@@ -217,34 +200,25 @@ def run_monitor(
         mlflow.log_artifact(str(html))
         mlflow.log_dict(result.to_dict(), "drift.json")
         run_id = run.info.run_id
+        experiment_id = run.info.experiment_id
     cl.set_model_version_tag(qname, mv.version, "quantgate.last_monitor_run", run_id)
     cl.set_model_version_tag(qname, mv.version, "quantgate.drift", str(result.dataset_drift).lower())
     cl.set_model_version_tag(qname, mv.version, TAG_LAST_MONITOR_AT, window_end.isoformat())
     outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
     if result.dataset_drift:
-        alert = Alert(
-            title=f"Data drift on {qname} v{mv.version}",
-            severity="warning",
-            model=qname,
-            version=str(mv.version),
-            summary=(
-                f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
-                f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}"
-            ),
+        sent = notify(
+            "drift",
+            qname,
+            str(mv.version),
+            f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
+            f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}",
             details={"drifted_columns": result.drifted_columns, "rows": len(current), "mlflow_run": run_id},
-            links={"mlflow_run": f"{s.tracking_uri} run {run_id}"},
-            created_at=datetime.now(UTC),
+            run_id=run_id,
+            experiment_id=experiment_id,
+            report="drift_report.html",
+            settings=s,
         )
-        urls = [(r.type, r.resolved_url()) for r in spec.alerts]
-        if s.alert_webhook:
-            urls = [("webhook", s.alert_webhook)]
-        for kind, url in urls:
-            if url is None:
-                outcome.deliveries.append({"route": kind, "ok": False, "error": "no URL configured"})
-                continue
-            res = send_webhook(url, alert, format="slack" if kind == "slack" else "auto")
-            write_alert_log(s.home_abs / "alerts.jsonl", alert, res)
-            outcome.deliveries.append({"route": kind, **res.model_dump(mode="json")})
+        outcome.deliveries.extend(sent.deliveries)
         outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
         outcome.event_emitted = outcome.event_error is None
     return outcome

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +78,10 @@ class Alert(BaseModel):
 
     title: str
     severity: Severity = "warning"
+    #: what happened (``quantgate.notify.events.KINDS``); "drift" for alerts built before kinds existed
+    kind: str = "drift"
+    #: stable across delivery attempts, so a receiver can drop a repeat (also sent as X-Quantgate-Alert-Id)
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     model: str
     version: str
     summary: str
@@ -102,8 +107,10 @@ class DeliveryResult(BaseModel):
     status_code: int | None = None
     attempts: int = 0
     error: str | None = None
-    payload_format: Literal["json", "slack"] = "json"
+    payload_format: Literal["json", "slack", "block"] = "json"
     elapsed_s: float = 0.0
+    #: the failure cannot pass by retrying (a 4xx other than 408/429, a URL with no usable scheme)
+    permanent: bool = False
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -171,6 +178,11 @@ def _retryable_status(code: int) -> bool:
     return code >= 500 or code == 429
 
 
+def permanent_status(code: int) -> bool:
+    """A 4xx answer (but 408 timeout and 429 rate limit) says the request itself is wrong."""
+    return 400 <= code < 500 and code not in (408, 429)
+
+
 def _transient(exc: BaseException) -> bool:
     """Connection errors and timeouts may pass; a URL with no usable scheme stays wrong."""
     return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
@@ -218,6 +230,7 @@ def send_webhook(
     attempts = 0
     status: int | None = None
     error: str | None = None
+    bad_url = False
 
     def post(client: httpx.Client) -> httpx.Response:
         nonlocal attempts
@@ -232,6 +245,7 @@ def send_webhook(
             error = f"HTTP {status}: {_truncate(response.text.strip(), 200)}"
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         error = f"invalid webhook URL: {exc}"
+        bad_url = True
     except httpx.TransportError as exc:
         error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
@@ -244,6 +258,7 @@ def send_webhook(
         error=None if ok else (error or "not delivered"),
         payload_format=fmt,
         elapsed_s=round(time.monotonic() - started, 4),
+        permanent=not ok and (bad_url or (status is not None and permanent_status(status))),
     )
     if not ok:
         log.warning("alert '%s' not delivered after %d attempt(s): %s", alert.title, attempts, result.error)

@@ -213,6 +213,9 @@ def promote(
         else:
             cl.delete_registered_model_alias(name, c.ALIAS_CHAMPION)
         raise
+    from quantgate.notify.emit import promoted as notify_promoted  # the alert goes through the outbox
+
+    notify_promoted(cl.get_model_version(name, mv.version), previous, settings=settings)
     return cl.get_model_version(name, mv.version), previous
 
 
