@@ -438,6 +438,9 @@ _add_trust_commands()
 from quantgate.cli_serve import register as _register_serve  # noqa: E402  (serve: issue 13)
 
 _register_serve(app, _run)
+from quantgate.cli_ledger import register as _register_ledger  # noqa: E402  (ledger: issue 14)
+
+_register_ledger(app)
 
 
 def main() -> None:
