@@ -19,8 +19,9 @@ ACTOR = "prefect:promote-on-approval"
 
 
 @flow(name="promote-on-approval", log_prints=True)
-def promote_on_approval(name: str, version: str) -> dict[str, Any]:
-    """Move ``@champion`` of ``name`` to ``version`` if every promotion check passes."""
+def promote_on_approval(name: str, version: str | int) -> dict[str, Any]:
+    """Move ``@champion`` of ``name`` to ``version`` if every promotion check passes (the
+    trigger passes the event payload's strings; a number is accepted too)."""
     from quantgate.approvals.notify import notify_entry
     from quantgate.cards.trust import verify_for_promotion
     from quantgate.errors import RegistryError

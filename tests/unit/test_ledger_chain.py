@@ -4,6 +4,7 @@ entry is reported, and so is a receiver signature that drifts from MLflow's own 
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def test_intact_chain_verifies() -> None:
     assert rep.ok, rep.problems
     assert rep.entries == 5 and rep.head == _head(entries)
     assert entries[0]["prev_hash"] == GENESIS
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(entries))
 
 
 def test_hash_covers_every_field() -> None:
