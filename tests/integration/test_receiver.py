@@ -122,7 +122,8 @@ def _events(resource: str) -> list[Any]:
                 filter=EventFilter(
                     event=EventNameFilter(name=["quantgate.approval.granted"]),
                     resource=EventResourceFilter(id=[resource]),
-                )
+                ),
+                limit=50,  # the server's maximum page
             )
             return list(page.events)
 
