@@ -117,8 +117,10 @@ def rollback(
     name: str = typer.Argument(..., help="Source model name or its -quantized name."),
     to: str | None = typer.Option(None, "--to", help="Version to make @champion (default: the @previous alias)."),
 ) -> None:
-    """Move @champion back (default: to @previous), with the checks of a promotion; recorded in
-    the ledger and sent to the alert webhook when one is configured."""
+    """Move @champion back (default: to @previous), with the checks of a promotion.
+
+    Only aliases move; the replaced champion becomes @previous. Recorded in the ledger and sent to
+    the alert webhook when one is configured (QUANTGATE_ALERT_WEBHOOK)."""
 
     def body() -> None:
         from quantgate.approvals.notify import notify_entry
@@ -162,9 +164,11 @@ def receiver(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     max_age: int = typer.Option(300, "--max-age", min=1, help="Refuse deliveries whose timestamp is older (s)."),
 ) -> None:
-    """Receive MLflow model-registry webhooks: verify the signature, refuse stale or replayed
-    deliveries, record reviews in the ledger and emit `quantgate.approval.granted` to Prefect.
-    Needs QUANTGATE_WEBHOOK_SECRET (the webhook's secret) and PREFECT_API_URL."""
+    """Receive MLflow webhooks: an approval becomes the Prefect event quantgate.approval.granted.
+
+    Verifies the HMAC signature, refuses stale (--max-age) or replayed deliveries, records reviews in
+    the ledger. Needs QUANTGATE_WEBHOOK_SECRET (the webhook's secret), PREFECT_API_URL and
+    MLFLOW_TRACKING_URI (the MLflow server)."""
 
     def body() -> None:
         import uvicorn
@@ -183,8 +187,9 @@ def webhook_register(
     url: str = typer.Option(..., "--url", help="Where the receiver listens, e.g. http://127.0.0.1:8765/mlflow."),
     name: str = typer.Option("quantgate-approvals", "--name", help="Webhook name in MLflow."),
 ) -> None:
-    """Create the MLflow webhook (event model_version_tag.set) that delivers to the receiver, signed
-    with QUANTGATE_WEBHOOK_SECRET. Needs an MLflow server (MLFLOW_TRACKING_URI=http://...); a plain
+    """Create the MLflow webhook (model_version_tag.set) that delivers to `quantgate receiver`.
+
+    Signed with QUANTGATE_WEBHOOK_SECRET. Needs an MLflow server (MLFLOW_TRACKING_URI=http://...); a plain
     http or loopback URL needs the server started with MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and
     MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true."""
 

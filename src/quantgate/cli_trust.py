@@ -141,7 +141,7 @@ def verify(
 
             return verify_ledger(ledger, as_json)
         if ref is None:
-            raise QuantgateError("nothing to verify", "give NAME[/VERSION|@ALIAS], or --ledger NAME")
+            raise QuantgateError("nothing to verify", "give NAME, NAME/VERSION or NAME@ALIAS, or --ledger NAME")
         s = get_settings()
         mv = resolve_for_verify(ref, s)
         report = verify_version(mv, settings=s, policy_file=policy)
