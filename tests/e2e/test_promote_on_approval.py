@@ -94,7 +94,7 @@ def log(d):
                                        artifacts=w.save(d), pip_requirements=["torch"])
     return info.model_uri, run.info.run_id
 src_uri, src_run = log(Path("src-files"))
-cl.create_registered_model("tiny"); cl.create_model_version("tiny", src_uri, run_id=src_run)
+mlflow.register_model(src_uri, "tiny")
 uri, run_id = log(Path("cand-files"))
 ctx = {"data": {"paths": {"evaluation": "/d/e.csv"}, "digests": {"evaluation": "sha256:" + "02" * 32}},
        "policy": {"name": "e2e", "digest": policy_file_digest(s.path("policies/e2e.yaml"))},
@@ -103,9 +103,8 @@ tags = attach_provenance(uri, run_id, name="tiny-quantized", source={"name": "ti
                          materials=materials_from_context(ctx, policy_path="policies/e2e.yaml"),
                          builder=prefect_builder(flow_run_id="0-e2e", flow_name="quantize-model"),
                          settings=s, create_key=True)
-cl.create_registered_model("tiny-quantized")
-mv = cl.create_model_version("tiny-quantized", uri, run_id=run_id,
-                             tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "pending", **tags})
+mv = mlflow.register_model(uri, "tiny-quantized",
+                           tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "pending", **tags})
 digest = provenance_digest(verify_version(mv, settings=s).statement)
 cl.set_model_version_tag("tiny-quantized", mv.version, c.TAG_APPROVED_BY, "alice")
 cl.set_model_version_tag("tiny-quantized", mv.version, c.TAG_APPROVED_DIGEST, digest)
