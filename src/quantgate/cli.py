@@ -445,6 +445,9 @@ _register_serve(app, _run)
 from quantgate.cli_notify import register as _register_notify  # noqa: E402  (notify: issue 13)
 
 _register_notify(app, _run)
+from quantgate.cli_ledger import register as _register_ledger  # noqa: E402  (ledger: issue 14)
+
+_register_ledger(app)
 
 
 def main() -> None:

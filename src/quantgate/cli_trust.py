@@ -117,18 +117,31 @@ def resolve_for_verify(ref: str, settings: Settings | None = None) -> ModelVersi
 
 
 def verify(
-    ref: str = typer.Argument(..., help="NAME[/VERSION|@ALIAS] of a quantized version, e.g. adult-income@candidate."),
+    ref: str | None = typer.Argument(
+        None, help="NAME[/VERSION|@ALIAS] of a quantized version, e.g. adult-income@candidate."
+    ),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="Instead: check the promotion ledger of this model (hash chain, removed/edited entries)."
+    ),
     policy: Path | None = typer.Option(
         None, "--policy", help="Check against this policy file instead of the one recorded in the statement."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Check a version's signed provenance: signature by a trusted key, every file's sha256, the policy."""
+    """Check a version's signed provenance (signature by a trusted key, every file's sha256, the policy),
+    or with --ledger NAME the hash chain of a model's promotion ledger."""
 
     def body() -> None:
         from quantgate.cards.trust import verify_version
+        from quantgate.errors import QuantgateError
         from quantgate.settings import get_settings
 
+        if ledger is not None:
+            from quantgate.cli_ledger import verify_ledger
+
+            return verify_ledger(ledger, as_json)
+        if ref is None:
+            raise QuantgateError("nothing to verify", "give NAME, NAME/VERSION or NAME@ALIAS, or --ledger NAME")
         s = get_settings()
         mv = resolve_for_verify(ref, s)
         report = verify_version(mv, settings=s, policy_file=policy)

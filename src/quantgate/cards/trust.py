@@ -213,15 +213,66 @@ def verify_version(
     return report
 
 
-def verify_for_promotion(mv: ModelVersion, settings: Settings | None = None) -> None:
-    """``promote(..., verify=verify_for_promotion)``: refuse (RegistryError) unless verified."""
-    report = verify_version(mv, settings=settings)
+def provenance_digest(statement: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` of the canonical JSON of a signed provenance statement, i.e. of the
+    DSSE payload that was signed: what ``quantgate.approved_digest`` binds an approval to."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(canonical_json(statement)).hexdigest()
+
+
+def approval_problems(mv: ModelVersion, report: VerificationReport, *, require_stamp: bool) -> list[str]:
+    """Why an approval does not (or no longer) hold for ``mv``, given its verification report.
+
+    - the server's stamp (``quantgate.approved_by`` and ``quantgate.approved_digest``) is required
+      when ``require_stamp`` (server mode: an approval without it did not go through the quantgate
+      server app);
+    - when ``quantgate.approved_digest`` is present, the version's signed statement must still have
+      that digest: the artifact, policy or verdict it vouches for changed since the approval.
+    """
+    problems = []
+    stamped_by, stamped_digest = mv.tags.get(c.TAG_APPROVED_BY), mv.tags.get(c.TAG_APPROVED_DIGEST)
+    if require_stamp and not (stamped_by and stamped_digest):
+        problems.append(
+            f"the approval carries no server stamp ({c.TAG_APPROVED_BY}/{c.TAG_APPROVED_DIGEST}): "
+            "approve through `mlflow server --app-name quantgate`"
+        )
+    if stamped_digest and report.statement is not None:
+        now = provenance_digest(report.statement)
+        if now != stamped_digest:
+            problems.append(
+                f"the version changed since it was approved (provenance {now}, approved {stamped_digest}): "
+                "approve it again"
+            )
+    elif stamped_digest:
+        problems.append("the approved provenance could not be read back, so the approval cannot be checked")
+    return problems
+
+
+def verify_for_promotion(mv: ModelVersion, settings: Settings | None = None) -> str | None:
+    """``promote(..., verify=verify_for_promotion)``: refuse (RegistryError) unless the signed
+    provenance verifies, the approval still binds to it (:func:`approval_problems`) and this host's
+    instruction set is the one the candidate was gated for. Returns the provenance digest."""
+    from quantgate.hardware import host_mismatch
+
+    s = settings or get_settings()
+    report = verify_version(mv, settings=s)
     if not report.passed:
         failed = "; ".join(f"{ch.name}: {ch.detail}" for ch in report.failures())
         raise RegistryError(
             f"{mv.name}/{mv.version} failed verification, promotion refused ({failed})",
             f"run: quantgate verify {mv.name}/{mv.version}",
         )
+    problems = approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
+    if problems:
+        raise RegistryError(f"{mv.name}/{mv.version}: promotion refused, {'; '.join(problems)}")
+    mismatch = host_mismatch(mv.tags.get("quantgate.target", ""))
+    if mismatch:
+        raise RegistryError(
+            f"{mv.name}/{mv.version}: promotion refused, {mismatch}",
+            "promote from a host of the target instruction set, or quantize again for this one",
+        )
+    return provenance_digest(report.statement) if report.statement is not None else None
 
 
 __all__ = [
@@ -232,7 +283,9 @@ __all__ = [
     "TAG_SIGNING_KEY",
     "Check",
     "VerificationReport",
+    "approval_problems",
     "attach_provenance",
+    "provenance_digest",
     "source_artifact_digest",
     "verify_for_promotion",
     "verify_version",

@@ -15,6 +15,9 @@ Kind = Literal[
     "promoted",
     "retraining",
     "retraining_refused",
+    "promotion_refused",
+    "rollback",
+    "rejected",
 ]
 KINDS: tuple[str, ...] = get_args(Kind)
 
@@ -28,6 +31,9 @@ _TEMPLATES: dict[str, tuple[str, Severity]] = {
     "promoted": ("{model} v{version} promoted to @champion", "info"),
     "retraining": ("Retraining started for {model} (from v{version})", "info"),
     "retraining_refused": ("Retraining refused for {model} (v{version})", "warning"),
+    "promotion_refused": ("Promotion refused for {model} v{version}", "warning"),
+    "rollback": ("{model} rolled back to v{version}", "warning"),
+    "rejected": ("{model} v{version} was rejected by a reviewer", "info"),
 }
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
+    from quantgate.ledger import MlflowLedger
     from quantgate.models.wrapped import WrappedModel
 
 
@@ -164,59 +165,246 @@ def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def promote(
-    source: str, version: str | None = None, *, settings: Settings | None = None, verify: Any = None
-) -> tuple[ModelVersion, str | None]:
-    """Move ``champion`` to an approved, passing version; refuse anything else.
+def ledger(settings: Settings | None = None) -> MlflowLedger:
+    """The promotion ledger in this store (``quantgate.ledger``)."""
+    from quantgate.ledger import MlflowLedger
 
-    ``verify`` (optional callable taking the ModelVersion) runs last and may raise to refuse.
-    Returns (new champion, previous champion version or None).
-    """
-    cl = client(settings)
+    s = settings or get_settings()
+    return MlflowLedger(client(s), s.artifacts_dir.as_uri() if s.embedded_mlflow else None)
+
+
+def default_actor() -> str:
+    """Who runs a promotion from this process when nobody says: the OS user, marked as
+    unauthenticated (the store has no identity; the server app's stamp is the approver)."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (os user, unauthenticated)"
+    except Exception:  # no passwd entry in some containers
+        return "unknown (os user, unauthenticated)"
+
+
+def _quantized(cl: MlflowClient, source: str) -> str:
     name = source if source.endswith(c.SUFFIX) else c.quantized_name(source)
     if not _exists(cl, name):
         raise RegistryError(
             f"'{source}' has no quantized versions ({name} is not registered)",
             f"run: quantgate quantize --model {source}",
         )
-    if version is None:
-        target = _alias_version(cl, name, c.ALIAS_CANDIDATE)
-        if target is None:
-            raise RegistryError(
-                f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
-                "quantize again with another recipe or policy",
-            )
-        version = target
-    mv = resolve_version(f"{name}/{version}", settings)
+    return name
+
+
+def _check_promotable(mv: ModelVersion, verify: Any) -> str | None:
+    """Verdict, approval, then the ``verify`` hook (may raise, may return the provenance digest)."""
     verdict = mv.tags.get(c.TAG_VERDICT)
     approval = mv.tags.get(c.TAG_APPROVAL)
+    label = f"{mv.name}/{mv.version}"
     if verdict != "pass":
-        raise RegistryError(f"{name}/{version} failed its gate (verdict={verdict}); it can never be promoted")
+        raise RegistryError(f"{label} failed its gate (verdict={verdict}); it can never be promoted")
     if approval != "approved":
         raise RegistryError(
-            f"{name}/{version} is not approved (quantgate.approval={approval})",
-            f"a reviewer sets tag quantgate.approval=approved on version {version} in the MLflow UI (quantgate ui)",
+            f"{label} is not approved (quantgate.approval={approval})",
+            f"a reviewer sets tag quantgate.approval=approved on version {mv.version} in the MLflow UI (quantgate ui)",
         )
-    if verify is not None:
-        verify(mv)
-    previous = _alias_version(cl, name, c.ALIAS_CHAMPION)
-    if previous == str(mv.version):
-        return mv, previous
-    cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, mv.version)
+    digest = verify(mv) if verify is not None else None
+    return digest if isinstance(digest, str) else None
+
+
+def _record_refusal(
+    book: MlflowLedger,
+    name: str,
+    version: str | None,
+    mv: ModelVersion | None,
+    champion: str | None,
+    actor: str,
+    exc: RegistryError,
+    what: str,
+) -> None:
+    tags = dict(mv.tags) if mv is not None else {}
+    book.append(
+        action="refusal",
+        model=name,
+        version=version,
+        actor=actor,
+        previous_champion=champion,
+        champion=champion,
+        approved_by=tags.get(c.TAG_APPROVED_BY),
+        policy_digest=tags.get(c.TAG_POLICY_DIGEST),
+        provenance_digest=tags.get(c.TAG_APPROVED_DIGEST),
+        reason=f"{what} refused: {exc.one_line()}",
+    )
+
+
+def _move_champion(
+    cl: MlflowClient,
+    book: MlflowLedger,
+    mv: ModelVersion,
+    previous: str | None,
+    entry: dict[str, Any],
+    version_tags: dict[str, str],
+) -> dict[str, Any]:
+    """@champion -> mv, @previous -> the old champion, tags on mv, one ledger entry: all or nothing."""
+    name, version = mv.name, str(mv.version)
+    old_previous = _alias_version(cl, name, c.ALIAS_PREVIOUS)
+    old_tags = {k: mv.tags.get(k) for k in version_tags}
     try:
-        cl.set_model_version_tag(name, mv.version, c.TAG_PROMOTED_AT, datetime.now(UTC).isoformat())
+        cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, version)
         if previous is not None:
-            cl.set_model_version_tag(name, mv.version, c.TAG_PREVIOUS_CHAMPION, previous)
+            cl.set_registered_model_alias(name, c.ALIAS_PREVIOUS, previous)
+        for k, v in version_tags.items():
+            cl.set_model_version_tag(name, version, k, v)
+        return book.append(**entry)
     except BaseException:
         if previous is not None:
             cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, previous)
         else:
             cl.delete_registered_model_alias(name, c.ALIAS_CHAMPION)
+        if old_previous is not None:
+            cl.set_registered_model_alias(name, c.ALIAS_PREVIOUS, old_previous)
+        elif previous is not None:
+            cl.delete_registered_model_alias(name, c.ALIAS_PREVIOUS)
+        for k, v in old_tags.items():
+            if v is None:
+                cl.delete_model_version_tag(name, version, k)
+            else:
+                cl.set_model_version_tag(name, version, k, v)
         raise
+
+
+def promote(
+    source: str,
+    version: str | None = None,
+    *,
+    settings: Settings | None = None,
+    verify: Any = None,
+    actor: str | None = None,
+) -> tuple[ModelVersion, str | None]:
+    """Move ``champion`` to an approved, passing version; refuse anything else.
+
+    ``verify`` (optional callable taking the ModelVersion) runs last and may raise to refuse; what
+    it returns, when a string, is recorded as the provenance digest. The old champion becomes
+    ``@previous``. The promotion, or the refusal (for a registered model), is a ledger entry by
+    ``actor`` (default :func:`default_actor`). Returns (new champion, previous champion or None).
+    """
+    s = settings or get_settings()
+    cl = client(s)
+    name = _quantized(cl, source)
+    book = ledger(s)
+    who = actor or default_actor()
+    previous = _alias_version(cl, name, c.ALIAS_CHAMPION)
+    mv = None
+    try:
+        if version is None:
+            version = _alias_version(cl, name, c.ALIAS_CANDIDATE)
+            if version is None:
+                raise RegistryError(
+                    f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
+                    "quantize again with another recipe or policy",
+                )
+        mv = resolve_version(f"{name}/{version}", s)
+        digest = _check_promotable(mv, verify)
+    except RegistryError as exc:
+        _record_refusal(book, name, version, mv, previous, who, exc, "promotion")
+        raise
+    if previous == str(mv.version):
+        return mv, previous
+    entry = {
+        "action": "promotion",
+        "model": name,
+        "version": str(mv.version),
+        "actor": who,
+        "previous_champion": previous,
+        "champion": str(mv.version),
+        "approved_by": mv.tags.get(c.TAG_APPROVED_BY),
+        "policy_digest": mv.tags.get(c.TAG_POLICY_DIGEST),
+        "provenance_digest": digest or mv.tags.get(c.TAG_APPROVED_DIGEST),
+        "reason": "approved and verified",
+    }
+    tags = {c.TAG_PROMOTED_AT: datetime.now(UTC).isoformat()}
+    if previous is not None:
+        tags[c.TAG_PREVIOUS_CHAMPION] = previous
+    _move_champion(cl, book, mv, previous, entry, tags)
     from quantgate.notify.emit import promoted as notify_promoted  # the alert goes through the outbox
 
-    notify_promoted(cl.get_model_version(name, mv.version), previous, settings=settings)
+    notify_promoted(cl.get_model_version(name, mv.version), previous, settings=s)
     return cl.get_model_version(name, mv.version), previous
+
+
+def rollback(
+    source: str,
+    to: str | None = None,
+    *,
+    settings: Settings | None = None,
+    verify: Any = None,
+    actor: str | None = None,
+) -> tuple[ModelVersion, str]:
+    """Move ``champion`` back to ``to`` (default: ``@previous``); the replaced champion becomes
+    ``@previous``. The target must pass the same checks as a promotion (verdict, approval,
+    ``verify``). Only aliases move: the target version itself is left exactly as it was. Recorded
+    in the ledger (refusals too). Returns (new champion, the champion it replaced)."""
+    s = settings or get_settings()
+    cl = client(s)
+    name = _quantized(cl, source)
+    book = ledger(s)
+    who = actor or default_actor()
+    current = _alias_version(cl, name, c.ALIAS_CHAMPION)
+    mv = None
+    try:
+        if current is None:
+            raise RegistryError(f"{name} has no @champion, so there is nothing to roll back")
+        target = to if to is not None else _alias_version(cl, name, c.ALIAS_PREVIOUS)
+        if target is None:
+            raise RegistryError(
+                f"{name} has no @{c.ALIAS_PREVIOUS} alias to roll back to", "name a version: --to VERSION"
+            )
+        if str(target) == current:
+            raise RegistryError(f"{name}/{target} is already @champion", "name another version: --to VERSION")
+        mv = resolve_version(f"{name}/{target}", s)
+        digest = _check_promotable(mv, verify)
+    except RegistryError as exc:
+        _record_refusal(book, name, to, mv, current, who, exc, "rollback")
+        raise
+    entry = {
+        "action": "rollback",
+        "model": name,
+        "version": str(mv.version),
+        "actor": who,
+        "previous_champion": current,
+        "champion": str(mv.version),
+        "approved_by": mv.tags.get(c.TAG_APPROVED_BY),
+        "policy_digest": mv.tags.get(c.TAG_POLICY_DIGEST),
+        "provenance_digest": digest or mv.tags.get(c.TAG_APPROVED_DIGEST),
+        "reason": f"rolled back from v{current}",
+    }
+    _move_champion(cl, book, mv, current, entry, {})
+    return cl.get_model_version(name, mv.version), current
+
+
+def record_review(
+    name: str, version: str, decision: str, *, settings: Settings | None = None, actor: str | None = None
+) -> dict[str, Any]:
+    """A ledger entry for a reviewer's decision on ``name/version`` (``approved`` -> approval,
+    ``rejected`` -> rejection); who is the server's stamp when present, else ``actor``."""
+    s = settings or get_settings()
+    cl = client(s)
+    mv = cl.get_model_version(name, version)
+    action = {"approved": "approval", "rejected": "rejection"}.get(decision)
+    if action is None:
+        raise RegistryError(f"'{decision}' is not a review decision", "approved or rejected")
+    champion = _alias_version(cl, name, c.ALIAS_CHAMPION)
+    stamped = mv.tags.get(c.TAG_APPROVED_BY)
+    return ledger(s).append(
+        action=action,
+        model=name,
+        version=str(version),
+        actor=stamped or actor or "unknown (no server stamp)",
+        previous_champion=champion,
+        champion=champion,
+        approved_by=stamped if action == "approval" else None,
+        policy_digest=mv.tags.get(c.TAG_POLICY_DIGEST),
+        provenance_digest=mv.tags.get(c.TAG_APPROVED_DIGEST),
+        reason=f"{c.TAG_APPROVAL}={decision}",
+    )
 
 
 def registry_snapshot(settings: Settings | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Promotion on approval: the MLflow webhook receiver and the ledger's notifications."""
