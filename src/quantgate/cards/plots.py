@@ -86,7 +86,7 @@ def group_accuracy_figure(groups: Sequence[Mapping[str, Any]], threshold: float 
         )
     acc.set_yticks(ys, labels)
     acc.set_xlabel("accuracy (95% Wilson interval)")
-    acc.legend(loc="lower left", fontsize="small")
+    acc.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize="small")
     acc.grid(axis="x", alpha=0.3)
     drops = [_f(g.get("drop")) or 0.0 for g in rows]
     derr = list(zip(*(_err(d, g.get("drop_ci")) for d, g in zip(drops, rows, strict=True)), strict=True))
@@ -103,8 +103,11 @@ def group_accuracy_figure(groups: Sequence[Mapping[str, Any]], threshold: float 
     drop.axvline(0, color="black", lw=0.8)
     if threshold is not None:
         drop.axvline(100 * threshold, color=BAD, ls="--", lw=1, label=f"policy threshold {100 * threshold:g} pt")
+    if threshold is not None:  # the threshold always in view, with a margin
+        lo, hi = drop.get_xlim()
+        drop.set_xlim(lo, max(hi, 100 * threshold + 0.15 * (100 * threshold - lo)))
     drop.set_xlabel("accuracy drop, points (positive = worse)")
-    drop.legend(loc="lower right", fontsize="small")
+    drop.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1, fontsize="small")
     drop.grid(axis="x", alpha=0.3)
     fig.suptitle(TITLES[GROUP_ACCURACY] if rows else "No groups evaluated")
     return fig
