@@ -8,9 +8,10 @@ the current directory) holds only what is theirs::
     registry/model_card.md.j2   optional: overrides the card template quantgate ships
     monitoring/          one drift spec per watched model
 
-Shipped with the package (``quantgate/templates/``): the model-card template and the default
-policy (in the source tree, links to ``registry/model_card.md.j2`` and ``policies/default.yaml``,
-so there is one file of each), and the files ``quantgate init`` writes.
+Shipped with the package (``quantgate/templates/``): the model-card template, the default
+policy and the permissive one (in the source tree, links to ``registry/model_card.md.j2``,
+``policies/default.yaml`` and ``policies/permissive.yaml``, so there is one file of each), and
+the files ``quantgate init`` writes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from quantgate.settings import Settings, get_settings
 
 CARD_TEMPLATE = Path("registry") / "model_card.md.j2"
 DEFAULT_POLICY = Path("policies") / "default.yaml"
+PERMISSIVE_POLICY = Path("policies") / "permissive.yaml"
 _SCAFFOLD = "scaffold"
 
 
@@ -60,6 +62,10 @@ def _scaffold_files() -> dict[Path, str]:
         "# Onboarding files name it as `policy: policies/default.yaml` (the default when they name none).\n"
     )
     files[DEFAULT_POLICY] = header + default_policy_text()
+    files[PERMISSIVE_POLICY] = (
+        "# Copied from quantgate's permissive policy by `quantgate init`: group and flip rules only warn.\n"
+        + packaged_file("permissive_policy.yaml").read_text()
+    )
     files[Path(".gitignore")] = ".quantgate/\n"  # QUANTGATE_HOME's default (a dot file is no package data)
     return files
 

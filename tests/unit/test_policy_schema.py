@@ -72,8 +72,13 @@ def test_default_policy_parses() -> None:
         "demographic-parity-gap",
         "equalized-odds-gap",
     ]
-    # the only blocking rule is overall accuracy; the others warn until a team tightens them
-    assert [r.id for r in policy.rules if r.severity == "block"] == ["accuracy-drop"]
+    # overall accuracy, a large and real group drop, significantly concentrated flips block;
+    # the rest warn (tests/unit/test_default_policy.py exercises each case)
+    assert [r.id for r in policy.rules if r.severity == "block"] == [
+        "accuracy-drop",
+        "group-accuracy-drop",
+        "flips-concentrated",
+    ]
     acc = policy.rules[0]
     assert (acc.kind, acc.metric, acc.threshold, acc.severity) == (
         "max_drop",

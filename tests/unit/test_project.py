@@ -47,11 +47,13 @@ def test_init_scaffolds_a_project_whose_examples_validate(team: Path) -> None:
         "prefect.yaml",
         "quantgate.yaml",
         "policies/default.yaml",
+        "policies/permissive.yaml",
         "registry/models/example-model.yaml.example",
         "monitoring/example-model.yaml.example",
     } == rel
     policy = load_policy(team / "policies" / "default.yaml")
     assert policy.name == "default"
+    assert load_policy(team / "policies" / "permissive.yaml").name == "permissive"
     assert (team / "policies" / "default.yaml").read_text().startswith("# Copied from quantgate's default policy")
     cfg = ModelConfig.model_validate(yaml.safe_load((team / "registry/models/example-model.yaml.example").read_text()))
     assert get_settings().path(cfg.policy) == (team / "policies" / "default.yaml").resolve()

@@ -3,7 +3,9 @@
 Which examples changed prediction under quantization, and is any group over-represented among
 them relative to its share of the data? A group whose flip share is well above its base share
 is the one quantization hurts; the test is a one-sided binomial test of the group's count
-among the flips against its base rate.
+among the flips against its base rate. Every audited group is one more test, so the p-values
+are Holm-adjusted over the groups (statsmodels ``multipletests``): with a dozen groups, one
+of them reaching p < 0.05 by chance is likely, and a blocking policy rule must not fire on that.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class FlipGroup:
     ratio: float
     p_value: float
     over_represented: bool
+    p_adjusted: float = float("nan")
+    """Holm-adjusted over every audited group: what significance is judged on."""
 
 
 @dataclass
@@ -40,8 +44,9 @@ class FlipAudit:
     @property
     def max_ratio(self) -> float:
         """Largest flip-share / base-share ratio among groups whose excess is significant
-        (binomial test); 1.0 when no group is: a handful of flips proves nothing."""
-        significant = [g.ratio for g in self.groups if g.p_value < self.alpha]
+        (binomial test, Holm-adjusted over the groups); 1.0 when no group is: a handful of flips
+        proves nothing."""
+        significant = [g.ratio for g in self.groups if g.p_adjusted < self.alpha]
         return max(significant) if significant else 1.0
 
     @property
@@ -96,11 +101,14 @@ def flip_audit(
             flip_share = gk / k if k else 0.0
             ratio = flip_share / base_share if base_share else 0.0
             p = float(binomtest(gk, k, base_share, alternative="greater").pvalue) if k else 1.0
-            audit.groups.append(
-                FlipGroup(
-                    attr, g, size, base_share, flip_share, gk, ratio, p, bool(k and ratio >= min_ratio and p < alpha)
-                )
-            )
+            audit.groups.append(FlipGroup(attr, g, size, base_share, flip_share, gk, ratio, p, False))
+    if audit.groups:
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted = multipletests([g.p_value for g in audit.groups], alpha=alpha, method="holm")[1]
+        for fg, pa in zip(audit.groups, adjusted, strict=True):
+            fg.p_adjusted = float(pa)
+            fg.over_represented = bool(k and fg.ratio >= min_ratio and fg.p_adjusted < alpha)
     if k:
         rng = np.random.default_rng(seed)
         idx = np.flatnonzero(flipped)

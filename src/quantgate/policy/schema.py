@@ -20,7 +20,7 @@ from quantgate.validate.schema import CalibrationPolicy
 
 RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
 Severity = Literal["block", "warn"]
-JudgeOn = Literal["upper_bound", "estimate"]
+JudgeOn = Literal["upper_bound", "estimate", "significant"]
 
 
 class _Strict(BaseModel):
@@ -37,7 +37,11 @@ class Rule(_Strict):
     - ``min`` / ``max``: the candidate's value against an absolute bound.
 
     Relative rules are judged on the upper bound of the paired-bootstrap interval of the change
-    (non-inferiority) unless ``judge_on: estimate``.
+    (non-inferiority) unless ``judge_on: estimate`` (the point estimate) or ``judge_on:
+    significant``: the change must be both large (point estimate over the threshold) and real
+    (the paired interval excludes 0, i.e. its lower bound is above 0) to break the rule; a large
+    change whose interval still includes 0 is only a warning, whatever the severity. This is the
+    form for per-group rules, where a small group's wide interval alone must not block.
     """
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
@@ -52,6 +56,8 @@ class Rule(_Strict):
     def _check(self) -> Rule:
         if self.metric not in KNOWN_METRICS:
             raise ValueError(f"unknown metric '{self.metric}' in rule '{self.id}'; known: {', '.join(KNOWN_METRICS)}")
+        if self.judge_on == "significant" and self.kind not in ("max_drop", "max_increase", "max_group_drop"):
+            raise ValueError(f"rule '{self.id}': judge_on: significant applies to relative rules (max_drop, ...)")
         if self.kind == "max_group_drop" and self.metric != "accuracy":
             raise ValueError(f"rule '{self.id}': max_group_drop is evaluated on per-group accuracy only")
         if self.kind in ("max_drop", "max_group_drop", "max_increase") and self.threshold < 0:
@@ -183,11 +189,16 @@ def explain(policy: Policy) -> list[str]:
     """Each rule in plain words."""
     lines = []
     for r in policy.rules:
-        on = "upper CI bound" if r.judge_on == "upper_bound" else "point estimate"
+        on = {
+            "upper_bound": "upper CI bound",
+            "estimate": "point estimate",
+            "significant": "point estimate, and only when the interval excludes 0",
+        }[r.judge_on]
         what = {
             "max_drop": f"{r.metric} may drop by at most {r.threshold:g} vs fp32 ({on})",
             "max_increase": f"{r.metric} may rise by at most {r.threshold:g} vs fp32 ({on})",
-            "max_group_drop": f"{r.metric} of every group may drop by at most {r.threshold:g} vs fp32 ({on})",
+            "max_group_drop": f"{r.metric} of every group of at least {policy.min_group_size} rows may drop by at "
+            f"most {r.threshold:g} vs fp32 ({on})",
             "min": f"{r.metric} must be at least {r.threshold:g}",
             "max": f"{r.metric} must be at most {r.threshold:g}",
         }[r.kind]

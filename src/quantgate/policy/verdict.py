@@ -142,6 +142,8 @@ def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
     if use_bound and (why := _usable_bound(m, iv)) is not None:
         shown = (iv.low, iv.high) if iv is not None else None
         return _missing(rule, f"{word} {change:+.4f} but {why}", change, shown)
+    if rule.judge_on == "significant":
+        return _judge_change_significant(rule, cmp, change, word, iv)
     judged = iv.high if use_bound and iv is not None else change
     if iv is not None and not math.isnan(iv.high):
         ev = (
@@ -159,18 +161,66 @@ def _judge_change(rule: Rule, cmp: Comparison) -> RuleResult:
     )
 
 
-def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
-    """The worst group decides. On ``upper_bound`` a group whose bound is unusable is not
-    measured: the rule fails if a measured group fails, else it is not measured."""
+def _significance(change: float, iv: Interval | None, threshold: float) -> str:
+    """How a change stands under ``judge_on: significant``: "within" (estimate <= threshold),
+    "real" (over it, interval excludes 0), "noise" (over it, interval includes 0) or
+    "unmeasured" (over it, no usable interval to tell)."""
+    if _le(change, threshold):
+        return "within"
+    if iv is None or math.isnan(iv.low) or iv.flagged:
+        return "unmeasured"
+    return "real" if iv.low > 0 else "noise"
+
+
+def _significant_outcome(rule: Rule, state: str) -> Outcome:
+    """real -> the rule's severity; noise -> a warning, never a block; within -> pass."""
+    if state == "real":
+        return _outcome(False, rule)
+    return "warn" if state == "noise" else "pass"
+
+
+def _judge_change_significant(rule: Rule, cmp: Comparison, change: float, word: str, iv: Interval | None) -> RuleResult:
+    m = rule.metric
+    state = _significance(change, iv, rule.threshold)
+    shown = (iv.low, iv.high) if iv is not None else None
+    if state == "unmeasured":
+        why_not = _usable_bound(m, iv)
+        return _missing(rule, f"{word} {change:+.4f} is over {rule.threshold:g}, but {why_not}", change, shown)
+    ci = f" ({100 * iv.confidence:g}% CI {iv.low:+.4f}..{iv.high:+.4f}{_draws(iv)})" if iv is not None else ""
+    why = {
+        "within": f"within {rule.threshold:g}",
+        "real": f"over {rule.threshold:g} and the interval excludes 0",
+        "noise": f"over {rule.threshold:g} but the interval includes 0: not shown to be real (warning)",
+    }[state]
+    return _result(
+        rule,
+        _significant_outcome(rule, state),
+        change,
+        f"{word} {change:+.4f}{ci}, {why}; fp32 {cmp.baseline[m]:.4f} -> {cmp.candidate[m]:.4f}",
+        shown,
+    )
+
+
+def _judge_groups(rule: Rule, cmp: Comparison, min_group_size: int = 1) -> RuleResult:
+    """The worst group decides. Groups under ``min_group_size`` rows are not judged (the
+    evaluation normally leaves them out already). On ``upper_bound`` a group whose bound is
+    unusable is not measured: the rule fails if a measured group fails, else it is not measured."""
     if not cmp.groups:
         return _missing(rule, "no groups were evaluated (no sensitive attributes?)")
+    judged_groups = [g for g in cmp.groups if g.n >= min_group_size]
+    small = len(cmp.groups) - len(judged_groups)
+    note = f"; {small} group(s) under min_group_size={min_group_size} not judged" if small else ""
+    if not judged_groups:
+        return _missing(rule, f"no group has at least min_group_size={min_group_size} rows")
+    if rule.judge_on == "significant":
+        return _judge_groups_significant(rule, cmp, judged_groups, note)
 
     def key(g: Any) -> str:
         return f"group:{g.attribute}={g.group}"
 
     on_bound = rule.judge_on == "upper_bound"
-    unmeasured = [g for g in cmp.groups if on_bound and _usable_bound(key(g), cmp.intervals.get(key(g))) is not None]
-    measured = [g for g in cmp.groups if g not in unmeasured]
+    unmeasured = [g for g in judged_groups if on_bound and _usable_bound(key(g), cmp.intervals.get(key(g))) is not None]
+    measured = [g for g in judged_groups if g not in unmeasured]
 
     def judged(g: Any) -> float:
         iv = cmp.intervals.get(key(g))
@@ -189,16 +239,72 @@ def _judge_groups(rule: Rule, cmp: Comparison) -> RuleResult:
         _outcome(_le(judged(worst), rule.threshold), rule),
         worst.drop,
         f"worst group {worst.attribute}={worst.group} (n={worst.n}): "
-        f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}, drop {worst.drop:+.4f}{ci}",
+        f"{worst.baseline_accuracy:.4f} -> {worst.candidate_accuracy:.4f}, drop {worst.drop:+.4f}{ci}{note}",
         (iv.low, iv.high) if iv is not None else None,
     )
 
 
-def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
+def _judge_groups_significant(rule: Rule, cmp: Comparison, groups: list[Any], note: str) -> RuleResult:
+    """``judge_on: significant``: a group breaks the rule when its drop is over the threshold
+    *and* its paired interval excludes 0. Real drops decide first (the largest shown), then drops
+    over the threshold whose interval cannot tell (not measured), then noisy ones (a warning)."""
+    states = {}
+    for g in groups:
+        iv = cmp.intervals.get(f"group:{g.attribute}={g.group}")
+        states[(g.attribute, g.group)] = (_significance(g.drop, iv, rule.threshold), iv)
+
+    def pick(state: str) -> list[Any]:
+        return sorted((g for g in groups if states[(g.attribute, g.group)][0] == state), key=lambda g: -g.drop)
+
+    real, unmeasured, noise = pick("real"), pick("unmeasured"), pick("noise")
+
+    def describe(g: Any) -> str:
+        iv = states[(g.attribute, g.group)][1]
+        ci = f" (CI {iv.low:+.4f}..{iv.high:+.4f}{_draws(iv)})" if iv is not None and not math.isnan(iv.low) else ""
+        return (
+            f"{g.attribute}={g.group} (n={g.n}): {g.baseline_accuracy:.4f} -> {g.candidate_accuracy:.4f}, "
+            f"drop {g.drop:+.4f}{ci}"
+        )
+
+    def others(rest: list[Any], what: str) -> str:
+        return f"; {len(rest)} more {what}: " + ", ".join(f"{g.attribute}={g.group}" for g in rest[:5]) if rest else ""
+
+    if real:
+        g = real[0]
+        iv = states[(g.attribute, g.group)][1]
+        return _result(
+            rule,
+            _outcome(False, rule),
+            g.drop,
+            f"{describe(g)}: over {rule.threshold:g} and the interval excludes 0"
+            f"{others(real[1:], 'group(s) with a real drop')}{note}",
+            (iv.low, iv.high) if iv is not None else None,
+        )
+    if unmeasured:
+        g = unmeasured[0]
+        return _missing(rule, f"{describe(g)} is over {rule.threshold:g} but has no usable interval{note}", g.drop)
+    worst = max(groups, key=lambda x: x.drop)
+    iv = states[(worst.attribute, worst.group)][1]
+    shown = (iv.low, iv.high) if iv is not None else None
+    if noise:
+        g = noise[0]
+        iv = states[(g.attribute, g.group)][1]
+        return _result(
+            rule,
+            "warn",
+            g.drop,
+            f"{describe(g)}: over {rule.threshold:g} but the interval includes 0, so the drop is not shown to be "
+            f"real (warning, not a block){others(noise[1:], 'such group(s)')}{note}",
+            (iv.low, iv.high) if iv is not None else None,
+        )
+    return _result(rule, "pass", worst.drop, f"worst group {describe(worst)}: within {rule.threshold:g}{note}", shown)
+
+
+def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float], min_group_size: int = 1) -> RuleResult:
     if rule.kind in ("max_drop", "max_increase"):
         return _judge_change(rule, cmp)
     if rule.kind == "max_group_drop":
-        return _judge_groups(rule, cmp)
+        return _judge_groups(rule, cmp, min_group_size)
     values = {**cmp.candidate, **extra}
     if rule.metric not in values or math.isnan(float(values[rule.metric])):
         return _missing(rule, f"{rule.metric} was not measured")
@@ -208,7 +314,8 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float]) -> RuleResult:
 
 
 def gate_candidate(model: str, policy: Policy, cmp: Comparison, extra: dict[str, float] | None = None) -> Verdict:
-    """Apply every rule (with the model's overrides); ``extra`` holds speedup / size_ratio."""
+    """Apply every rule (with the model's overrides); ``extra`` holds speedup / size_ratio /
+    max_flip_ratio. Group rules judge only groups of at least ``policy.min_group_size`` rows."""
     v = Verdict(model, policy.name, policy.digest)
-    v.results = [_judge(r, cmp, extra or {}) for r in policy.rules_for(model)]
+    v.results = [_judge(r, cmp, extra or {}, policy.min_group_size) for r in policy.rules_for(model)]
     return v

@@ -120,6 +120,31 @@ def _group_interval(cmp: Comparison, g: Any) -> dict[str, float] | None:
     return iv.__dict__ if iv is not None else None
 
 
+def _log_review_plots(
+    card_md: str, card_ctx: dict[str, Any], run_id: str, settings: Settings
+) -> tuple[str, dict[str, Any]]:
+    """Log the reviewer's figures on the run (``plots/*.png``) and re-render the card so that it
+    links them (the links need the run id). A figure that fails to render is named on the card
+    as not rendered; it never blocks the record."""
+    import mlflow
+
+    from quantgate.cards.card import render_model_card
+    from quantgate.cards.plots import plot_links, review_figures
+
+    try:
+        figures = review_figures(card_ctx)
+        for path, fig in figures.items():
+            mlflow.log_figure(fig, path)
+    except Exception as exc:  # matplotlib / data errors: reported on the card, not hidden
+        warning = f"review plots not rendered: {type(exc).__name__}: {exc}"
+        ctx = {**card_ctx, "warnings": [*card_ctx.get("warnings", []), warning]}
+        return render_model_card(ctx, settings)[0], ctx
+    if not figures:
+        return card_md, card_ctx
+    ctx = {**card_ctx, "plots": plot_links(list(figures), run_id)}
+    return render_model_card(ctx, settings)[0], ctx
+
+
 def record_candidate(
     source: Source,
     candidate: WrappedModel,
@@ -181,6 +206,7 @@ def record_candidate(
         if ev.audit is not None:
             metrics["max_flip_ratio"] = ev.audit.max_ratio
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN: not measured, not logged
+        card_md, card_ctx = _log_review_plots(card_md, card_ctx, run.info.run_id, s)
         mlflow.log_text(verdict.to_json(), "verdict.json")
         mlflow.log_text(card_md, "model_card.md")
         mlflow.log_text(card_json(card_ctx), "model_card.json")
