@@ -438,6 +438,9 @@ _add_trust_commands()
 from quantgate.cli_serve import register as _register_serve  # noqa: E402  (serve: issue 13)
 
 _register_serve(app, _run)
+from quantgate.cli_users import register as _register_users  # noqa: E402  (server app users: issue 14)
+
+_register_users(app, _run)
 
 
 def main() -> None:
