@@ -273,7 +273,8 @@ def list_users(tracking_uri: str | None = TrackingUri, config: Path | None = Con
         for col in ("user", "admin", "roles", "quantgate"):
             table.add_column(col)
         for u in sorted(resp.json().get("users", []), key=lambda u: u["username"]):
-            roles = sorted(r.get("name", "") for r in u.get("roles", []))
+            # basic-auth keeps a synthetic per-user role (__user_N__) for direct grants: not shown
+            roles = sorted(n for r in u.get("roles", []) if not (n := r.get("name", "")).startswith("__"))
             what = []
             if cfg.approvers_role in roles:
                 what.append("approver")
