@@ -169,6 +169,17 @@ def test_champion_alias_is_protected(server: Server, ready: dict[str, Any]) -> N
     )
     _refused(gone, "protected")
     assert version_tags(server, name, version) and _champion(server, name) == version
+    # bob has EDIT but deleting an alias needs more: basic-auth refuses it itself, and it is audited too
+    plain = requests.delete(
+        f"{server.url}/api/2.0/mlflow/registered-models/alias",
+        json={"name": name, "alias": c.ALIAS_CHAMPION},
+        auth=server.auth("bob"),
+        timeout=60,
+    )
+    assert plain.status_code == 403
+    assert any(
+        r.username == "bob" and r.action == "delete-alias" and "basic-auth" in r.reason for r in _audit(server, name)
+    )
     # an ordinary alias is anyone's with EDIT
     assert set_alias(server, "bob", name, "staging-check", version).status_code == 200
 

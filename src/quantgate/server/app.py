@@ -107,11 +107,13 @@ class QuantgateHooks:
         if user is None:
             return None  # unprotected route (static, health)
         if user == self.admin_username and not self.admin_password_changed() and action != "update-password":
-            return _error(
-                403,
-                f"the bootstrap admin '{user}' must change its password before anything else: "
-                "run quantgate users setup",
+            reason = (
+                f"the bootstrap admin '{user}' must change its password before anything else: run quantgate users setup"
             )
+            if action is not None:
+                self._record(user, action, _params(), "refused", reason)
+                g.qg_audited = True
+            return _error(403, reason)
         if action is None or action == "update-password":
             return None
         g.qg_action = action
