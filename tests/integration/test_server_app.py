@@ -21,6 +21,7 @@ from quantgate_server import (
     running_server,
     set_alias,
     set_tag,
+    users_cli,
     version_tags,
 )
 
@@ -53,6 +54,12 @@ def test_bootstrap_admin_must_change_its_password(server: Server) -> None:
     assert old.status_code == 401
     new = requests.get(f"{server.url}/api/2.0/mlflow/users/list", auth=server.auth("admin"), timeout=60)
     assert new.status_code == 200 and {"alice", "rita", "bob"} <= {u["username"] for u in new.json()["users"]}
+    listed = users_cli(server, "admin", "list", "--config", str(server.config))
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if line.count("│") >= 4}
+    assert "approver" in rows["alice"] and "approver" not in rows["bob"] and "promoter" in rows["quantgate-promoter"]
+    again = users_cli(server, "admin", "add", "bob", QUANTGATE_USER_PASSWORD="another-Password-1")
+    assert again.exit_code == 2 and "the server refused" in again.output
 
 
 def _refused(resp: requests.Response, *needles: str) -> str:
@@ -201,6 +208,12 @@ def test_every_attempt_is_audited(server: Server, ready: dict[str, Any]) -> None
     assert approved and "digest sha256:" in approved[0].reason
     sod = next(r for r in rows if r.username == "rita" and r.key == c.TAG_APPROVAL)
     assert "separation of duties" in sod.reason
+    from typer.testing import CliRunner
+
+    from quantgate.cli import app
+
+    shown = CliRunner().invoke(app, ["users", "audit", "--database-uri", server.auth_db, "--model", name])
+    assert shown.exit_code == 0 and "refused" in shown.output and "separation" in shown.output, shown.output
     # append-only, enforced by the database
     engine = sqlalchemy.create_engine(server.auth_db)
     with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"), engine.begin() as conn:
