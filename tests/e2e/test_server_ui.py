@@ -132,3 +132,35 @@ def test_approver_approves_and_the_server_stamps(
     tags = version_tags(quantgate_server, name, version)
     assert tags[c.TAG_APPROVED_BY] == "alice" and tags[c.TAG_REGISTERED_BY] == "rita"
     assert tags[c.TAG_APPROVAL_NOTE] == "card and plots reviewed"
+
+
+def test_champion_alias_editor_is_refused_for_people(
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any
+) -> None:
+    """The version page's alias editor (the pencil beside Aliases) cannot move @champion, not even
+    for an approver on an approved version: only the promotion identity can."""
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    name, version = candidate
+    page = _page_as(browser, "alice")
+    try:
+        page.goto(f"{quantgate_server.url}/#/models/{name}/versions/{version}")
+        page.get_by_role("button", name="Edit aliases").click()
+        dialog = page.get_by_role("dialog")
+        box = dialog.get_by_role("combobox")
+        box.fill("champion")
+        box.press("Enter")
+        dialog.get_by_role("button", name="Save aliases").click()
+        expect(dialog.get_by_text(re.compile("alias @champion is protected"))).to_be_visible()
+        page.screenshot(path=str(IMG / "champion-alias-refused.png"))
+    finally:
+        page.context.close()
+    import requests
+
+    r = requests.get(
+        f"{quantgate_server.url}/api/2.0/mlflow/registered-models/alias",
+        params={"name": name, "alias": c.ALIAS_CHAMPION},
+        auth=quantgate_server.auth("alice"),
+        timeout=60,
+    )
+    assert r.status_code != 200 and "alias champion not found" in r.json()["message"], r.text  # none was set

@@ -89,8 +89,7 @@ def alias_write(*, user: str, alias: str, promoter: str, target_tags: Mapping[st
         return Decision.allow()
     if user != promoter:
         return Decision.refuse(
-            f"alias @{alias} is protected: only quantgate's promotion identity ('{promoter}') moves it "
-            "(approve the version; promotion follows from the approval)"
+            f"alias @{alias} is protected: only quantgate's promotion identity ('{promoter}') moves it"
         )
     if target_tags is None or alias != c.ALIAS_CHAMPION or not governed(model):
         return Decision.allow()
