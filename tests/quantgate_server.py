@@ -221,10 +221,12 @@ def bootstrap(server: Server) -> None:
 def client_env(server: Server) -> Iterator[Any]:
     """quantgate Settings and MLflow's fluent API pointed at the server (restored afterwards)."""
     import mlflow
+    from mlflow.tracking import fluent
 
     from quantgate.settings import get_settings, reset_settings
 
     saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    saved_experiment = fluent._active_experiment_id  # set_experiment() below changes it process-wide
     saved_environ = dict(os.environ)
     os.environ.update(
         {
@@ -243,6 +245,7 @@ def client_env(server: Server) -> Iterator[Any]:
     finally:
         mlflow.set_tracking_uri(saved_uris[0])
         mlflow.set_registry_uri(saved_uris[1])
+        fluent._active_experiment_id = saved_experiment
         os.environ.clear()
         os.environ.update(saved_environ)
         reset_settings()

@@ -44,9 +44,9 @@ def _run(body: Callable[[], Any]) -> Any:
 
         try:
             return body()
-        except MlflowException as exc:  # the server's answer (403, 404, 409...) as one line
+        except MlflowException as exc:  # its answer (403, 404, 409...) or an unreachable server, as one line
             first = (exc.message.strip().splitlines() or [""])[0]
-            raise _user_error(f"the server refused: {first}") from None
+            raise _user_error(f"request to the quantgate server failed: {first}") from None
 
     return _runner[0](guarded, configure=False) if _runner else guarded()
 

@@ -59,7 +59,7 @@ def test_bootstrap_admin_must_change_its_password(server: Server) -> None:
     rows = {line.split("│")[1].strip(): line for line in listed.output.splitlines() if line.count("│") >= 4}
     assert "approver" in rows["alice"] and "approver" not in rows["bob"] and "promoter" in rows["quantgate-promoter"]
     again = users_cli(server, "admin", "add", "bob", QUANTGATE_USER_PASSWORD="another-Password-1")
-    assert again.exit_code == 2 and "the server refused" in again.output
+    assert again.exit_code == 2 and "request to the quantgate server failed" in again.output
 
 
 def _refused(resp: requests.Response, *needles: str) -> str:
