@@ -6,11 +6,13 @@ context's HTTP credentials) and edits the tag `quantgate.approval` in the versio
 - rita (an approver, but she registered the candidate): refused, separation of duties;
 - alice (approver): accepted; the server's stamps (approved_by, approved_at, digest) appear.
 
-Screenshots for the README go to docs/img/.
+Screenshots go to a temporary directory, or to $QUANTGATE_SCREENSHOTS when set: the README's
+images are regenerated with `QUANTGATE_SCREENSHOTS=docs/img` (so a normal run leaves the tree clean).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -39,7 +41,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 30_000
-IMG = ROOT / "docs" / "img"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("QUANTGATE_SCREENSHOTS")
+    out = (
+        (ROOT / where if not Path(where).is_absolute() else Path(where)) if where else tmp_path_factory.mktemp("shots")
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +95,7 @@ def _approval_in_registry(server: Server, name: str, version: str) -> str | None
 
 
 def test_refused_edits_are_shown_and_change_nothing(
-    quantgate_server: Server, candidate: tuple[str, str], browser: Any
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
 ) -> None:
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
@@ -95,18 +106,15 @@ def test_refused_edits_are_shown_and_change_nothing(
             _edit_approval(page, quantgate_server.url, name, version, "approved")
             shown = page.get_by_text(re.compile(re.escape(reason))).first
             expect(shown).to_be_visible()
-            if user == "bob":
-                IMG.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(IMG / "approval-refused.png"))
-            else:
-                page.screenshot(path=str(IMG / "approval-own-version-refused.png"))
+            png = "approval-refused.png" if user == "bob" else "approval-own-version-refused.png"
+            page.screenshot(path=str(shots / png))
         finally:
             page.context.close()
         assert _approval_in_registry(quantgate_server, name, version) == "pending"
 
 
 def test_approver_approves_and_the_server_stamps(
-    quantgate_server: Server, candidate: tuple[str, str], browser: Any
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
 ) -> None:
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
@@ -126,7 +134,7 @@ def test_approver_approves_and_the_server_stamps(
         expect(table.locator(f'tr[data-row-key="{c.TAG_APPROVED_DIGEST}"]')).to_contain_text("sha256:")
         expect(table.locator(f'tr[data-row-key="{c.TAG_APPROVAL}"]').locator("td").nth(1)).to_have_text("approved")
         by.scroll_into_view_if_needed()
-        page.screenshot(path=str(IMG / "approval-approver.png"))
+        page.screenshot(path=str(shots / "approval-approver.png"))
     finally:
         page.context.close()
     tags = version_tags(quantgate_server, name, version)
@@ -135,7 +143,7 @@ def test_approver_approves_and_the_server_stamps(
 
 
 def test_champion_alias_editor_is_refused_for_people(
-    quantgate_server: Server, candidate: tuple[str, str], browser: Any
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
 ) -> None:
     """The version page's alias editor (the pencil beside Aliases) cannot move @champion, not even
     for an approver on an approved version: only the promotion identity can."""
@@ -152,7 +160,7 @@ def test_champion_alias_editor_is_refused_for_people(
         box.press("Enter")
         dialog.get_by_role("button", name="Save aliases").click()
         expect(dialog.get_by_text(re.compile("alias @champion is protected"))).to_be_visible()
-        page.screenshot(path=str(IMG / "champion-alias-refused.png"))
+        page.screenshot(path=str(shots / "champion-alias-refused.png"))
     finally:
         page.context.close()
     import requests
