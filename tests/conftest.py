@@ -93,3 +93,13 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     proc = run_cli(env, "demo", "--small")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return home, env, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def quantgate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`mlflow server --app-name quantgate` on SQLite with its test users (tests/quantgate_server.py),
+    one for the session: shared by the server-app integration and browser tests."""
+    from quantgate_server import bootstrapped_server
+
+    with bootstrapped_server(tmp_path_factory.mktemp("qg-server")) as server:
+        yield server

@@ -448,6 +448,9 @@ _register_notify(app, _run)
 from quantgate.cli_ledger import register as _register_ledger  # noqa: E402  (ledger: issue 14)
 
 _register_ledger(app)
+from quantgate.cli_users import register as _register_users  # noqa: E402  (server app users: issue 14)
+
+_register_users(app, _run)
 
 
 def main() -> None:

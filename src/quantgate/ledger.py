@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from quantgate.cards.signing import canonical_json
 from quantgate.registry import contract as c
 
 if TYPE_CHECKING:
@@ -60,8 +61,7 @@ DESCRIPTION_MARKER = "\n\n<!-- quantgate ledger -->\n"
 DESCRIPTION_ROWS = 10
 
 
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+canonical = canonical_json  # the same canonical form the provenance statement is signed in
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:

@@ -219,6 +219,19 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+def statement_digest(statement: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of the canonical JSON of a signed provenance statement (the DSSE payload).
+
+    The statement names every file of the model artifact with its sha256, the source version,
+    the policy and recipe digests, so this one value binds an approval to the exact evidence that
+    was verified: ``quantgate.approved_digest`` holds it (stamped by the server app), and a
+    promotion recomputes it from the verified statement and compares.
+    """
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(canonical_json(statement)).hexdigest()
+
+
 def sign_statement(statement: Mapping[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """A DSSE envelope over the statement's canonical JSON, signed with ``private_key``."""
     payload = canonical_json(statement)

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 
 from quantgate.cards.provenance import build_statement, digest_tree, tree_digest
 from quantgate.cards.signing import canonical_json, ensure_signing_key, load_trusted_keys, sign_statement
+from quantgate.cards.signing import statement_digest as provenance_digest
 from quantgate.cards.verify import Check, VerificationReport, check_policy, recorded_policy_path, verify_model
 from quantgate.errors import RegistryError
 from quantgate.registry import contract as c
@@ -211,14 +212,6 @@ def verify_version(
         f"not {mv.name} from {want_source or '(no quantgate.source tag)'}",
     )
     return report
-
-
-def provenance_digest(statement: Mapping[str, Any]) -> str:
-    """``"sha256:<hex>"`` of the canonical JSON of a signed provenance statement, i.e. of the
-    DSSE payload that was signed: what ``quantgate.approved_digest`` binds an approval to."""
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(canonical_json(statement)).hexdigest()
 
 
 def approval_problems(mv: ModelVersion, report: VerificationReport, *, require_stamp: bool) -> list[str]:

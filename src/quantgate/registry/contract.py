@@ -14,17 +14,20 @@ TAG_PREVIOUS_CHAMPION = "quantgate.previous_champion"
 TAG_PROVENANCE = "quantgate.provenance"  # run artifact path of the signed in-toto statement
 TAG_SIGNING_KEY = "quantgate.signing_key"  # keyid (sha256 of the public key) that signed it
 TAG_ARTIFACT_DIGEST = "quantgate.artifact_digest"  # digest over every file of the model artifact
-# stamped server-side by the `mlflow server --app-name quantgate` app when an approver approves
-TAG_APPROVED_BY = "quantgate.approved_by"
-TAG_APPROVED_AT = "quantgate.approved_at"
-# "sha256:<hex>" of the canonical JSON of the version's signed provenance statement at approval
-# time (quantgate.cards.trust.provenance_digest); promotion refuses when it no longer matches
-TAG_APPROVED_DIGEST = "quantgate.approved_digest"
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"
 ALIAS_PREVIOUS = "previous"  # the champion before the last promotion or rollback
 LEDGER_EXPERIMENT = "quantgate-ledger"  # one MLflow run per ledger entry (quantgate.ledger)
 TAG_LEDGER_HEAD = "quantgate.ledger.head"  # registered-model tag "<seq>:<hash>" of the last entry
+# Server mode (`mlflow server --app-name quantgate`, quantgate.server): tags only the server writes.
+TAG_APPROVED_BY = "quantgate.approved_by"  # basic-auth user whose approval the server accepted
+TAG_APPROVED_AT = "quantgate.approved_at"  # ISO-8601 UTC time of that approval
+TAG_APPROVAL_NOTE = "quantgate.approval_note"  # set by the approver (or "approved: <note>"), re-stamped
+TAG_APPROVED_DIGEST = "quantgate.approved_digest"  # quantgate.server.stamps.statement_digest of the
+# verified signed provenance statement at approval time ("sha256:<hex>")
+TAG_REGISTERED_BY = "quantgate.registered_by"  # basic-auth user who created the version
+STAMP_TAGS = (TAG_APPROVED_BY, TAG_APPROVED_AT, TAG_APPROVED_DIGEST, TAG_REGISTERED_BY)
+PROTECTED_ALIASES = (ALIAS_CHAMPION, ALIAS_PREVIOUS)
 APPROVAL_VALUES = ("pending", "approved", "rejected")
 
 

@@ -130,7 +130,12 @@ def register_candidate(
     previous = _alias_version(cl, name, c.ALIAS_CANDIDATE)
     mv = None
     try:
-        mv = cl.create_model_version(name, model_uri, run_id=run_id, tags=tags, description=description)
+        # a tracking server checks that a models:/<LoggedModel id> source names its model_id
+        rest = model_uri.removeprefix("models:/")
+        model_id = rest if model_uri.startswith("models:/") and "/" not in rest and "@" not in rest else None
+        mv = cl.create_model_version(
+            name, model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
+        )
         _wait_ready(cl, name, mv.version)
         if passed:
             cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)

@@ -1,0 +1,43 @@
+"""quantgate's settings for the server app: the ``[quantgate]`` section of the basic-auth ini
+file (``MLFLOW_AUTH_CONFIG_PATH``), next to MLflow's own ``[mlflow]`` section.
+
+    [quantgate]
+    promoter = quantgate-promoter   # the only user that may move @champion / @previous
+    approvers_role = approvers      # the basic-auth role (workspace 'default') whose members approve
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+
+DEFAULT_PROMOTER = "quantgate-promoter"
+DEFAULT_APPROVERS_ROLE = "approvers"
+ROLE_WORKSPACE = "default"  # basic-auth roles live in a workspace; without workspaces it is 'default'
+SECTION = "quantgate"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    promoter: str = DEFAULT_PROMOTER
+    approvers_role: str = DEFAULT_APPROVERS_ROLE
+
+
+def read_server_config(path: str | None = None) -> ServerConfig:
+    path = path or os.environ.get("MLFLOW_AUTH_CONFIG_PATH")
+    if not path:
+        return ServerConfig()
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
+    if not parser.read(path):
+        raise FileNotFoundError(f"MLFLOW_AUTH_CONFIG_PATH={path} does not exist: run quantgate users init-config")
+    if not parser.has_section(SECTION):
+        return ServerConfig()
+    sec = parser[SECTION]
+    unknown = set(sec) - {"promoter", "approvers_role"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in [{SECTION}] of {path}")
+    return ServerConfig(
+        promoter=sec.get("promoter", DEFAULT_PROMOTER).strip() or DEFAULT_PROMOTER,
+        approvers_role=sec.get("approvers_role", DEFAULT_APPROVERS_ROLE).strip() or DEFAULT_APPROVERS_ROLE,
+    )

@@ -1,0 +1,174 @@
+"""Approvals with identity in the real MLflow UI, served by `mlflow server --app-name quantgate`,
+driven by Playwright with Debian's chromium: each person logs in with basic auth (the browser
+context's HTTP credentials) and edits the tag `quantgate.approval` in the version's Tags table.
+
+- bob (not an approver): the save is refused and the UI shows the server's reason;
+- rita (an approver, but she registered the candidate): refused, separation of duties;
+- alice (approver): accepted; the server's stamps (approved_by, approved_at, digest) appear.
+
+Screenshots go to a temporary directory, or to $QUANTGATE_SCREENSHOTS when set: the README's
+images are regenerated with `QUANTGATE_SCREENSHOTS=docs/img` (so a normal run leaves the tree clean).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import ROOT
+from quantgate_server import PASSWORDS, Server, client_env, register_governed, version_tags
+
+from quantgate.registry import contract as c
+
+CHROMIUM = "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-browser.sh"),
+]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("QUANTGATE_SCREENSHOTS")
+    out = (
+        (ROOT / where if not Path(where).is_absolute() else Path(where)) if where else tmp_path_factory.mktemp("shots")
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def candidate(quantgate_server: Server) -> tuple[str, str]:
+    with client_env(quantgate_server) as settings:
+        return register_governed(quantgate_server, settings, "uitiny", registrant="rita")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _page_as(browser: Any, user: str) -> Any:
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1100}, http_credentials={"username": user, "password": PASSWORDS[user]}
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    return context.new_page()
+
+
+def _edit_approval(page: Any, url: str, name: str, version: str, value: str) -> Any:
+    """Open the version page, edit quantgate.approval in place, Save; returns the tag's row."""
+    page.goto(f"{url}/#/models/{name}/versions/{version}")
+    row = page.get_by_test_id("editable-table").locator(f'tr[data-row-key="{c.TAG_APPROVAL}"]')
+    sync_api.expect(row).to_be_visible()
+    row.get_by_test_id("editable-table-button-edit").click()
+    field = row.get_by_test_id("editable-table-edited-input")
+    field.fill(value)
+    row.get_by_test_id("editable-table-button-save").click()
+    return row
+
+
+def _approval_in_registry(server: Server, name: str, version: str) -> str | None:
+    return version_tags(server, name, version).get(c.TAG_APPROVAL)
+
+
+def test_refused_edits_are_shown_and_change_nothing(
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    name, version = candidate
+    for user, reason in (("bob", "only members of role 'approvers'"), ("rita", "separation of duties")):
+        page = _page_as(browser, user)
+        try:
+            _edit_approval(page, quantgate_server.url, name, version, "approved")
+            shown = page.get_by_text(re.compile(re.escape(reason))).first
+            expect(shown).to_be_visible()
+            png = "approval-refused.png" if user == "bob" else "approval-own-version-refused.png"
+            page.screenshot(path=str(shots / png))
+        finally:
+            page.context.close()
+        assert _approval_in_registry(quantgate_server, name, version) == "pending"
+
+
+def test_approver_approves_and_the_server_stamps(
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    name, version = candidate
+    page = _page_as(browser, "alice")
+    try:
+        row = _edit_approval(page, quantgate_server.url, name, version, "approved: card and plots reviewed")
+        expect(row.get_by_test_id("editable-table-edited-input")).to_have_count(0)  # the save came back
+        deadline = time.monotonic() + 30
+        while (state := _approval_in_registry(quantgate_server, name, version)) != "approved":
+            assert time.monotonic() < deadline, f"registry still says {c.TAG_APPROVAL}={state}"
+            time.sleep(0.5)
+        page.reload()
+        table = page.get_by_test_id("editable-table")
+        by = table.locator(f'tr[data-row-key="{c.TAG_APPROVED_BY}"]')
+        expect(by.locator("td").nth(1)).to_have_text("alice")
+        expect(table.locator(f'tr[data-row-key="{c.TAG_APPROVED_DIGEST}"]')).to_contain_text("sha256:")
+        expect(table.locator(f'tr[data-row-key="{c.TAG_APPROVAL}"]').locator("td").nth(1)).to_have_text("approved")
+        by.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "approval-approver.png"))
+    finally:
+        page.context.close()
+    tags = version_tags(quantgate_server, name, version)
+    assert tags[c.TAG_APPROVED_BY] == "alice" and tags[c.TAG_REGISTERED_BY] == "rita"
+    assert tags[c.TAG_APPROVAL_NOTE] == "card and plots reviewed"
+
+
+def test_champion_alias_editor_is_refused_for_people(
+    quantgate_server: Server, candidate: tuple[str, str], browser: Any, shots: Path
+) -> None:
+    """The version page's alias editor (the pencil beside Aliases) cannot move @champion, not even
+    for an approver on an approved version: only the promotion identity can."""
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    name, version = candidate
+    page = _page_as(browser, "alice")
+    try:
+        page.goto(f"{quantgate_server.url}/#/models/{name}/versions/{version}")
+        page.get_by_role("button", name="Edit aliases").click()
+        dialog = page.get_by_role("dialog")
+        box = dialog.get_by_role("combobox")
+        box.fill("champion")
+        box.press("Enter")
+        dialog.get_by_role("button", name="Save aliases").click()
+        expect(dialog.get_by_text(re.compile("alias @champion is protected"))).to_be_visible()
+        page.screenshot(path=str(shots / "champion-alias-refused.png"))
+    finally:
+        page.context.close()
+    import requests
+
+    r = requests.get(
+        f"{quantgate_server.url}/api/2.0/mlflow/registered-models/alias",
+        params={"name": name, "alias": c.ALIAS_CHAMPION},
+        auth=quantgate_server.auth("alice"),
+        timeout=60,
+    )
+    assert r.status_code != 200 and "alias champion not found" in r.json()["message"], r.text  # none was set
