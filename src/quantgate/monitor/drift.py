@@ -62,6 +62,8 @@ class DriftResult(BaseModel):
     evidently_version: str
     columns: list[ColumnDrift]
     html: str = Field(repr=False)
+    #: Evidently's Snapshot of the run (for the workspace); not serialised
+    snapshot: Any = Field(default=None, repr=False, exclude=True)
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -77,7 +79,7 @@ class DriftResult(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary without the HTML, for run logs, MLflow and alert details."""
-        data = self.model_dump(mode="json", exclude={"html"})
+        data = self.model_dump(mode="json", exclude={"html", "snapshot"})
         data["drifted_columns"] = self.drifted_columns
         return data
 
@@ -249,4 +251,5 @@ def detect_drift(
         evidently_version=str(evidently.__version__),
         columns=per_column,
         html=snapshot.get_html_str(as_iframe=False),
+        snapshot=snapshot,
     )
