@@ -66,6 +66,8 @@ class MonitorSpec(BaseModel):
     disagreement_sample: int = Field(default=2000, gt=0)
     #: significance of the one-sided tests against the gate's figures (disagreement, accuracy)
     alpha: float = Field(default=0.01, gt=0, lt=1)
+    #: drift compares at most this many rows per window (a uniform sample beyond; see detect_drift)
+    drift_max_rows: int | None = Field(default=200_000, gt=0)
     alerts: list[AlertRoute] = Field(default_factory=list)
 
 
@@ -210,7 +212,9 @@ def run_monitor(
     ref_preds = wrapped.predict(reference[wrapped.input_columns])
     ref = reference[cols].assign(prediction=ref_preds["label"].to_numpy())
     cur = current[cols].assign(prediction=preds["label"].to_numpy())
-    result = detect_drift(ref, cur, drift_share=spec.drift_share, categorical=["prediction"])
+    result = detect_drift(
+        ref, cur, drift_share=spec.drift_share, categorical=["prediction"], max_rows=spec.drift_max_rows
+    )
     checks = run_window_checks(
         cl,
         mv,
