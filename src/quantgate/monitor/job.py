@@ -67,7 +67,7 @@ class MonitorSpec(BaseModel):
     #: significance of the one-sided tests against the gate's figures (disagreement, accuracy)
     alpha: float = Field(default=0.01, gt=0, lt=1)
     #: drift compares at most this many rows per window (a uniform sample beyond; see detect_drift)
-    drift_max_rows: int | None = Field(default=200_000, gt=0)
+    drift_max_rows: int | None = Field(default=100_000, gt=0)
     alerts: list[AlertRoute] = Field(default_factory=list)
 
 
