@@ -81,3 +81,20 @@ def test_labels_in_postgresql(pg_url: str, tmp_path: Path, monkeypatch: pytest.M
     ingest_labels("lab-test-quantized", first, settings)
     assert ingest_labels("lab-test-quantized", later, settings) == (1, f"PostgreSQL table {PG_LABELS_TABLE}")
     _check("lab-test-quantized", settings)
+
+
+def test_monitor_labels_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """`quantgate monitor-labels` (in-process): stores the file, or one readable line and exit 2."""
+    from typer.testing import CliRunner
+
+    from quantgate.cli import app
+
+    monkeypatch.delenv("QUANTGATE_INFERENCE_LOG", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    first, _ = _files(tmp_path)
+    ok = CliRunner().invoke(app, ["monitor-labels", "cli-test", str(first)])
+    assert ok.exit_code == 0 and "stored 3 label(s) for cli-test-quantized" in ok.output, ok.output
+    assert len(read_labels("cli-test-quantized", settings)) == 3
+    (tmp_path / "bad.csv").write_text("id,label\nr1,1\n")
+    bad = CliRunner().invoke(app, ["monitor-labels", "cli-test", str(tmp_path / "bad.csv")])
+    assert bad.exit_code == 2 and "lacks column(s): request_id" in bad.output, bad.output

@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 from champion import champion
-from helpers import ROOT, run_cli
+from helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,16 @@ def test_disagreement_labels_estimate_and_workspace(served: dict[str, Any], sett
 
     from quantgate.data.datasets import read_table
     from quantgate.monitor.job import run_monitor
+    from quantgate.monitor.labels import ingest_labels
     from quantgate.registry.mlflow_registry import client
 
     name, version, receiver = served["name"], served["version"], served["receiver"]
     rows = read_table(settings.data_dir / "adult-income" / "window-stable.parquet").head(600).reset_index(drop=True)
     ids = _serve(settings, name, version, rows, invert=False)
-    # labels for the first 400 requests arrive late, through the CLI
+    # labels for the first 400 requests arrive late (what `quantgate monitor-labels` calls)
     labels = pd.DataFrame({"request_id": ids[:400], "label": rows["income"].head(400).astype(str).str.rstrip(".")})
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    env = {**os.environ, "COLUMNS": "200"}
-    proc = run_cli(env, "monitor-labels", "adult-income", str(tmp_path / "labels.csv"))
-    assert proc.returncode == 0 and "stored 400 label(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert ingest_labels(name, tmp_path / "labels.csv", settings)[0] == 400
 
     out = run_monitor("adult-income")
     assert out.rows == 600
