@@ -119,7 +119,11 @@ def test_disagreement_labels_estimate_and_workspace(served: dict[str, Any], sett
     assert out.workspace["status"] == "ok", out.workspace
     ws = Workspace(out.workspace["path"])
     project = ws.search_project(name)[0]
-    assert len(ws.list_runs(project.id)) >= 2  # drift + classification of this window
+    assert len(ws.list_runs(project.id)) == 3  # drift, classification and disagreement of this window
+    assert {panel.title for panel in ws.get_dashboard(project.id).panels} >= {
+        "Share of drifted columns",
+        "Disagreement with the fp32 source (sampled rows)",
+    }
     assert receiver.received == []  # no drift on the stable rows, no disagreement
 
     # the same rows served with every label inverted: production flips far above what was approved

@@ -77,6 +77,7 @@ def run_window_checks(
             raise p.DataError(f"{mv.name} v{mv.version} has no {c.TAG_SOURCE} tag naming its fp32 source")
         fp32 = p.load_fp32_source(source_ref)
         out = p.disagreement(window, served["label"], fp32, classes, gate, sample=sample, alpha=alpha)
+        checks.snapshots["disagreement"] = p.disagreement_report(out.pop("indicator"))
         return {"source": source_ref, **out}
 
     def labels() -> dict[str, Any]:

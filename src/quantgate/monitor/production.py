@@ -197,10 +197,23 @@ def disagreement(
     rows = window.sample(n=n, random_state=seed) if n < len(window) else window
     served = class_index(served_labels.loc[rows.index], classes, what="served labels")
     fp32_pred = fp32.predict_proba(rows[fp32.input_columns]).argmax(axis=1)
-    flips = int((fp32_pred != served).sum())
-    out = compare_rate(flips, n, gate["flip_rate"], gate["n"], alpha=alpha)
+    disagrees = fp32_pred != served
+    out = compare_rate(int(disagrees.sum()), n, gate["flip_rate"], gate["n"], alpha=alpha)
     out["sampled_from"] = len(window)
+    out["indicator"] = disagrees.astype(int)  # popped by the caller for the Evidently run
     return out
+
+
+def disagreement_report(indicator: np.ndarray) -> Any:
+    """An Evidently run whose MeanValue of ``disagrees`` is the disagreement rate (plotted in the workspace)."""
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import MeanValue
+
+    ds = Dataset.from_pandas(
+        pd.DataFrame({"disagrees": indicator}), data_definition=DataDefinition(numerical_columns=["disagrees"])
+    )
+    return Report([MeanValue(column="disagrees")]).run(current_data=ds)
 
 
 # --- accuracy -------------------------------------------------------------------------------------

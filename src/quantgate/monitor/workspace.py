@@ -44,6 +44,16 @@ def _add_panels(project: Any) -> None:
             size="half",
         )
     )
+    project.dashboard.add_panel(
+        line_plot_panel(
+            "Disagreement with the fp32 source (sampled rows)",
+            [PanelMetric(legend="rate", metric="MeanValue", metric_labels={"column": "disagrees"})],
+            size="half",
+        )
+    )
+    project.dashboard.add_panel(
+        line_plot_panel("Accuracy on delayed labels", [PanelMetric(legend="accuracy", metric="Accuracy")], size="half")
+    )
 
 
 def add_runs(model: str, runs: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
