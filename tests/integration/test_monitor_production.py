@@ -80,6 +80,8 @@ def test_disagreement_labels_estimate_and_workspace(served: dict[str, Any], sett
     name, version, receiver = served["name"], served["version"], served["receiver"]
     rows = read_table(settings.data_dir / "adult-income" / "window-stable.parquet").head(600).reset_index(drop=True)
     ids = _serve(settings, name, version, rows, invert=False)
+    ws = Workspace(str(settings.home_abs / "evidently"))
+    runs_before = sum(len(ws.list_runs(pr.id)) for pr in ws.search_project(name))  # earlier tests' runs
     # labels for the first 400 requests arrive late (what `quantgate monitor-labels` calls)
     labels = pd.DataFrame({"request_id": ids[:400], "label": rows["income"].head(400).astype(str).str.rstrip(".")})
     labels.to_csv(tmp_path / "labels.csv", index=False)
@@ -117,9 +119,10 @@ def test_disagreement_labels_estimate_and_workspace(served: dict[str, Any], sett
     arts = {a.path for a in client(settings).list_artifacts(out.run_id)}
     assert {"drift_report.html", "production.json", "classification_report.html"} <= arts
     assert out.workspace["status"] == "ok", out.workspace
+    assert out.workspace["path"] == str(settings.home_abs / "evidently")
     ws = Workspace(out.workspace["path"])
     project = ws.search_project(name)[0]
-    assert len(ws.list_runs(project.id)) == 3  # drift, classification and disagreement of this window
+    assert len(ws.list_runs(project.id)) - runs_before == 3  # drift, classification, disagreement of this window
     assert {panel.title for panel in ws.get_dashboard(project.id).panels} >= {
         "Share of drifted columns",
         "Disagreement with the fp32 source (sampled rows)",
