@@ -17,6 +17,8 @@ def monitor_model(model: str, window: str | None = None) -> dict[str, Any]:
     configure_environment()
     out = run_monitor(model, window=window)
     log = get_run_logger()
+    for line in check_lines(out):
+        log.info(line)
     log.info(
         "%s v%s (%s): drifted share %.2f -> %s",
         out.model,
@@ -35,4 +37,51 @@ def monitor_model(model: str, window: str | None = None) -> dict[str, Any]:
         "drifted_columns": out.drift.get("drifted_columns", []),
         "run_id": out.run_id,
         "deliveries": out.deliveries,
+        # added for issue 13 part 2 (the keys above are unchanged)
+        "disagreement": out.disagreement,
+        "disagreement_alert": out.disagreement_alert,
+        "labels": out.labels,
+        "estimate": out.estimate,
+        "workspace": out.workspace,
+        "event_emitted": out.event_emitted,
+        "checks": check_lines(out),
     }
+
+
+def check_lines(out: Any) -> list[str]:
+    """One readable line per production check, "not run" with its reason when it could not run."""
+    d, lab, est = out.disagreement, out.labels, out.estimate
+    lines = []
+    if d.get("status") == "ok":
+        lines.append(
+            f"disagreement with fp32 {d['source']}: {d['k']}/{d['n']} = {100 * d['rate']:.1f}% "
+            f"[{100 * d['interval'][0]:.1f}, {100 * d['interval'][1]:.1f}] vs gate {100 * d['gate_rate']:.1f}% "
+            f"(p={d['p_value']:.2g}) -> {'ABOVE what was approved' if d['above_gate'] else 'ok'}"
+        )
+    else:
+        lines.append(f"disagreement: not run ({d.get('reason')})")
+    if lab.get("status") == "ok":
+        below = ", ".join(lab["groups_below_gate"]) or "none"
+        lines.append(
+            f"labelled accuracy ({lab['labelled_rows']} rows): {lab['accuracy']:.3f} "
+            f"[{lab['interval'][0]:.3f}, {lab['interval'][1]:.3f}] vs gate {lab['gate_accuracy']:.3f}; "
+            f"below gate: {'overall' if lab['below_gate'] else 'not overall'}, groups: {below}"
+        )
+    else:
+        lines.append(f"labelled accuracy: not run ({lab.get('reason')})")
+    if est.get("status") == "ok":
+        lines.append(
+            f"estimated accuracy ({est['estimator']}, {est['n']} rows): {est['estimated_accuracy']:.3f} "
+            f"[{est['interval'][0]:.3f}, {est['interval'][1]:.3f}] vs gate {est['gate_accuracy']:.3f} "
+            f"[{est['gate_interval'][0]:.3f}, {est['gate_interval'][1]:.3f}]"
+            f"{' -> BELOW the gate' if est['below_gate'] else ''}"
+        )
+    else:
+        lines.append(f"estimated accuracy: not run ({est.get('reason')})")
+    ws = out.workspace
+    lines.append(
+        f"Evidently workspace: {ws['path']} (quantgate monitor-ui)"
+        if ws.get("status") == "ok"
+        else f"Evidently workspace: not run ({ws.get('reason')})"
+    )
+    return lines

@@ -290,8 +290,12 @@ def monitor(
             f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
             f"({', '.join(m['drifted_columns'])}); run {m['run_id']}"
         )
+        for line in m.get("checks", []):
+            console.print(f"  {line}")
         for d in m["deliveries"]:
-            console.print(f"  alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}")
+            console.print(
+                f"  {d.get('alert', 'drift')} alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}"
+            )
 
     _run(body)
 
@@ -451,6 +455,9 @@ _register_ledger(app)
 from quantgate.cli_users import register as _register_users  # noqa: E402  (server app users: issue 14)
 
 _register_users(app, _run)
+from quantgate.cli_monitor import register as _register_monitor  # noqa: E402  (monitor-labels, monitor-ui)
+
+_register_monitor(app)
 
 
 def main() -> None:

@@ -45,6 +45,12 @@ class MonitorSpec(BaseModel):
     log_hours: float = Field(default=24.0, gt=0)
     columns: list[str] | None = None
     drift_share: float = Field(default=0.3, gt=0, le=1)
+    #: logged rows re-scored with the fp32 source per run (production disagreement)
+    disagreement_sample: int = Field(default=2000, gt=0)
+    #: significance of the one-sided tests against the gate's figures (disagreement, accuracy)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    #: drift compares at most this many rows per window (a uniform sample beyond; see detect_drift)
+    drift_max_rows: int | None = Field(default=100_000, gt=0)
     alerts: list[AlertRoute] = Field(default_factory=list)
 
 
@@ -75,6 +81,16 @@ class MonitorOutcome:
     #: whether the Prefect drift event went out (None: no drift, so none was due)
     event_emitted: bool | None = None
     event_error: str | None = None
+    #: production checks beside drift (quantgate.monitor.checks): each has status "ok" or "not run"
+    disagreement: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    estimate: dict[str, Any] = field(default_factory=dict)
+    #: the Evidently workspace run(s) of this window, or why none was added
+    workspace: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def disagreement_alert(self) -> bool:
+        return bool(self.disagreement.get("above_gate"))
 
     @property
     def drifted(self) -> bool:
@@ -136,6 +152,7 @@ def run_monitor(
 
     from quantgate.data.datasets import read_table
     from quantgate.monitor import detect_drift
+    from quantgate.monitor.checks import run_window_checks
     from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
     from quantgate.notify import notify
     from quantgate.registry.mlflow_registry import client, ensure_experiment, load_wrapped
@@ -151,10 +168,11 @@ def run_monitor(
     if file is not None:
         current = read_table(s.path(file))
         preds = wrapped.predict(current[wrapped.input_columns])
+        request_id = f"monitor-{uuid.uuid4().hex}"
         ParquetSink(inference_root(s)).write(
             [
                 InferenceRecord(
-                    f"monitor-{uuid.uuid4().hex}",
+                    request_id,
                     qname,
                     str(mv.version),
                     datetime.now(UTC),
@@ -166,17 +184,30 @@ def run_monitor(
         )
         source = f"file {file}"
         window_end = datetime.now(UTC)
+        current = current.assign(request_id=request_id, request_row=range(len(current)))
     else:
         last = (mv.tags or {}).get(TAG_LAST_MONITOR_AT)
         hours = log_hours if log_hours is not None else (None if last else spec.log_hours)
         current, window_end = _served_window(qname, str(mv.version), last, hours, s)
-        preds = current[["label"]]
+        preds = current[[col for col in ("label", "score", "probability") if col in current.columns]]
         source = f"inference log, {len(current)} rows"
     cols = spec.columns or [col for col in wrapped.input_columns if col in reference.columns]
     ref_preds = wrapped.predict(reference[wrapped.input_columns])
     ref = reference[cols].assign(prediction=ref_preds["label"].to_numpy())
     cur = current[cols].assign(prediction=preds["label"].to_numpy())
-    result = detect_drift(ref, cur, drift_share=spec.drift_share, categorical=["prediction"])
+    result = detect_drift(
+        ref, cur, drift_share=spec.drift_share, categorical=["prediction"], max_rows=spec.drift_max_rows
+    )
+    checks = run_window_checks(
+        cl,
+        mv,
+        current.reset_index(drop=True),
+        preds.reset_index(drop=True),
+        list(wrapped.classes),
+        sample=spec.disagreement_sample,
+        alpha=spec.alpha,
+        settings=s,
+    )
     ensure_experiment(EXPERIMENT, s)
     with mlflow.start_run(run_name=f"monitor-{qname}-v{mv.version}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(
@@ -199,12 +230,15 @@ def run_monitor(
         result.write_html(html)
         mlflow.log_artifact(str(html))
         mlflow.log_dict(result.to_dict(), "drift.json")
+        _log_checks(checks, Path(tmp))
         run_id = run.info.run_id
         experiment_id = run.info.experiment_id
     cl.set_model_version_tag(qname, mv.version, "quantgate.last_monitor_run", run_id)
     cl.set_model_version_tag(qname, mv.version, "quantgate.drift", str(result.dataset_drift).lower())
     cl.set_model_version_tag(qname, mv.version, TAG_LAST_MONITOR_AT, window_end.isoformat())
     outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
+    outcome.disagreement, outcome.labels, outcome.estimate = checks.disagreement, checks.labels, checks.estimate
+    outcome.workspace = _add_to_workspace(qname, mv.version, run_id, {"drift": result.snapshot, **checks.snapshots}, s)
     if result.dataset_drift:
         sent = notify(
             "drift",
@@ -221,7 +255,64 @@ def run_monitor(
         outcome.deliveries.extend(sent.deliveries)
         outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
         outcome.event_emitted = outcome.event_error is None
+    if outcome.disagreement_alert:
+        d = checks.disagreement
+        sent = notify(
+            "disagreement",
+            qname,
+            str(mv.version),
+            f"{d['k']}/{d['n']} sampled rows ({100 * d['rate']:.1f}%, {100 * d['interval'][0]:.1f}-"
+            f"{100 * d['interval'][1]:.1f}%) disagree with the fp32 source {d['source']}; the gate approved a "
+            f"flip rate of {100 * d['gate_rate']:.1f}% (p={d['p_value']:.2g} < {d['alpha']})",
+            details={"kind": "disagreement", **{k: v for k, v in d.items() if k != "status"}, "mlflow_run": run_id},
+            run_id=run_id,
+            experiment_id=experiment_id,
+            report="production.json",
+            settings=s,
+        )
+        outcome.deliveries.extend(sent.deliveries)
     return outcome
+
+
+def _log_checks(checks: Any, tmp: Path) -> None:
+    """The production checks into the open MLflow run: production.json, metrics, tags, the labelled report."""
+    import mlflow
+
+    mlflow.log_dict(checks.to_dict(), "production.json")
+    d, lab, est = checks.disagreement, checks.labels, checks.estimate
+    mlflow.set_tags(
+        {
+            "quantgate.disagreement": ("above_gate" if d.get("above_gate") else "ok")
+            if d["status"] == "ok"
+            else "not run",
+            "quantgate.labels": f"{lab['labelled_rows']} labelled rows" if lab["status"] == "ok" else "not run",
+            "quantgate.estimator": est.get("estimator", "not run"),
+        }
+    )
+    metrics = {
+        "disagreement_rate": d.get("rate"),
+        "disagreement_p_value": d.get("p_value"),
+        "labelled_accuracy": lab.get("accuracy"),
+        "labelled_rows": lab.get("labelled_rows"),
+        "estimated_accuracy": est.get("estimated_accuracy"),
+    }
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+    if "classification" in checks.snapshots:
+        html = tmp / "classification_report.html"
+        checks.snapshots["classification"].save_html(str(html))
+        mlflow.log_artifact(str(html))
+
+
+def _add_to_workspace(qname: str, version: Any, run_id: str, snapshots: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """Each Evidently snapshot of this window into the local workspace; a failure is reported, not raised."""
+    from quantgate.monitor.workspace import add_runs
+
+    named = {f"v{version} {kind} (run {run_id[:8]})": snap for kind, snap in snapshots.items() if snap is not None}
+    try:
+        return {"status": "ok", **add_runs(qname, named, s)}
+    except Exception as exc:
+        log.error("adding the monitoring run to the Evidently workspace failed: %s: %s", type(exc).__name__, exc)
+        return {"status": "not run", "reason": f"{type(exc).__name__}: {exc}"}
 
 
 def _emit_drift_event(name: str, version: str, share: float) -> str | None:

@@ -29,7 +29,12 @@ class NotifyOutcome:
 
     @property
     def deliveries(self) -> list[dict[str, Any]]:
-        """One dict per route: ``route``, ``ok``, ``status`` (delivered | pending | dead), the delivery result."""
+        """One dict per route: ``route``, ``alert`` (the event kind), ``ok``, ``status`` (delivered |
+        pending | dead), the delivery result."""
+        kind = self.alert.kind if self.alert is not None else None
+        return [{"alert": kind, **d} for d in self._deliveries()]
+
+    def _deliveries(self) -> list[dict[str, Any]]:
         if self.error is not None:
             return [{"route": "outbox", "ok": False, "status": "not enqueued", "error": self.error}]
         tried = {a.entry_id: a for a in self.attempts}

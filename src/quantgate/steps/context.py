@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 #: where a source model's reference-data profile is stored (in its training run)
 PROFILE_ARTIFACT = "quantgate/data_profile.json"
+#: the candidate's gate-time evaluation scores (labels, class probabilities, groups), logged with
+#: its run so monitoring can fit a label-free accuracy estimator on the rows the gate judged
+EVAL_SCORES_ARTIFACT = "quantgate/eval_scores.parquet"
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Evaluation:
     runtime: dict[str, float]
     sizes: dict[str, int]
     audit: FlipAudit | None = None
+    #: per evaluation row: ``label`` (class index), ``fp32_pred``, ``proba_<i>`` of the candidate, group columns
+    scores: pd.DataFrame | None = None
 
 
 @dataclass

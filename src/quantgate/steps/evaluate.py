@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from quantgate.errors import DataError
 from quantgate.onboarding import ModelConfig
 from quantgate.settings import get_settings
@@ -74,7 +76,12 @@ def evaluate_candidate(
             "baseline_bytes": artifact_size(Path(base_arts["module"])),
             "candidate_bytes": artifact_size(Path(cand_arts["module"])),
         }
-    return Evaluation(cmp, runtime, sizes, audit)
+    scores = pd.DataFrame(cand_proba, columns=[f"proba_{i}" for i in range(cand_proba.shape[1])])
+    scores.insert(0, "label", y)
+    scores.insert(1, "fp32_pred", base_proba.argmax(axis=1))
+    for g in group_cols:
+        scores[g] = ev[g].to_numpy()
+    return Evaluation(cmp, runtime, sizes, audit, scores)
 
 
 def _runtime_references(baseline: WrappedModel, candidate: WrappedModel, rows: Any) -> dict[str, WrappedModel]:

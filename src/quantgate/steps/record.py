@@ -13,7 +13,7 @@ import pandas as pd
 from quantgate.environment import versions
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
-from quantgate.steps.context import Datasets, Evaluation, Source
+from quantgate.steps.context import EVAL_SCORES_ARTIFACT, Datasets, Evaluation, Source
 from quantgate.steps.validate import written_dir
 
 if TYPE_CHECKING:
@@ -216,6 +216,10 @@ def record_candidate(
             mlflow.log_text(json.dumps(ev.audit.to_dict(), indent=2, default=str), "flip_audit.json")
             if ev.audit.sample:
                 mlflow.log_text(pd.DataFrame(ev.audit.sample).to_csv(index=False), "flip_audit_sample.csv")
+        if ev.scores is not None:  # what monitoring's label-free accuracy estimator is fitted on
+            scores_path = Path(tmp) / Path(EVAL_SCORES_ARTIFACT).name
+            ev.scores.to_parquet(scores_path, index=False)
+            mlflow.log_artifact(str(scores_path), str(Path(EVAL_SCORES_ARTIFACT).parent))
         card_path = Path(tmp) / "model_card.md"
         card_path.write_text(card_md)
         example = data.evaluation[candidate.input_columns].head(5)
