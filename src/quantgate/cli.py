@@ -157,8 +157,8 @@ def quantize(
 
         # fail fast, before a Prefect server starts, on what can be checked cheaply
         source = pipeline.discover_source(model)
-        load_policy(policy if policy else get_settings().path(source.config.policy))
-        pipeline.resolve_recipe(recipe, source.config)
+        pol = load_policy(policy if policy else get_settings().path(source.config.policy))
+        pipeline.resolve_recipe(recipe, source.config, pol)
         from quantgate.flows.quantize import quantize_model
 
         r = quantize_model(model=model, policy=str(policy) if policy else None, recipe=recipe)

@@ -45,6 +45,7 @@ OPTIONAL_KEYS = (
     "warnings",
     "coverage",
     "hardware",
+    "served",
 )
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from quantgate.evaluate.audit import FlipAudit
+    from quantgate.evaluate.batching import ServedBatching
     from quantgate.evaluate.metrics import Comparison
     from quantgate.models.wrapped import WrappedModel
     from quantgate.quantize.recipes import QuantizationResult, Recipe
@@ -47,6 +48,7 @@ class Evaluation:
     runtime: dict[str, float]
     sizes: dict[str, int]
     audit: FlipAudit | None = None
+    served: ServedBatching | None = None
 
 
 @dataclass

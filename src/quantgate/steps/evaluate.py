@@ -20,7 +20,8 @@ def evaluate_candidate(
     cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel, data: Datasets
 ) -> Evaluation:
     """fp32 and candidate on the same held-out rows: metrics with paired-bootstrap intervals,
-    per-group and intersectional accuracy, fairness gaps, the flip audit; latency side by side."""
+    per-group and intersectional accuracy, fairness gaps, the flip audit; the candidate at each
+    served batch size (``policy.serving``) and its batch dependence; latency side by side."""
     import torch
 
     from quantgate.evaluate.audit import flip_audit
@@ -64,6 +65,31 @@ def evaluate_candidate(
         min_group_size=policy.min_group_size,
         seed=b.seed,
     )
+    from quantgate.evaluate.batching import served_batching
+
+    def compare_at(yy: Any, base: Any, cand: Any, pos: Any) -> Any:
+        return compare_proba(
+            yy,
+            base,
+            cand,
+            groups=ev[group_cols].iloc[pos] if group_cols else None,
+            sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
+            min_group_size=policy.min_group_size,
+            resamples=b.resamples,
+            confidence=b.confidence,
+            seed=b.seed,
+        )
+
+    served = served_batching(
+        candidate,
+        ev,
+        y,
+        base_proba,
+        batch_sizes=list(policy.serving.batch_sizes),
+        max_rows=policy.serving.max_rows,
+        seed=b.seed,
+        compare=compare_at,
+    )
     runtime = side_by_side_latency(
         baseline, candidate, ev, batch_size=32, references=_runtime_references(baseline, candidate, ev)
     )
@@ -74,7 +100,7 @@ def evaluate_candidate(
             "baseline_bytes": artifact_size(Path(base_arts["module"])),
             "candidate_bytes": artifact_size(Path(cand_arts["module"])),
         }
-    return Evaluation(cmp, runtime, sizes, audit)
+    return Evaluation(cmp, runtime, sizes, audit, served)
 
 
 def _runtime_references(baseline: WrappedModel, candidate: WrappedModel, rows: Any) -> dict[str, WrappedModel]:
