@@ -101,7 +101,7 @@ def _gate(cfg: Any, policy: Any, baseline: Any, candidate: Any, rows: pd.DataFra
 
     y = class_index(rows[cfg.label], baseline.classes, what="labels")
     ok, why = gate_judge(cfg, policy)(y, baseline.predict_proba(rows), candidate.predict_proba(rows), rows)
-    return ok, why
+    return ok, why.replace("on the search rows", "on the evaluation rows")
 
 
 def main() -> None:
@@ -126,6 +126,7 @@ def main() -> None:
     cfg = ModelConfig.model_validate(yaml.safe_load((ROOT / "registry/models/adult-income.yaml").read_text()))
     shipped = load_policy(args.policy)
     model, test = _model(args.train_rows)
+    print(f"trained the demo MLP in {time.perf_counter() - t0:.0f} s", flush=True)
     rows: list[dict[str, Any]] = []
     for thr in [None, *args.tolerance]:
         policy, thr_label = _with_threshold(shipped, cfg.name, thr)
@@ -135,6 +136,7 @@ def main() -> None:
             calib, evaluation = shuffled.iloc[: args.calibration_rows], shuffled.iloc[args.calibration_rows :]
             batches = model.batches(calib, 32)[:8]
             for mode, judge in (("point estimate", None), ("gate rule", gate_judge(cfg, policy))):
+                t_run = time.perf_counter()
                 res = tune(
                     model,
                     calib,
@@ -166,6 +168,7 @@ def main() -> None:
                         "gate_evidence": why,
                     }
                 )
+                rows[-1]["seconds"] = round(time.perf_counter() - t_run, 1)
                 print(rows[-1], flush=True)
     seconds = time.perf_counter() - t0
     table = _markdown(rows, args, seconds)

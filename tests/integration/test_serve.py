@@ -166,6 +166,10 @@ def test_serve_logs_every_acknowledged_request_to_parquet(
     finally:
         code, out = server.stop()
     assert f"serving {name}/{version} (@champion)" in out
+    # the verdict's target was detected on this host when the candidate was built: no ISA warning
+    from quantgate.hardware import host_info
+
+    assert f"hardware: gated for {host_info()['isa']}, host {host_info()['isa']}" in out
     assert f"inference log: {len(sent)} request(s) logged: {len(sent)} written" in out and ", 0 lost" in out
     assert code in (0, -signal.SIGTERM), out  # uvicorn re-raises the SIGTERM after its clean stop
 

@@ -5,6 +5,7 @@ search's judge and the serving start-up line. No timing is asserted."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,3 +149,53 @@ def test_the_serving_start_up_line_warns_when_the_host_differs(monkeypatch: pyte
     assert line.startswith("warning:") and "avx512_vnni" in line and "avx2" in line
     assert hardware_line("avx2") == "hardware: gated for avx2, host avx2"
     assert hardware_line("") == "hardware: gated for an unrecorded target, host avx2"
+
+
+# --- the search judges as the gate does ------------------------------------------------------------
+
+
+def test_gate_judge_refuses_a_drop_whose_upper_bound_exceeds_the_tolerance() -> None:
+    import pandas as pd
+
+    from quantgate.policy.schema import parse_policy
+    from quantgate.steps.quantize import gate_judge
+
+    cfg = ModelConfig(name="m", label="y", calibration_data="c", evaluation_data="e")
+    policy = parse_policy("name: p\nbootstrap: {resamples: 200, seed: 0}\n" + RULES)
+    y = np.ones(200, int)
+    base = np.tile([0.2, 0.8], (200, 1))
+    cand = base.copy()
+    cand[0] = [0.8, 0.2]  # one row of 200 flips to wrong: drop 0.005, within the 0.01 tolerance
+    ok, why = gate_judge(cfg, policy)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))
+    assert not ok and "acc fail" in why and "judged on upper bound" in why
+    ok, why = gate_judge(cfg, policy)(y, base, base, pd.DataFrame({"x": np.zeros(200)}))
+    assert ok and "acc pass" in why
+    # a policy whose only accuracy rule is a warning gives the search nothing to block on
+    warn = parse_policy("name: p\n" + RULES.replace("threshold: 0.01}", "threshold: 0.01, severity: warn}"))
+    assert gate_judge(cfg, warn)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))[0]
+
+
+def test_the_tuner_refuses_a_trial_the_judge_refuses() -> None:
+    import pandas as pd
+    import torch
+
+    from quantgate.models.wrapped import WrappedModel
+    from quantgate.quantize.torch_backend import DynamicInt8Recipe
+    from quantgate.quantize.tuner import tune
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    model = WrappedModel(module, {"task": "tensor-classification", "feature_columns": list("abcd"), "classes": [0, 1]})
+    rows = pd.DataFrame(np.random.default_rng(0).normal(size=(64, 4)), columns=list("abcd"))
+    rows["y"] = model.predict_proba(rows).argmax(1)
+    seen: list[int] = []
+
+    def refuse(y: np.ndarray, base: np.ndarray, cand: np.ndarray, df: pd.DataFrame) -> tuple[bool, str]:
+        seen.append(len(y))
+        return False, "gate rules on the search rows: acc fail: made up"
+
+    common: dict[str, Any] = {"tolerance_overall": 1.0, "candidates": [DynamicInt8Recipe()], "budget_trials": 1}
+    res = tune(model, rows, "y", judge=refuse, **common)
+    assert res.best is None and seen == [64] and "acc fail: made up" in res.trace[0].reason
+    res = tune(model, rows, "y", judge=lambda *a: (True, "gate rules on the search rows: acc pass"), **common)
+    assert res.best is not None and res.trace[0].reason.startswith("gate rules on the search rows: acc pass")

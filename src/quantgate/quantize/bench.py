@@ -212,6 +212,11 @@ def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, s
         )
     lines += ["", "## Tuner traces", "", *notes, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
+    # sections other scripts write between markers (scripts/bench_search_gate.py) are kept
+    old = path.read_text() if path.exists() else ""
+    start, end = "<!-- search-gate:start -->", "<!-- search-gate:end -->"
+    if start in old and end in old:
+        lines += [old[old.index(start) : old.index(end) + len(end)], ""]
     path.write_text("\n".join(lines))
 
 
