@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- search-gate:start -->", "<!-- search-gate:end -->"
+INT8_ONLY = ("ort-dynamic-int8", "dynamic-int8", "int8-weight-only")
 
 
 def _host() -> str:
@@ -75,6 +75,22 @@ def _model(train_rows: int | None) -> Any:
     return WrappedModel(module, spec), test
 
 
+def _cached_model(train_rows: int | None, cache: Path | None) -> Any:
+    import torch
+
+    from quantgate.data.datasets import load_adult
+    from quantgate.models.wrapped import WrappedModel
+
+    torch.set_num_threads(2)
+    if cache is not None and (cache / "module.pt").exists():
+        arts = {"module": str(cache / "module.pt"), "spec": str(cache / "spec.json")}
+        return WrappedModel.load(arts), load_adult()[1]
+    model, test = _model(train_rows)
+    if cache is not None:
+        model.save(cache)
+    return model, test
+
+
 def _with_threshold(policy: Any, model: str, threshold: float | None) -> tuple[Any, str]:
     """The policy with its blocking accuracy max_drop rule set to ``threshold`` (None: as shipped)."""
     from quantgate.policy.schema import RuleOverride
@@ -113,19 +129,26 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=None, help="train on fewer rows (default: as the demo)")
     ap.add_argument("--budget-trials", type=int, default=None, help="default: the policy's search budget")
     ap.add_argument("--write", type=Path, default=None, help="put the table into this Markdown file")
+    ap.add_argument(
+        "--int8-only",
+        action="store_true",
+        help=f"search only {', '.join(INT8_ONLY)} (no lossless or float recipe to fall back on)",
+    )
+    ap.add_argument("--model-cache", type=Path, default=None, help="reuse (or save) the trained demo MLP here")
     args = ap.parse_args()
 
     import yaml
 
     from quantgate.onboarding import ModelConfig
     from quantgate.policy import load_policy
+    from quantgate.quantize.recipes import get_recipe
     from quantgate.quantize.tuner import tune
     from quantgate.steps.quantize import gate_judge
 
     t0 = time.perf_counter()
     cfg = ModelConfig.model_validate(yaml.safe_load((ROOT / "registry/models/adult-income.yaml").read_text()))
     shipped = load_policy(args.policy)
-    model, test = _model(args.train_rows)
+    model, test = _cached_model(args.train_rows, args.model_cache)
     print(f"trained the demo MLP in {time.perf_counter() - t0:.0f} s", flush=True)
     rows: list[dict[str, Any]] = []
     for thr in [None, *args.tolerance]:
@@ -150,6 +173,7 @@ def main() -> None:
                     calibration=batches,
                     min_group_rows=policy.min_group_size,
                     judge=judge,
+                    candidates=[get_recipe(r) for r in INT8_ONLY] if args.int8_only else None,
                 )
                 if res.best is None or res.module is None:
                     rows.append({"threshold": thr_label, "seed": seed, "search": mode, "chosen": "(none)"})
@@ -174,17 +198,25 @@ def main() -> None:
     table = _markdown(rows, args, seconds)
     print(table)
     if args.write:
-        _write(args.write, table)
+        _write(args.write, table, *_markers(args))
+
+
+def _markers(args: argparse.Namespace) -> tuple[str, str]:
+    name = "search-gate-int8" if args.int8_only else "search-gate"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
     df = pd.DataFrame(rows)
+    start, end = _markers(args)
+    which = f"int8 recipes only: {', '.join(INT8_ONLY)}" if args.int8_only else "the default candidates"
     lines = [
-        START,
-        "## Search/gate agreement (adult-income)",
+        start,
+        f"## Search/gate agreement (adult-income, {which})",
         "",
         f"Command: `.venv/bin/python scripts/bench_search_gate.py --seeds {' '.join(map(str, args.seeds))}"
         + (f" --tolerance {' '.join(map(str, args.tolerance))}" if args.tolerance else "")
+        + (" --int8-only" if args.int8_only else "")
         + f"` ({seconds:.0f} s). Host: {_host()}; Python {platform.python_version()}.",
         "",
         "The demo MLP, trained as `make demo` trains it; per seed, adult.test shuffled with that seed and split "
@@ -210,14 +242,14 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         lines.append(
             f"| {r['threshold']} | {r['seed']} | {r['search']} | {r['chosen']} | {shown} | {r.get('gate', 'n/a')} |"
         )
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def _write(path: Path, table: str) -> None:
+def _write(path: Path, table: str, start: str, end: str) -> None:
     text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        text = text[: text.index(START)] + table + text[text.index(END) + len(END) :]
+    if start in text and end in text:
+        text = text[: text.index(start)] + table + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + table + "\n"
     path.write_text(text)

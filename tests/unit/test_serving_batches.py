@@ -149,6 +149,7 @@ def test_the_serving_start_up_line_warns_when_the_host_differs(monkeypatch: pyte
     assert line.startswith("warning:") and "avx512_vnni" in line and "avx2" in line
     assert hardware_line("avx2") == "hardware: gated for avx2, host avx2"
     assert hardware_line("") == "hardware: gated for an unrecorded target, host avx2"
+    assert hardware_line("any") == "hardware: gated for any ISA, host avx2"
 
 
 # --- the search judges as the gate does ------------------------------------------------------------

@@ -89,4 +89,5 @@ def hardware_line(target: str) -> str:
     if mismatch:
         logging.getLogger(__name__).warning(mismatch)
         return f"warning: {mismatch}"
-    return f"hardware: gated for {target or 'an unrecorded target'}, host {host_info()['isa']}"
+    gated = {"": "an unrecorded target", "any": "any ISA", "auto": "any ISA"}.get(target, target)
+    return f"hardware: gated for {gated}, host {host_info()['isa']}"
