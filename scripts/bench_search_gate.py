@@ -187,6 +187,7 @@ def main() -> None:
                         "search": mode,
                         "chosen": res.best.label,
                         "trials": len(res.trace),
+                        "trace": ", ".join(f"{t.label} {'pass' if t.passed else 'fail'}" for t in res.trace),
                         "search_drop": chosen.metrics.get("accuracy_drop"),
                         "gate": "accept" if ok else "refuse",
                         "gate_evidence": why,
@@ -234,13 +235,19 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         accepted = int((g.get("gate") == "accept").sum()) if "gate" in g else 0
         choices = ", ".join(f"{k} x{v}" for k, v in chose.items())
         lines.append(f"| {thr} | {mode} | {len(g)} | {accepted} / {len(g)} | {choices} |")
-    lines += ["", "Per seed:", "", "| threshold | seed | search judged on | chosen | drop on calibration rows | gate |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "Per seed:",
+        "",
+        "| threshold | seed | search judged on | trials | chosen | drop on calibration rows | gate |",
+    ]
+    lines.append("|---|---|---|---|---|---|---|")
     for r in rows:
         drop = r.get("search_drop")
         shown = f"{drop:+.4f}" if isinstance(drop, float) and np.isfinite(drop) else "n/a"
         lines.append(
-            f"| {r['threshold']} | {r['seed']} | {r['search']} | {r['chosen']} | {shown} | {r.get('gate', 'n/a')} |"
+            f"| {r['threshold']} | {r['seed']} | {r['search']} | {r.get('trace', '')} | {r['chosen']} | {shown} "
+            f"| {r.get('gate', 'n/a')} |"
         )
     lines.append(end)
     return "\n".join(lines)
