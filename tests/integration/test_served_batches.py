@@ -36,9 +36,9 @@ def adult() -> tuple[Any, Any, Any]:
 
     torch.set_num_threads(2)
     train, test = load_adult()
-    train = train.sample(2000, random_state=0)
+    train = train.sample(1000, random_state=0)
     pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
-    module = train_mlp(pre.transform(train), train[ADULT_LABEL].to_numpy(), seed=0, epochs=6)
+    module = train_mlp(pre.transform(train), train[ADULT_LABEL].to_numpy(), seed=0, epochs=3)
     model = WrappedModel(module, {"task": "tabular-classification", "preprocessor": pre.to_dict(), "classes": [0, 1]})
     candidate, _ = quantize_candidate(model, DynamicInt8Recipe())
     return model, candidate, test.sample(400, random_state=1).reset_index(drop=True)
