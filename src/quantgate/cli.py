@@ -106,7 +106,7 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
             r["recipe"],
             f"{r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}",
             f"{r['size_fp32_mb']:.2f} → {r['size_quantized_mb']:.2f} MB",
-            f"{r['speedup']:.2f}x",
+            _speed(r["speedup"]),
             f"[{color}]{r['verdict']}[/]",
             f"{r['registered']} {' '.join('@' + a for a in r['aliases'])}",
         )
@@ -161,8 +161,8 @@ def quantize(
 
         # fail fast, before a Prefect server starts, on what can be checked cheaply
         source = pipeline.discover_source(model)
-        load_policy(policy if policy else get_settings().path(source.config.policy))
-        pipeline.resolve_recipe(recipe, source.config)
+        pol = load_policy(policy if policy else get_settings().path(source.config.policy))
+        pipeline.resolve_recipe(recipe, source.config, pol)
         from quantgate.flows.quantize import quantize_model
 
         r = quantize_model(model=model, policy=str(policy) if policy else None, recipe=recipe)
@@ -171,6 +171,10 @@ def quantize(
             raise typer.Exit(EXIT_GATE)
 
     _run(body)
+
+
+def _speed(x: float) -> str:
+    return f"{x:.2f}x" if x == x else "not measured reliably"  # NaN: see evaluate/runtime.py
 
 
 def _verdict_table(r: dict[str, Any]) -> None:
@@ -192,7 +196,7 @@ def _verdict_table(r: dict[str, Any]) -> None:
     console.print(t)
     console.print(
         f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}; size {r['size_fp32_mb']:.2f} → "
-        f"{r['size_quantized_mb']:.2f} MB; speed {r['speedup']:.2f}x; verdict [bold]{r['verdict']}[/]; "
+        f"{r['size_quantized_mb']:.2f} MB; speed {_speed(r['speedup'])}; verdict [bold]{r['verdict']}[/]; "
         f"aliases: {', '.join(r['aliases']) or 'none'}"
     )
 

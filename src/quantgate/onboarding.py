@@ -61,8 +61,10 @@ class ModelConfig(BaseModel):
     classes: list[str | int | float | bool] | None = Field(
         default=None, description="the model's classes in output order (default: from its output and the labels)"
     )
-    target: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] = Field(
-        default="auto", description="the CPU ISA the candidate is built and gated for; auto = this host"
+    target: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] | None = Field(
+        default=None,
+        description="the CPU ISA the candidate is built and gated for; auto = this host; "
+        "unset = the policy's target (else auto)",
     )
     output: Literal["auto", "logits", "probabilities", "labels"] = Field(
         default="auto", description="how to read the model's scores; auto decides from the values"
@@ -71,6 +73,10 @@ class ModelConfig(BaseModel):
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:
         """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""
         return (settings or get_settings()).path(rel)
+
+    def target_for(self, policy_target: str | None = None) -> str:
+        """The effective target: the onboarding's, else the policy's default, else ``auto``."""
+        return self.target or policy_target or "auto"
 
     @property
     def group_columns(self) -> list[str]:

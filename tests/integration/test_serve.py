@@ -166,6 +166,12 @@ def test_serve_logs_every_acknowledged_request_to_parquet(
     finally:
         code, out = server.stop()
     assert f"serving {name}/{version} (@champion)" in out
+    # the candidate was built on this host (its own ISA, or any ISA for a lossless export): no warning
+    from quantgate.hardware import host_info
+
+    isa = host_info()["isa"]
+    assert f"hardware: gated for {isa}, host {isa}" in out or f"hardware: gated for any ISA, host {isa}" in out
+    assert "warning: this candidate was built" not in out
     assert f"inference log: {len(sent)} request(s) logged: {len(sent)} written" in out and ", 0 lost" in out
     assert code in (0, -signal.SIGTERM), out  # uvicorn re-raises the SIGTERM after its clean stop
 

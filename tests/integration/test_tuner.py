@@ -93,8 +93,13 @@ def test_lossless_recipe_that_meets_the_speed_objective_ends_the_search() -> Non
         budget_trials=4,
         budget_seconds=120,
     )
-    assert res.best == OrtFp32Recipe() and len(res.trace) == 1
-    assert "no accuracy spent" in res.chosen_because
+    first = res.trace[0]
+    if first.metrics["speedup_reliable"]:
+        assert res.best == OrtFp32Recipe() and len(res.trace) == 1
+        assert "no accuracy spent" in res.chosen_because
+    else:  # a speedup not measured reliably (a loaded host) never meets the objective: the search goes on
+        assert first.passed and "speed not measured reliably" in first.reason and len(res.trace) > 1
+        assert first.metrics["speedup"] != first.metrics["speedup"]  # NaN
 
 
 def test_group_check_that_could_not_run_is_not_a_pass() -> None:

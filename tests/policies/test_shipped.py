@@ -53,8 +53,10 @@ def test_monitoring_specs_validate(path: Path) -> None:
 
 def test_prefect_yaml_deployments_load() -> None:
     """Each deployment's entrypoint (a module path in the installed package) loads as a flow and
-    its cron schedules parse."""
-    from prefect.client.schemas.schedules import CronSchedule
+    its schedules (cron or interval) parse."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
     from prefect.flows import load_flow_from_entrypoint
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -64,8 +66,11 @@ def test_prefect_yaml_deployments_load() -> None:
         flow = load_flow_from_entrypoint(dep["entrypoint"])
         names.add(flow.name)
         for sched in dep.get("schedules", []):
-            CronSchedule(cron=sched["cron"], timezone=sched.get("timezone"))
+            if "cron" in sched:
+                CronSchedule(cron=sched["cron"], timezone=sched.get("timezone"))
+            else:
+                IntervalSchedule(interval=timedelta(seconds=sched["interval"]), timezone=sched.get("timezone"))
         params = set(dep.get("parameters", {}))
         assert params <= set(flow.parameters.properties), f"{dep['name']}: unknown parameters {params}"
         assert dep["work_pool"]["name"] == "quantgate"
-    assert names == {"govern-registry", "monitor-model", "quantize-model"}
+    assert names == {"govern-registry", "monitor-model", "quantize-model", "notify-outbox", "promote-on-approval"}

@@ -46,6 +46,7 @@ OPTIONAL_KEYS = (
     "coverage",
     "hardware",
     "plots",
+    "served",
 )
 
 

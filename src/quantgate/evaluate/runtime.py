@@ -1,17 +1,28 @@
 """Latency and size, measured on the same batches for baseline and candidate.
 
 Every latency figure in quantgate (the evaluation, the tuner's trials and final pick, and
-``quantgate bench``) comes from :func:`forward_latency`: the modules run in alternating rounds
-(each once per round, after a warm-up call), so machine noise on a shared host hits all of
-them alike, and the p50 of the per-call times is the figure. ``torch.utils.benchmark.Timer``
-was considered: it times one statement at a time (no alternation) and defaults to one thread,
-which would misstate a 2-thread ONNX Runtime session; the alternating loop is kept, in one place.
+``quantgate bench``) comes from :func:`forward_latency`: the modules are interleaved call by call
+(A/B alternation, the order reversed every round, after a warm-up call), so machine noise on a
+shared host hits all of them alike, and the p50 of the per-call times is the figure. A module
+whose call is shorter than a millisecond is timed over several calls per sample, and the loop
+runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
+
+A speed *ratio* is only as good as its spread: :func:`speed_ratio` (pure) takes the per-round
+times of two modules and says whether the ratio was measured reliably. A ratio whose per-round
+values spread too much (IQR / median above :data:`MAX_RATIO_SPREAD`: the host's load changed
+under the measurement) or whose per-call time is below what the timer can resolve is "not
+measured reliably": it is reported as NaN (the gate then treats a speed rule as not measured and
+the search does not use it) with the raw figure kept alongside for the card.
+``torch.utils.benchmark.Timer`` was considered: it times one statement at a time (no alternation)
+and defaults to one thread, which would misstate a 2-thread ONNX Runtime session.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +32,17 @@ from torch import nn
 
 from quantgate.models.wrapped import WrappedModel
 
+#: a ratio whose per-round values spread more than this (interquartile range / median) is not
+#: measured reliably
+MAX_RATIO_SPREAD = 0.5
+#: fewer paired rounds than this cannot show a spread
+MIN_ROUNDS = 5
+#: a per-call time under this many timer ticks (or ten times the cost of reading the timer) is
+#: below what the timer resolves
+MIN_TIMER_TICKS = 100
+#: a sample of a fast module lasts at least this long (several calls timed together)
+SAMPLE_SECONDS = 1e-3
+
 
 def artifact_size(path: Path) -> int:
     """Bytes on disk of a file or a directory tree."""
@@ -29,7 +51,113 @@ def artifact_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def timer_floor_ms() -> float:
+    """The shortest per-call time this host's ``perf_counter`` resolves, in milliseconds."""
+    res = time.get_clock_info("perf_counter").resolution
+    t0 = time.perf_counter()
+    for _ in range(1000):
+        time.perf_counter()
+    overhead = (time.perf_counter() - t0) / 1000
+    return max(MIN_TIMER_TICKS * res, 10 * overhead) * 1000
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``numerator`` p50 / ``denominator`` p50, and whether it was measured reliably."""
+
+    value: float
+    """NaN when not measured reliably"""
+    measured: float
+    """the raw ratio of the medians, reliable or not"""
+    spread: float
+    """interquartile range / median of the per-round ratios"""
+    reliable: bool
+    reason: str = ""
+
+
+def speed_ratio(
+    numerator_ms: Sequence[float],
+    denominator_ms: Sequence[float],
+    *,
+    floor_ms: float,
+    max_spread: float = MAX_RATIO_SPREAD,
+    min_rounds: int = MIN_ROUNDS,
+) -> Ratio:
+    """How many times faster the denominator ran, from per-round times measured in the same rounds
+    (pure). Not reliable when fewer than ``min_rounds`` rounds were paired, when either median
+    per-call time is under ``floor_ms`` (the timer cannot resolve it), or when the per-round
+    ratios spread more than ``max_spread`` (IQR / median)."""
+    a, b = np.asarray(numerator_ms, float), np.asarray(denominator_ms, float)
+    n = min(len(a), len(b))
+    if n == 0:
+        return Ratio(math.nan, math.nan, math.nan, False, "no timed rounds")
+    a, b = a[:n], b[:n]
+    ma, mb = float(np.median(a)), float(np.median(b))
+    measured = ma / mb if mb > 0 else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_round = a / b
+    finite = per_round[np.isfinite(per_round)]
+    med = float(np.median(finite)) if len(finite) else math.nan
+    q1, q3 = (float(np.percentile(finite, 25)), float(np.percentile(finite, 75))) if len(finite) else (0.0, 0.0)
+    spread = (q3 - q1) / med if med and med > 0 else math.nan
+    reasons = []
+    if n < min_rounds:
+        reasons.append(f"only {n} paired round(s) (< {min_rounds})")
+    if min(ma, mb) < floor_ms:
+        reasons.append(f"a call takes {min(ma, mb) * 1000:.2f} us, below the timer's {floor_ms * 1000:.2f} us")
+    if not math.isfinite(measured) or not math.isfinite(spread):
+        reasons.append("a time is zero or undefined")
+    elif spread > max_spread:
+        reasons.append(f"per-round ratios spread {spread:.2f} (IQR/median) > {max_spread:g}: the host's load changed")
+    ok = not reasons
+    return Ratio(measured if ok else math.nan, measured, spread, ok, "; ".join(reasons))
+
+
 @torch.inference_mode()
+def paired_times(
+    modules: Mapping[str, nn.Module],
+    batch: tuple[torch.Tensor, ...],
+    *,
+    min_rounds: int = 15,
+    min_seconds: float = 0.2,
+    max_seconds: float = 60.0,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Per-round milliseconds per call of each module, interleaved call by call.
+
+    Each round runs every module once (several calls for a module faster than
+    :data:`SAMPLE_SECONDS`, divided back to one call), in the given order on even rounds and
+    reversed on odd ones. Rounds continue until both ``min_rounds`` and ``min_seconds`` are
+    reached, or ``max_seconds`` has passed (after at least 3 rounds)."""
+    names = list(modules)
+    number: dict[str, int] = {}
+    for name in names:
+        module = modules[name]
+        for _ in range(max(0, warmup - 1)):
+            module(*batch)
+        t = time.perf_counter()
+        module(*batch)
+        dt = time.perf_counter() - t
+        number[name] = max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(dt, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    start = time.perf_counter()
+    rounds = 0
+    while True:
+        for name in names if rounds % 2 == 0 else reversed(names):
+            module, k = modules[name], number[name]
+            t = time.perf_counter()
+            for _ in range(k):
+                module(*batch)
+            times[name].append((time.perf_counter() - t) * 1000 / k)
+        rounds += 1
+        elapsed = time.perf_counter() - start
+        if rounds >= min_rounds and elapsed >= min_seconds:
+            break
+        if elapsed >= max_seconds and rounds >= 3:
+            break
+    return times
+
+
 def forward_latency(
     modules: Mapping[str, nn.Module],
     batch: tuple[torch.Tensor, ...],
@@ -37,26 +165,25 @@ def forward_latency(
     rounds: int = 5,
     repeats: int = 3,
     warmup: int = 1,
+    min_seconds: float = 0.2,
 ) -> dict[str, dict[str, float]]:
-    """Milliseconds per forward call of each module on ``batch``, measured side by side.
-
-    Each module is warmed up ``warmup`` times, then in each of ``rounds`` rounds every module
-    runs ``repeats`` timed calls in turn. Returns name -> ``{"p50_ms", "p95_ms", "n"}``.
-    """
-    for module in modules.values():
-        for _ in range(warmup):
-            module(*batch)
-    times: dict[str, list[float]] = {name: [] for name in modules}
-    for _ in range(max(1, rounds)):
-        for name, module in modules.items():
-            for _ in range(max(1, repeats)):
-                t = time.perf_counter()
-                module(*batch)
-                times[name].append((time.perf_counter() - t) * 1000)
-    return {
-        name: {"p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)), "n": float(len(t))}
-        for name, t in times.items()
-    }
+    """Milliseconds per forward call of each module on ``batch``, measured side by side
+    (:func:`paired_times` over at least ``rounds * repeats`` rounds). Returns name ->
+    ``{"p50_ms", "p95_ms", "n", "spread"}`` (spread: IQR / median of the module's own times)."""
+    times = paired_times(
+        modules, batch, min_rounds=max(1, rounds) * max(1, repeats), min_seconds=min_seconds, warmup=warmup
+    )
+    out: dict[str, dict[str, float]] = {}
+    for name, t in times.items():
+        p50 = float(np.percentile(t, 50))
+        iqr = float(np.percentile(t, 75) - np.percentile(t, 25))
+        out[name] = {
+            "p50_ms": p50,
+            "p95_ms": float(np.percentile(t, 95)),
+            "n": float(len(t)),
+            "spread": iqr / p50 if p50 > 0 else math.nan,
+        }
+    return out
 
 
 def latency_ms(
@@ -77,24 +204,38 @@ def side_by_side_latency(
     rounds: int = 5,
     references: Mapping[str, WrappedModel] | None = None,
 ) -> dict[str, float]:
-    """Baseline and candidate (and optional references, e.g. ``{"ort_fp32": ...}``) alternated
+    """Baseline and candidate (and optional references, e.g. ``{"ort_fp32": ...}``) interleaved
     so machine noise hits all of them; ``speedup`` = baseline p50 / candidate p50, and for each
     reference ``<name>_p50_ms`` and ``speedup_vs_<name>`` = reference p50 / candidate p50 (how
-    much of the speedup is precision rather than runtime)."""
+    much of the speedup is precision rather than runtime).
+
+    A ratio not measured reliably (see :func:`speed_ratio`) is NaN, with ``<ratio>_measured``
+    (the raw figure), ``<ratio>_spread`` and ``<ratio>_reliable`` (1.0 or 0.0) alongside."""
     batch = baseline.batches(df.head(batch_size), batch_size)[0]
     modules = {"baseline": baseline.module, "candidate": candidate.module}
     for name, ref in (references or {}).items():
         modules[name] = ref.module
-    lat = forward_latency(modules, batch, rounds=rounds, repeats=3, warmup=1)
-    bp, cp = lat["baseline"]["p50_ms"], lat["candidate"]["p50_ms"]
-    out = {
-        "baseline_p50_ms": bp,
-        "candidate_p50_ms": cp,
-        "speedup": bp / cp if cp > 0 else float("nan"),
+    times = paired_times(modules, batch, min_rounds=max(1, rounds) * 3, min_seconds=0.5)
+    floor = timer_floor_ms()
+    cand = times["candidate"]
+    out: dict[str, float] = {
+        "baseline_p50_ms": float(np.median(times["baseline"])),
+        "candidate_p50_ms": float(np.median(cand)),
         "batch_size": float(batch_size),
+        "timer_floor_ms": floor,
     }
-    for name in references or {}:
-        rp = lat[name]["p50_ms"]
-        out[f"{name}_p50_ms"] = rp
-        out[f"speedup_vs_{name}"] = rp / cp if cp > 0 else float("nan")
+    pairs = {"speedup": "baseline", **{f"speedup_vs_{name}": name for name in references or {}}}
+    for key, name in pairs.items():
+        if name != "baseline":
+            out[f"{name}_p50_ms"] = float(np.median(times[name]))
+        r = speed_ratio(times[name], cand, floor_ms=floor)
+        out[key] = r.value
+        out[f"{key}_measured"] = r.measured
+        out[f"{key}_spread"] = r.spread
+        out[f"{key}_reliable"] = 1.0 if r.reliable else 0.0
     return out
+
+
+def unreliable_ratios(runtime: Mapping[str, float]) -> list[str]:
+    """The ratios of a :func:`side_by_side_latency` result that were not measured reliably."""
+    return [k.removesuffix("_reliable") for k, v in runtime.items() if k.endswith("_reliable") and not v]

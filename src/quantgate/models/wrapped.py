@@ -120,6 +120,18 @@ class WrappedModel:
         out[order] = np.concatenate(probs)
         return out
 
+    @torch.inference_mode()
+    def predict_proba_served(self, df: pd.DataFrame, batch_size: int) -> np.ndarray:
+        """Class probabilities as a server batching ``batch_size`` requests would produce them:
+        the rows in their own order, consecutive batches (the last one shorter), no length sort.
+        Dynamic int8 quantizes activations per batch, so this can differ from
+        :meth:`predict_proba`."""
+        classes = self.classes
+        if len(df) == 0:
+            return np.zeros((0, len(classes)), np.float32)
+        reading = self.output_reading
+        return np.concatenate([to_proba(self.raw_outputs(b), reading, classes) for b in self.batches(df, batch_size)])
+
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         proba = self.predict_proba(df)
         classes = self.classes

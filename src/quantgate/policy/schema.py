@@ -90,6 +90,33 @@ class Search(_Strict):
     budget_seconds: float = Field(default=600.0, gt=0)
 
 
+class Serving(_Strict):
+    """How the model will be served: the gate judges accuracy at each of these batchings, since
+    dynamic int8 computes activation scales per batch (a prediction can depend on the other rows
+    of its batch)."""
+
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1, 32],
+        min_length=1,
+        description="batch sizes the model is served at; the accuracy rules must hold at every one",
+    )
+    max_rows: int | None = Field(
+        default=2000,
+        ge=1,
+        description="evaluation rows scored at each served batch size (a seeded sample, the same rows "
+        "for every size; batch 1 is one call per row); null = all rows",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Serving:
+        bad = [b for b in self.batch_sizes if b < 1]
+        if bad:
+            raise ValueError(f"serving.batch_sizes: {bad[0]} is not a batch size (>= 1)")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise ValueError("serving.batch_sizes: a batch size is listed twice")
+        return self
+
+
 class Policy(_Strict):
     name: str
     description: str | None = None
@@ -100,6 +127,12 @@ class Policy(_Strict):
         description="extra evaluation-data columns to report and gate per group (added to the model's own slices)",
     )
     search: Search = Search()
+    serving: Serving = Serving()
+    target: Literal["auto", "avx2", "avx512", "avx512_vnni", "arm64"] | None = Field(
+        default=None,
+        description="hardware target for models whose onboarding names none (see quantgate.hardware); "
+        "unset = auto, the host's ISA",
+    )
     calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     rules: list[Rule] = Field(min_length=1)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)

@@ -28,6 +28,8 @@ class RuleResult:
     bound: float
     interval: tuple[float, float] | None = None
     evidence: str = ""
+    batch_size: int | None = None
+    """the served batch size whose comparison decided this rule (None: the evaluation's batching)"""
 
 
 @dataclass
@@ -313,9 +315,62 @@ def _judge(rule: Rule, cmp: Comparison, extra: dict[str, float], min_group_size:
     return _result(rule, _outcome(ok, rule), v, f"{rule.metric} = {v:.4f}")
 
 
-def gate_candidate(model: str, policy: Policy, cmp: Comparison, extra: dict[str, float] | None = None) -> Verdict:
+#: outcome order when the same rule is judged at several batchings: the worst one decides
+_SEVERITY = {"fail": 4, NOT_MEASURED: 3, "warn": 2, "pass": 1, "n/a": 0}
+
+
+def served_rule(rule: Rule) -> bool:
+    """Rules judged at every served batch size as well: those on accuracy (overall and by group)."""
+    return rule.metric == "accuracy"
+
+
+def _badness(rule: Rule, r: RuleResult) -> float:
+    """How far from passing a result is (higher is worse), to break ties between batchings."""
+    value = r.interval[1] if rule.judge_on == "upper_bound" and r.interval is not None else r.observed
+    if math.isnan(value):
+        return math.inf
+    return -value if rule.kind == "min" else value
+
+
+def _worst_batching(rule: Rule, judged: list[RuleResult]) -> RuleResult:
+    """The worst of the same rule judged at the evaluation's batching and each served batch size;
+    its evidence names the batching that decided and lists the others."""
+    worst = max(judged, key=lambda r: (_SEVERITY.get(r.outcome, 0), _badness(rule, r)))
+
+    def where(r: RuleResult) -> str:
+        return "evaluation batching" if r.batch_size is None else f"batch {r.batch_size}"
+
+    def short(r: RuleResult) -> str:
+        ub = f", upper bound {r.interval[1]:+.4f}" if r.interval is not None else ""
+        return f"{where(r)}: {r.outcome} ({r.observed:+.4f}{ub})"
+
+    others = "; ".join(short(r) for r in judged)
+    worst.evidence = f"[decided at {where(worst)}; {others}] {worst.evidence}"
+    return worst
+
+
+def gate_candidate(
+    model: str,
+    policy: Policy,
+    cmp: Comparison,
+    extra: dict[str, float] | None = None,
+    served: dict[int, Comparison] | None = None,
+) -> Verdict:
     """Apply every rule (with the model's overrides); ``extra`` holds speedup / size_ratio /
-    max_flip_ratio. Group rules judge only groups of at least ``policy.min_group_size`` rows."""
+    max_flip_ratio. Group rules judge only groups of at least ``policy.min_group_size`` rows.
+
+    ``served`` holds the comparison at each served batch size (``policy.serving``): every rule on
+    accuracy must then hold at the evaluation's batching and at each of them, and the worst
+    result decides (its ``batch_size`` and evidence say which batching that was)."""
     v = Verdict(model, policy.name, policy.digest)
-    v.results = [_judge(r, cmp, extra or {}, policy.min_group_size) for r in policy.rules_for(model)]
+    for rule in policy.rules_for(model):
+        result = _judge(rule, cmp, extra or {}, policy.min_group_size)
+        if served and served_rule(rule):
+            at = []
+            for b, c in sorted(served.items()):
+                r = _judge(rule, c, extra or {}, policy.min_group_size)
+                r.batch_size = b
+                at.append(r)
+            result = _worst_batching(rule, [result, *at])
+        v.results.append(result)
     return v

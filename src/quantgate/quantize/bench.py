@@ -212,6 +212,12 @@ def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, s
         )
     lines += ["", "## Tuner traces", "", *notes, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
+    # sections other scripts write between markers (scripts/bench_search_gate.py) are kept
+    import re
+
+    old = path.read_text() if path.exists() else ""
+    pattern = r"<!-- ([a-z0-9-]+):start -->.*?<!-- \1:end -->"
+    lines += [m.group(0) + "\n" for m in re.finditer(pattern, old, re.S)]
     path.write_text("\n".join(lines))
 
 

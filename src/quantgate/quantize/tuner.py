@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from quantgate.errors import ConfigError, QuantgateError
-from quantgate.evaluate.runtime import forward_latency
+from quantgate.evaluate.runtime import forward_latency, paired_times, speed_ratio, timer_floor_ms
 from quantgate.models.wrapped import WrappedModel
 from quantgate.quantize.base import (
     COMPUTE_KINDS,
@@ -40,6 +40,11 @@ from quantgate.quantize.recipes import apply_recipe
 from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
 Objective = Literal["latency", "size"]
+
+#: ``judge(y, baseline_proba, candidate_proba, rows) -> (passed, reason)``: how a trial is judged
+#: on the search rows when the search anticipates the gate (``steps.quantize.gate_judge`` applies
+#: the policy's own rules, paired-bootstrap bounds included, to a comparison on those rows)
+Judge = Callable[[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame], tuple[bool, str]]
 
 
 @dataclass
@@ -210,6 +215,7 @@ def tune(
     min_speedup: float | None = None,
     min_param_share: float = 0.5,
     target: str = "auto",
+    judge: Judge | None = None,
 ) -> TuneResult:
     """Search recipes under the tolerances; returns the best passing one (or None) and the trace.
 
@@ -226,6 +232,13 @@ def tune(
     weights for latency, all parameters for size); a trial below that share is chosen only
     when nothing else passed. ``target`` (a :mod:`quantgate.hardware` ISA, or ``auto``) is set
     on the default candidates that take one.
+
+    ``judge`` (see :data:`Judge`): when given, a trial must also pass it: the gate's rules, e.g.
+    the upper bound of the paired-bootstrap interval of the drop against the tolerance, where
+    ``tolerance_*`` checks only the point estimates (kept: they are what applies when the policy
+    has no blocking accuracy rule).
+    A speedup not measured reliably (see :func:`quantgate.evaluate.runtime.speed_ratio`) is NaN
+    and never meets ``min_speedup``.
     """
     if objective not in ("latency", "size"):
         raise ConfigError(f"objective {objective!r} is not 'latency' or 'size'")
@@ -239,6 +252,7 @@ def tune(
     y = y.astype(int)
     sens_df = eval_df.head(sensitivity_rows)
     lat_batch = baseline.batches(eval_df.head(latency_batch), latency_batch)[0]
+    floor_ms = timer_floor_ms()
     base_ms = _p50(baseline.module, lat_batch)
     base_acc = _accuracy(base_proba, y)
     result = TuneResult(
@@ -278,13 +292,18 @@ def tune(
             "max_prob_diff": float(np.abs(proba - base_proba).max()),
             "bytes": float(_size(res.module)),
         }
-        # baseline and candidate side by side (alternating), so load on a shared host hits both
-        lat = forward_latency({"baseline": baseline.module, "candidate": res.module}, lat_batch, rounds=3, repeats=2)
-        m["p50_ms"], m["baseline_p50_ms"] = lat["candidate"]["p50_ms"], lat["baseline"]["p50_ms"]
-        m["speedup"] = m["baseline_p50_ms"] / m["p50_ms"] if m["p50_ms"] > 0 else float("nan")
+        # baseline and candidate interleaved call by call, so load on a shared host hits both
+        times = paired_times({"baseline": baseline.module, "candidate": res.module}, lat_batch, min_rounds=6)
+        ratio = speed_ratio(times["baseline"], times["candidate"], floor_ms=floor_ms)
+        m["p50_ms"], m["baseline_p50_ms"] = float(np.median(times["candidate"])), float(np.median(times["baseline"]))
+        m["speedup"] = ratio.value  # NaN when not measured reliably
+        m["speedup_measured"], m["speedup_reliable"] = ratio.measured, ratio.reliable
         reasons = []
+        gate_ok, gate_why = judge(y, base_proba, proba, eval_df) if judge is not None else (True, "")
         if m["accuracy_drop"] > tolerance_overall:
             reasons.append(f"accuracy drop {m['accuracy_drop']:.4f} > {tolerance_overall:.4f}")
+        if not gate_ok:
+            reasons.append(gate_why)
         if tolerance_group is None or not group_cols:
             group_check = "not requested"
         elif not drops:
@@ -301,9 +320,10 @@ def tune(
             "; ".join(reasons)
             if reasons
             else (
-                f"within tolerance (drop {m['accuracy_drop']:.4f}, "
+                (f"{gate_why}; " if judge is not None else "")
+                + f"within tolerance (drop {m['accuracy_drop']:.4f}, "
                 + (f"worst group {drops[worst]:.4f}" if group_check == "passed" else f"group check {group_check}")
-                + f"), {m['speedup']:.2f}x, {int(m['bytes'])} bytes, "
+                + f"), {_speed(ratio)}, {int(m['bytes'])} bytes, "
                 f"{res.quantized_param_share:.0%} of parameters quantized"
             )
         )
@@ -368,6 +388,10 @@ def tune(
     result.best, result.result, result.module = best[0], best[1], best[1].module
     result.chosen_because = why
     return result
+
+
+def _speed(ratio: Any) -> str:
+    return f"{ratio.value:.2f}x" if ratio.reliable else f"speed not measured reliably ({ratio.reason})"
 
 
 def _fields(recipe: Recipe) -> dict[str, Any]:

@@ -54,6 +54,8 @@ class ServedModel:
     version: str
     alias: str | None
     uri: str
+    target: str = ""
+    """the ISA its verdict was gated for (tag ``quantgate.target``); empty on older versions"""
 
     @property
     def label(self) -> str:
@@ -89,7 +91,8 @@ def resolve_served(ref: str, settings: Settings | None = None) -> ServedModel:
         raise RegistryError(f"{qname}/{mv.version} did not pass its gate (verdict={verdict}); it is not served")
     if (mv.tags or {}).get(c.TAG_APPROVAL) != "approved":
         log.warning("%s/%s is not approved yet: serving it for testing only", qname, mv.version)
-    return ServedModel(qname, str(mv.version), alias, f"models:/{qname}/{mv.version}")
+    target = str((mv.tags or {}).get("quantgate.target", ""))  # written by steps/record.py
+    return ServedModel(qname, str(mv.version), alias, f"models:/{qname}/{mv.version}", target)
 
 
 @dataclass

@@ -68,9 +68,26 @@ def serve(
 
     app = build_app(model, served, writer, on_shutdown)
     print(f"serving {served.label} on http://{host}:{port} (inference log: {where})", flush=True)
+    print(hardware_line(served.target), flush=True)
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False)
     try:
         uvicorn.Server(config).run()
     finally:
         on_shutdown()  # a start-up failure never reaches the lifespan shutdown
     return final[0] if final else None
+
+
+def hardware_line(target: str) -> str:
+    """The start-up line naming the verdict's target ISA and this host's; a mismatch is also
+    logged as a warning (as ``quantgate verify`` warns): int8 accuracy and speed were measured
+    for the target, not for this host."""
+    import logging
+
+    from quantgate.hardware import host_info, host_mismatch
+
+    mismatch = host_mismatch(target)
+    if mismatch:
+        logging.getLogger(__name__).warning(mismatch)
+        return f"warning: {mismatch}"
+    gated = {"": "an unrecorded target", "any": "any ISA", "auto": "any ISA"}.get(target, target)
+    return f"hardware: gated for {gated}, host {host_info()['isa']}"

@@ -77,6 +77,10 @@ class PythonModelWrapped(WrappedModel):
         ]
         return np.concatenate(parts)
 
+    def predict_proba_served(self, df: pd.DataFrame, batch_size: int) -> np.ndarray:
+        """Row-order chunks of ``batch_size`` through the PythonModel's own ``predict``."""
+        return self.predict_proba(df, batch_size)
+
     @torch.inference_mode()
     def batches(self, df: pd.DataFrame, batch_size: int) -> list[tuple[torch.Tensor, ...]]:
         """The module's own inputs, captured while the model predicts on ``df`` in chunks."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from quantgate.evaluate.audit import FlipAudit
+    from quantgate.evaluate.batching import ServedBatching
     from quantgate.evaluate.metrics import Comparison
     from quantgate.models.wrapped import WrappedModel
     from quantgate.quantize.recipes import QuantizationResult, Recipe
@@ -52,6 +53,7 @@ class Evaluation:
     audit: FlipAudit | None = None
     #: per evaluation row: ``label`` (class index), ``fp32_pred``, ``proba_<i>`` of the candidate, group columns
     scores: pd.DataFrame | None = None
+    served: ServedBatching | None = None
 
 
 @dataclass

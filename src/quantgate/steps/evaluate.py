@@ -22,7 +22,8 @@ def evaluate_candidate(
     cfg: ModelConfig, policy: Policy, baseline: WrappedModel, candidate: WrappedModel, data: Datasets
 ) -> Evaluation:
     """fp32 and candidate on the same held-out rows: metrics with paired-bootstrap intervals,
-    per-group and intersectional accuracy, fairness gaps, the flip audit; latency side by side."""
+    per-group and intersectional accuracy, fairness gaps, the flip audit; the candidate at each
+    served batch size (``policy.serving``) and its batch dependence; latency side by side."""
     import torch
 
     from quantgate.evaluate.audit import flip_audit
@@ -66,6 +67,31 @@ def evaluate_candidate(
         min_group_size=policy.min_group_size,
         seed=b.seed,
     )
+    from quantgate.evaluate.batching import served_batching
+
+    def compare_at(yy: Any, base: Any, cand: Any, pos: Any) -> Any:
+        return compare_proba(
+            yy,
+            base,
+            cand,
+            groups=ev[group_cols].iloc[pos] if group_cols else None,
+            sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
+            min_group_size=policy.min_group_size,
+            resamples=b.resamples,
+            confidence=b.confidence,
+            seed=b.seed,
+        )
+
+    served = served_batching(
+        candidate,
+        ev,
+        y,
+        base_proba,
+        batch_sizes=list(policy.serving.batch_sizes),
+        max_rows=policy.serving.max_rows,
+        seed=b.seed,
+        compare=compare_at,
+    )
     runtime = side_by_side_latency(
         baseline, candidate, ev, batch_size=32, references=_runtime_references(baseline, candidate, ev)
     )
@@ -81,7 +107,7 @@ def evaluate_candidate(
     scores.insert(1, "fp32_pred", base_proba.argmax(axis=1))
     for g in group_cols:
         scores[g] = ev[g].to_numpy()
-    return Evaluation(cmp, runtime, sizes, audit, scores)
+    return Evaluation(cmp, runtime, sizes, audit, scores=scores, served=served)
 
 
 def _runtime_references(baseline: WrappedModel, candidate: WrappedModel, rows: Any) -> dict[str, WrappedModel]:

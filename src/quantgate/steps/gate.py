@@ -19,4 +19,5 @@ def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
         "size_ratio": ev.sizes["candidate_bytes"] / ev.sizes["baseline_bytes"],
         "max_flip_ratio": ev.audit.max_ratio if ev.audit is not None else float("nan"),
     }
-    return gate_candidate(cfg.name, policy, ev.comparison, extra)
+    served = ev.served.comparisons if ev.served is not None else None
+    return gate_candidate(cfg.name, policy, ev.comparison, extra, served)

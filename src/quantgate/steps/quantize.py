@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
     from quantgate.quantize.recipes import QuantizationResult, Recipe
 
 
-def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
-    """The fixed recipe to apply, or None for ``auto`` (search under the policy)."""
+def resolve_recipe(name_or_file: str | None, cfg: ModelConfig, policy: Policy | None = None) -> Recipe | None:
+    """The fixed recipe to apply, or None for ``auto`` (search under the policy). Its hardware
+    target is the onboarding's, else the policy's ``target``, else ``auto``."""
     from quantgate.quantize.recipes import get_recipe, recipe_from_dict
 
     chosen = name_or_file or cfg.recipe
@@ -32,7 +34,8 @@ def resolve_recipe(name_or_file: str | None, cfg: ModelConfig) -> Recipe | None:
 
     spec_type = get_recipe(chosen)
     has_target = any(f.name == "target" for f in dataclasses.fields(spec_type))
-    return get_recipe(chosen, target=cfg.target) if has_target else spec_type
+    target = cfg.target_for(policy.target if policy is not None else None)
+    return get_recipe(chosen, target=target) if has_target else spec_type
 
 
 def calibration_batches(model: WrappedModel, data: Datasets, n_batches: int = 8) -> list[tuple[Any, ...]]:
@@ -68,6 +71,49 @@ def quantize_candidate(
     return _candidate(model, result, recipe), result
 
 
+#: rule metrics the evaluation measures outside the prediction comparison (timing, files, the
+#: flip audit): the search cannot anticipate them on its rows
+NOT_FROM_PREDICTIONS = frozenset({"speedup", "size_ratio", "max_flip_ratio"})
+
+
+def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, str]]:
+    """How the search judges a trial the way the gate will: the policy's blocking rules on
+    predictions (with the model's overrides), applied by the gate's own code
+    (:func:`quantgate.policy.gate_candidate`) to a comparison of the search rows with the
+    policy's bootstrap, so a drop rule is judged on the upper bound of its paired-bootstrap
+    interval exactly as on the evaluation rows. Speed, size and flip-audit rules are left to
+    the gate (the search has its objective for speed)."""
+    from quantgate.evaluate.metrics import compare_proba
+    from quantgate.policy import gate_candidate
+
+    rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
+    judged = policy.model_copy(update={"rules": rules, "overrides": {}})
+    b = policy.bootstrap
+
+    def judge(y: Any, base_proba: Any, cand_proba: Any, rows: Any) -> tuple[bool, str]:
+        if not rules:
+            return True, "no blocking rule on predictions"
+        cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
+        cmp = compare_proba(
+            y,
+            base_proba,
+            cand_proba,
+            groups=rows[cols] if cols else None,
+            sensitive=[a for a in cfg.sensitive_attributes if a in rows.columns],
+            min_group_size=policy.min_group_size,
+            resamples=b.resamples,
+            confidence=b.confidence,
+            seed=b.seed,
+        )
+        verdict = gate_candidate(cfg.name, judged, cmp)
+        failed = set(verdict.failed_rules)
+        shown = [r for r in verdict.results if r.rule_id in failed] or verdict.results
+        text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
+        return not failed, f"gate rules on the search rows: {text}"
+
+    return judge
+
+
 def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets) -> Search:
     """Accuracy-aware search under the policy's tolerances, on the *calibration* data.
 
@@ -95,7 +141,8 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         budget_seconds=policy.search.budget_seconds,
         calibration=calibration_batches(model, data),
         min_group_rows=policy.min_group_size,
-        target=cfg.target,
+        target=cfg.target_for(policy.target),
+        judge=gate_judge(cfg, policy),
     )
     trace = res.trace_dicts()
     if res.best is None or res.result is None:
@@ -112,5 +159,6 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         "tolerance_group": tol_group,
         "objective": policy.search.objective,
         "tuned_on": "calibration",
+        "judged_as": "the gate's blocking rules on predictions (paired-bootstrap bounds) on the calibration rows",
     }
     return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)

@@ -102,6 +102,7 @@ def card_context(
         "search_trace": (search or {}).get("trace"),
         "search": search,
         "runtime": ev.runtime,
+        "served": ev.served.to_dict() if ev.served is not None else None,
         "sizes": ev.sizes,
         "verdict": verdict.to_dict(),
         "validation": {
@@ -240,7 +241,9 @@ def record_candidate(
             c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
             "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
             "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
-            "quantgate.speedup": f"{ev.runtime['speedup']:.2f}",
+            "quantgate.speedup": (  # NaN: the ratio was not measured reliably on this host
+                f"{ev.runtime['speedup']:.2f}" if ev.runtime["speedup"] == ev.runtime["speedup"] else "not measured"
+            ),
             "quantgate.param_share": f"{card_ctx['coverage'].get('quantized_param_share', float('nan')):.3f}",
             **(
                 {"quantgate.target": str(card_ctx["hardware"]["target"])}
