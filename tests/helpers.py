@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +62,34 @@ def project_copy(tmp_path: Path, edit: dict[str, tuple[str, str]]) -> Path:
         assert old in f.read_text(), f"{old!r} not in {rel}"
         f.write_text(f.read_text().replace(old, new))
     return project
+
+
+#: the machine's PostgreSQL (trust auth), used by the server-mode tests
+PG = ("127.0.0.1", 5432)
+
+
+def pg_down() -> str | None:
+    """None when PostgreSQL answers at 127.0.0.1:5432, else why not (a skip reason)."""
+    try:
+        with socket.create_connection(PG, timeout=2):
+            return None
+    except OSError as exc:
+        return f"PostgreSQL is not running at {PG[0]}:{PG[1]} ({exc})"
+
+
+@contextmanager
+def pg_database(prefix: str, scheme: str = "postgresql") -> Iterator[str]:
+    """A fresh PostgreSQL database of the caller's own (``scheme://`` URI), dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = f"host={PG[0]} port={PG[1]} user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{scheme}://postgres@{PG[0]}:{PG[1]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

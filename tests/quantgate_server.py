@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pg_database, pg_down  # noqa: F401  (re-exported for the server tests)
 
 from quantgate.registry import contract as c
 
@@ -38,7 +39,6 @@ PASSWORDS = {
 }
 POLICY = "name: server-test\nrules:\n  - id: acc\n    kind: max_drop\n    metric: accuracy\n    threshold: 0.01\n"
 START_S = 180
-PG = ("127.0.0.1", 5432)
 
 
 @dataclass
@@ -56,31 +56,6 @@ class Server:
 
     def auth(self, user: str) -> tuple[str, str]:
         return user, PASSWORDS[user]
-
-
-def pg_down() -> str | None:
-    try:
-        with socket.create_connection(PG, timeout=2):
-            return None
-    except OSError as exc:
-        return f"PostgreSQL is not running at {PG[0]}:{PG[1]} ({exc})"
-
-
-@contextmanager
-def pg_database(prefix: str) -> Iterator[str]:
-    """A fresh PostgreSQL database (``postgresql+psycopg://`` URI), dropped afterwards."""
-    import uuid
-
-    import psycopg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _free_port() -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from helpers import pg_down
 
 from quantgate.errors import ConfigError
 from quantgate.monitor.inference_log import (
@@ -23,16 +23,8 @@ pytestmark = pytest.mark.integration
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _pg_down() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})"
-
-
 def test_writer_round_trip_through_postgresql() -> None:
-    if reason := _pg_down():
+    if reason := pg_down():
         pytest.skip(reason)
     model = f"pg-test-{uuid.uuid4().hex[:8]}"  # its own rows only, in a shared table
     start = datetime.now(UTC) - timedelta(seconds=1)

@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import pg_database, pg_down
 
 from quantgate.monitor.labels import PG_LABELS_TABLE, ingest_labels, join_labels, read_labels
 
 pytestmark = pytest.mark.integration
 
 
-def _pg_down() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})"
-
-
 @pytest.fixture()
 def pg_url() -> Iterator[str]:
     """A database of this test's own, dropped afterwards."""
-    if reason := _pg_down():
+    if reason := pg_down():
         pytest.skip(reason)
-    import asyncpg
-
-    name = f"qg_monitor_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with pg_database("qg_monitor") as url:
+        yield url
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:

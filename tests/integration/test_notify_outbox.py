@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pg_database, pg_down
 
 pytestmark = pytest.mark.integration
 
@@ -187,28 +188,10 @@ def test_prefect_custom_webhook_block_route(
 @pytest.fixture
 def pg_outbox_url() -> Any:
     """A database of its own on the local PostgreSQL (created, then dropped)."""
-    import asyncio
-    import uuid
-
-    import asyncpg
-
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            pass
-    except OSError as exc:
-        pytest.skip(f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})")
-    name = f"qg_notify_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres", timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if reason := pg_down():
+        pytest.skip(reason)
+    with pg_database("qg_notify") as url:
+        yield url
 
 
 def test_postgres_outbox_claims_are_disjoint_and_deliver_once(

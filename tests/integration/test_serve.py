@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from champion import champion
-from helpers import ROOT, run_cli
+from helpers import ROOT, pg_down, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _pg_up() -> str | None:
-    """None when PostgreSQL answers at 127.0.0.1:5432, else why not."""
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return f"PostgreSQL is not running at 127.0.0.1:5432 ({exc})"
 
 
 @pytest.fixture()
@@ -181,7 +172,7 @@ def test_serve_logs_every_acknowledged_request_to_parquet(
 
 
 def test_serve_logs_to_postgresql(promoted: tuple[str, str], settings: Any, adult_test_rows: pd.DataFrame) -> None:
-    reason = _pg_up()
+    reason = pg_down()
     if reason:
         pytest.skip(reason)
     from quantgate.monitor.inference_log import read_inferences_pg

@@ -229,7 +229,10 @@ def test_postgresql_backend_and_audit(tmp_path: Path) -> None:
         pytest.skip(reason)
     import sqlalchemy
 
-    with pg_database("qg_srv_mlflow") as backend, pg_database("qg_srv_auth") as auth_db:
+    with (
+        pg_database("qg_srv_mlflow", "postgresql+psycopg") as backend,
+        pg_database("qg_srv_auth", "postgresql+psycopg") as auth_db,
+    ):
         with running_server(tmp_path, backend_uri=backend, auth_db=auth_db) as server:
             bootstrap(server)
             with client_env(server) as settings:
