@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quantgate.errors import ConfigError, DataError, RegistryError
 from quantgate.registry import contract as c
@@ -63,6 +63,15 @@ class MonitorSpec(BaseModel):
     columns: list[str] | None = None
     drift_share: float = Field(default=0.3, gt=0, le=1)
     alerts: list[AlertRoute] = Field(default_factory=list)
+    #: at most one drift-triggered retraining per this long (quantgate.flows.retrain): 24h, 30m, 2d
+    retrain_cooldown: timedelta = Field(default=timedelta(hours=24))
+
+    @field_validator("retrain_cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, v: Any) -> timedelta:
+        from quantgate.retrain.spec import parse_duration
+
+        return parse_duration(v)
 
 
 def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSpec:
@@ -245,12 +254,12 @@ def run_monitor(
             res = send_webhook(url, alert, format="slack" if kind == "slack" else "auto")
             write_alert_log(s.home_abs / "alerts.jsonl", alert, res)
             outcome.deliveries.append({"route": kind, **res.model_dump(mode="json")})
-        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share, run_id, spec.model)
         outcome.event_emitted = outcome.event_error is None
     return outcome
 
 
-def _emit_drift_event(name: str, version: str, share: float) -> str | None:
+def _emit_drift_event(name: str, version: str, share: float, run_id: str, source: str) -> str | None:
     """Emit the Prefect event that triggers retraining; returns why it did not go out, or None.
 
     A failure is logged as an error and returned (not raised): the drift was found, recorded and
@@ -261,8 +270,13 @@ def _emit_drift_event(name: str, version: str, share: float) -> str | None:
 
         event = emit_event(
             event=DRIFT_EVENT,
-            resource={"prefect.resource.id": f"quantgate.model.{name}", "quantgate.version": version},
-            payload={"drifted_share": share},
+            resource={
+                "prefect.resource.id": f"quantgate.model.{name}",
+                "quantgate.version": version,
+                "quantgate.source_model": source,  # what the retrain deployment retrains
+                "quantgate.drift_run": run_id,  # the MLflow monitoring run: carried to the new card
+            },
+            payload={"drifted_share": share, "mlflow_run": run_id},
         )
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
