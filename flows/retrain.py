@@ -93,7 +93,18 @@ def _run_team_deployment(model: str, spec: Any, tags: dict[str, str]) -> dict[st
     cl = client()
     started_ms = int(datetime.now(UTC).timestamp() * 1000)
     before = {v.version for v in cl.search_model_versions(f"name='{model}'")}
-    run = run_deployment(spec.deployment, parameters=dict(spec.parameters), timeout=spec.timeout.total_seconds())
+    from prefect.exceptions import ObjectNotFound
+
+    from quantgate.errors import ConfigError
+    from quantgate.onboarding import onboarding_file
+
+    try:
+        run = run_deployment(spec.deployment, parameters=dict(spec.parameters), timeout=spec.timeout.total_seconds())
+    except ObjectNotFound:
+        raise ConfigError(
+            f"training deployment '{spec.deployment}' does not exist on the Prefect server",
+            f"check retrain.deployment in {onboarding_file(model)} against `prefect deployment ls`",
+        ) from None
     state = run.state
     if state is None or not state.is_completed():
         raise RegistryError(

@@ -20,7 +20,8 @@ def _claim(i: int, at: datetime, status: str = "succeeded", drift_run: str | Non
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("24h", 86400), ("30m", 1800), ("90s", 90), ("2d", 172800), ("1w", 604800), (0, 0), (12.5, 12.5)]
+    ("text", "seconds"),
+    [("24h", 86400), ("30m", 1800), ("90s", 90), ("2d", 172800), ("1w", 604800), (0, 0), (12.5, 12.5)],
 )
 def test_parse_duration(text: object, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
