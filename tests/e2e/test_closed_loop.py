@@ -108,6 +108,8 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     for d in ("policies", "registry", "monitoring"):
         shutil.copytree(ROOT / d, project / d)
     shutil.copy(ROOT / "prefect.yaml", project / "prefect.yaml")
+    onboarding = project / "registry" / "models" / "adult-income.yaml"  # one fixed recipe: no search, twice
+    onboarding.write_text(onboarding.read_text().replace("recipe: auto", "recipe: ort-dynamic-int8"))
     spec = project / "monitoring" / "adult-income.yaml"
     spec.write_text("".join(line for line in spec.read_text().splitlines(True) if not line.startswith("window:")))
     home = tmp_path / "home"
