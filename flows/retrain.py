@@ -40,12 +40,12 @@ def _source_name(model: str) -> str:
 @task(name="claim-retraining", cache_policy=NO_CACHE)
 def claim(model: str, drift_run: str | None, drift_event_id: str | None) -> dict[str, Any]:
     from quantgate.monitor.job import load_monitor_spec
-    from quantgate.retrain.debounce import RetrainLedger, ledger_path
+    from quantgate.retrain.debounce import open_ledger
     from quantgate.settings import get_settings
 
     s = get_settings()
     cooldown = load_monitor_spec(model, s).retrain_cooldown
-    row, outcome = RetrainLedger(ledger_path(s.home_abs)).claim(
+    row, outcome = open_ledger(s.home_abs).claim(
         model,
         cooldown=cooldown,
         drift_run=drift_run,
@@ -185,7 +185,7 @@ def retrain_model(
 ) -> dict[str, Any]:
     """Retrain ``model`` (source name, or its ``-quantized`` name) after drift, at most once per cool-down."""
     from quantgate.registry.mlflow_registry import client
-    from quantgate.retrain.debounce import RetrainLedger, ledger_path
+    from quantgate.retrain.debounce import open_ledger
     from quantgate.retrain.spec import format_duration
     from quantgate.settings import get_settings
 
@@ -206,7 +206,7 @@ def retrain_model(
             {"drift_run": drift_run, "drifted_version": drifted_version, "decision": decision["decision"]},
         )
         return {**base, "retrained": False, "deliveries": deliveries}
-    ledger = RetrainLedger(ledger_path(get_settings().home_abs))
+    ledger = open_ledger(get_settings().home_abs)
     tags = {TAG_RETRAIN_RUN: str(flow_run.get_id() or "")}
     if drift_run:
         tags[TAG_DRIFT_RUN] = drift_run

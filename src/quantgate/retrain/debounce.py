@@ -5,7 +5,9 @@ Every drift event that reaches the retrain flow is a row (so a suppressed event 
 lost). The decision and the row that claims a retraining are written in **one serialized
 transaction**: SQLite ``BEGIN IMMEDIATE`` takes the database's write lock before reading, so a
 second flow run waits for the first to commit and then sees its claim. The file lives under
-``$QUANTGATE_HOME`` (``retrain.db``); the flow runs of one worker host share it.
+``$QUANTGATE_HOME`` (``retrain.db``); the flow runs of one worker host share it. Worker hosts that
+share no disk point ``QUANTGATE_RETRAIN_DB`` at PostgreSQL (:class:`PgRetrainLedger`, an advisory
+lock per model instead of SQLite's write lock).
 
 :func:`decide` is the pure rule; :class:`RetrainLedger` is the store around it.
 """
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Decision = Literal["retrain", "cooldown", "duplicate", "running"]
 
@@ -201,3 +203,139 @@ class RetrainLedger:
 
 def ledger_path(home: Path) -> Path:
     return Path(home) / "retrain.db"
+
+
+#: where the record lives: a SQLite file path, or postgresql://... for worker hosts that share no disk
+LEDGER_ENV = "QUANTGATE_RETRAIN_DB"
+PG_TABLE = "quantgate_retrain_events"
+_PG_DDL = f"""
+CREATE TABLE IF NOT EXISTS {PG_TABLE} (
+    id BIGSERIAL PRIMARY KEY, model TEXT NOT NULL, received_at TIMESTAMPTZ NOT NULL, drift_run TEXT,
+    event_id TEXT, flow_run TEXT, decision TEXT NOT NULL, status TEXT NOT NULL, source_version TEXT,
+    detail TEXT, finished_at TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS {PG_TABLE}_model ON {PG_TABLE} (model, received_at);
+"""
+_COLS = "id, model, received_at, drift_run, event_id, flow_run, decision, status, source_version, detail, finished_at"
+
+
+def _run_async(make: Any) -> Any:
+    """Run a coroutine on a private loop in its own thread (the caller may already be in a loop)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+class PgRetrainLedger:
+    """The same record in PostgreSQL (asyncpg): a transaction-scoped advisory lock per model
+    serializes the claims, as ``BEGIN IMMEDIATE`` does for the SQLite file."""
+
+    def __init__(self, url: str) -> None:
+        from quantgate.monitor.inference_log import _pg_dsn
+
+        self.url = url
+        self._dsn = _pg_dsn(url)
+        self._call(self._ddl)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        import asyncpg
+
+        from quantgate.errors import ConfigError
+
+        async def go() -> Any:
+            conn = await asyncpg.connect(self._dsn, timeout=10)
+            try:
+                return await fn(conn, *args)
+            finally:
+                await conn.close()
+
+        try:
+            return _run_async(go)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
+            raise ConfigError(
+                f"cannot open the retraining record: {type(exc).__name__}: {exc}",
+                f"check {LEDGER_ENV} (postgresql://user@host:port/db) and that the server is up",
+            ) from None
+
+    @staticmethod
+    async def _ddl(conn: Any) -> None:
+        async with conn.transaction():  # concurrent CREATE ... IF NOT EXISTS can collide: serialize it
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('quantgate.retrain.ddl'))")
+            await conn.execute(_PG_DDL)
+
+    @staticmethod
+    def _claims(rows: Any) -> list[Claim]:
+        return [Claim(*tuple(r)) for r in rows]
+
+    def claim(
+        self,
+        model: str,
+        *,
+        cooldown: timedelta,
+        drift_run: str | None,
+        event_id: str | None = None,
+        flow_run: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Claim, Outcome]:
+        at = now or datetime.now(UTC)
+
+        async def go(conn: Any) -> tuple[Claim, Outcome]:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"quantgate.retrain:{model}")
+                earlier = self._claims(
+                    await conn.fetch(
+                        f"SELECT {_COLS} FROM {PG_TABLE} WHERE model = $1 AND decision = 'retrain' ORDER BY id", model
+                    )
+                )
+                outcome = decide(earlier, now=at, cooldown=cooldown, drift_run=drift_run)
+                row = await conn.fetchrow(
+                    f"INSERT INTO {PG_TABLE} (model, received_at, drift_run, event_id, flow_run, decision, status,"
+                    f" detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLS}",
+                    model,
+                    at,
+                    drift_run,
+                    event_id,
+                    flow_run,
+                    outcome.decision,
+                    "running" if outcome.retrain else "suppressed",
+                    outcome.reason,
+                )
+                return self._claims([row])[0], outcome
+
+        return self._call(go)  # type: ignore[no-any-return]
+
+    def finish(self, claim_id: int, *, ok: bool, source_version: str | None = None, detail: str | None = None) -> None:
+        async def go(conn: Any) -> None:
+            await conn.execute(
+                f"UPDATE {PG_TABLE} SET status = $1, source_version = $2, detail = COALESCE($3, detail),"
+                " finished_at = $4 WHERE id = $5",
+                "succeeded" if ok else "failed",
+                source_version,
+                detail,
+                datetime.now(UTC),
+                claim_id,
+            )
+
+        self._call(go)
+
+    def history(self, model: str | None = None) -> list[Claim]:
+        async def go(conn: Any) -> list[Claim]:
+            rows = await conn.fetch(
+                f"SELECT {_COLS} FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) ORDER BY id", model
+            )
+            return self._claims(rows)
+
+        return self._call(go)  # type: ignore[no-any-return]
+
+
+def open_ledger(home: Path, target: str | None = None) -> RetrainLedger | PgRetrainLedger:
+    """``target`` or ``$QUANTGATE_RETRAIN_DB``: postgresql://... or a SQLite path; default
+    ``$QUANTGATE_HOME/retrain.db``."""
+    import os
+
+    chosen = target or os.environ.get(LEDGER_ENV) or str(ledger_path(home))
+    if chosen.startswith(("postgresql", "postgres:")):
+        return PgRetrainLedger(chosen)
+    return RetrainLedger(Path(chosen))
