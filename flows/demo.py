@@ -36,13 +36,26 @@ def demo(small: bool = False, models: list[str] | None = None) -> dict[str, Any]
     sources = train_demo_models(small, chosen)
     log.info("source models: %s", sources)
     results = [quantize_model(ref) for ref in sources.values()]
-    monitor, approval = None, None
+    monitor, approval, loop = None, None, None
     if "adult-income" in chosen:
         adult = next(r for r in results if r["model"].startswith("adult-income/"))
         approval = demo_approve_and_promote(adult)
         if approval:  # monitoring watches @champion only
             monitor = monitor_model("adult-income")
-    return {"quantized": results, "monitor": monitor, "demo_approval": approval}
+            if monitor["drift"]:
+                loop = close_the_loop(monitor)
+    return {"quantized": results, "monitor": monitor, "demo_approval": approval, "closed_loop": loop}
+
+
+def close_the_loop(monitor: dict[str, Any]) -> dict[str, Any]:
+    """What the ``retrain`` and ``govern-new-source`` deployments do on the drift event, run here
+    as subflows (the demo has no Prefect server with triggers and no worker; the end-to-end test
+    runs the same chain from prefect.yaml): retrain once per cool-down, then govern the new version."""
+    from quantgate.flows.retrain import retrain_model
+
+    retrained = retrain_model(monitor["model"], drift_run=monitor["run_id"], drifted_version=monitor["version"])
+    governed = quantize_model(retrained["registered"]) if retrained["retrained"] else None
+    return {"retrain": retrained, "governed": governed}
 
 
 DEMO_REVIEWER = "demo-reviewer"

@@ -134,6 +134,8 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
                 f"({', '.join(f'{k} {n}' for k, n in kinds.items())}): last "
                 f'"{receiver.received[-1].get("title", "")}"'
             )
+    if result.get("closed_loop"):
+        _closed_loop_summary(result["closed_loop"])
     console.print("\n[bold]Where to look[/]")
     console.print(f"  store: {s.tracking_uri}")
     console.print(
@@ -144,6 +146,19 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
         "  approve: in the UI, set tag quantgate.approval=approved on the candidate version, then"
         " `quantgate promote adult-income`"
     )
+
+
+def _closed_loop_summary(loop: dict[str, Any]) -> None:
+    """Drift -> retraining (or why not) -> the new candidate waiting for a reviewer."""
+    r, g = loop["retrain"], loop.get("governed")
+    if not r["retrained"]:
+        console.print(f"retrain: {r['model']} not retrained ({r['decision']}: {r['reason']}); the event is recorded")
+        return
+    console.print(f"retrain: drift run {r['drift_run']} → {r['registered']} ({r['how']}; {'; '.join(r['notes'])})")
+    if g:
+        pending = "pending approval" if g["verdict"] == "pass" else "rejected by its gate"
+        aliases = " ".join("@" + a for a in g["aliases"])
+        console.print(f"  governed → {g['registered']} {aliases}: {g['verdict']}, {pending}")
 
 
 @app.command()

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quantgate.errors import ConfigError
+from quantgate.retrain.spec import RetrainSpec
 from quantgate.settings import Settings, get_settings
 
 ONBOARDING_KEYS = (
@@ -68,6 +69,9 @@ class ModelConfig(BaseModel):
     )
     output: Literal["auto", "logits", "probabilities", "labels"] = Field(
         default="auto", description="how to read the model's scores; auto decides from the values"
+    )
+    retrain: RetrainSpec | None = Field(
+        default=None, description="how drift retrains the source model (file only, never from tags)"
     )
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:

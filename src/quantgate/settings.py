@@ -116,6 +116,8 @@ def configure_environment(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's temporary server gets 20 s to start by default: too short on a busy 2-core host
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     configure_mlflow(s)
     return s

@@ -22,14 +22,18 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
     for source in ("adult-income", "rt-sentiment"):
         src = cl.get_model_version(source, "1")
         assert src.tags["quantgate.training_data_digest"].startswith("sha256:")
-        versions = cl.search_model_versions(f"name='{source}-quantized'")
+        versions = [
+            v
+            for v in cl.search_model_versions(f"name='{source}-quantized'")
+            if v.tags["quantgate.source"] == f"{source}/1"
+        ]
         assert len(versions) == 1
         # search results carry no aliases in MLflow 3.17 (SQLite): read the version itself
         mv = cl.get_model_version(f"{source}-quantized", versions[0].version)
-        assert mv.tags["quantgate.source"] == f"{source}/1"
         assert mv.tags["quantgate.verdict"] in {"pass", "fail"}
         has_alias = "candidate" in (mv.aliases or [])
-        assert has_alias == (mv.tags["quantgate.verdict"] == "pass")
+        if source == "rt-sentiment":  # adult-income's @candidate moved on to the retrained version's candidate
+            assert has_alias == (mv.tags["quantgate.verdict"] == "pass")
         if source == "adult-income":  # the demo approves it as a labelled demo reviewer, to monitor it
             assert mv.tags["quantgate.approval"] == "approved"
             assert mv.tags["quantgate.approved_by"] == "demo-reviewer"
@@ -45,10 +49,33 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
     runs = cl.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["quantgate.drift"] == "true"
     assert "drift_report.html" in {a.path for a in cl.list_artifacts(runs[0].info.run_id)}
-    # every governance event reached the receiver through the outbox: candidates, the promotion, the drift
+    # drift closed the loop: one retraining (training data only: the demo serves no labelled traffic),
+    # governed into a new candidate that names the drift run and waits for a reviewer
+    retrained = cl.get_model_version("adult-income", "2")
+    assert retrained.tags["quantgate.trigger.drift_run"] == runs[0].info.run_id
+    assert retrained.tags["quantgate.retrain.window_rows"] == "0" and "training data only" in retrained.description
+    new = [
+        v
+        for v in cl.search_model_versions("name='adult-income-quantized'")
+        if v.tags["quantgate.source"] == "adult-income/2"
+    ]
+    assert len(new) == 1 and runs[0].info.run_id in new[0].description
+    newest = cl.get_model_version("adult-income-quantized", new[0].version)
+    assert ("candidate" in (newest.aliases or [])) == (newest.tags["quantgate.verdict"] == "pass")
+    assert newest.tags["quantgate.approval"] == (
+        "pending" if newest.tags["quantgate.verdict"] == "pass" else "rejected"
+    )
+    assert (
+        f"retrain: drift run {runs[0].info.run_id} → adult-income/2" in out
+        and "governed → adult-income-quantized/2" in out
+    )
+    assert len(cl.search_model_versions("name='rt-sentiment'")) == 1
+    # every governance event reached the receiver through the outbox: candidates, the promotion,
+    # the drift, the retraining (and the retrained candidate's own verdict)
     assert "the local receiver got" in out and "drift 1" in out and "promoted 1" in out
     logged = [json.loads(line) for line in (home / "alerts.jsonl").read_text().splitlines()]
-    assert [line["alert"]["kind"] for line in logged].count("drift") == 1
+    kinds = [line["alert"]["kind"] for line in logged]
+    assert kinds.count("drift") == 1 and kinds.count("retraining") == 1, kinds
     assert all(line["delivery"]["ok"] for line in logged)
     # everything stayed under QUANTGATE_HOME
     assert not (ROOT / "mlruns").exists() and not (ROOT / "mlartifacts").exists()

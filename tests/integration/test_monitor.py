@@ -60,7 +60,7 @@ def test_failed_drift_event_is_an_error_not_silence(
 
     monkeypatch.setattr(prefect.events, "emit_event", broken)
     with caplog.at_level(logging.ERROR, logger="quantgate.monitor.job"):
-        error = job._emit_drift_event("adult-income-quantized", "3", 0.6)
+        error = job._emit_drift_event("adult-income-quantized", "3", 0.6, "run-1", "adult-income")
     assert error == "ConnectionError: events API unreachable"
     assert "was not emitted" in caplog.text
 

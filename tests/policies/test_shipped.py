@@ -73,4 +73,11 @@ def test_prefect_yaml_deployments_load() -> None:
         params = set(dep.get("parameters", {}))
         assert params <= set(flow.parameters.properties), f"{dep['name']}: unknown parameters {params}"
         assert dep["work_pool"]["name"] == "quantgate"
-    assert names == {"govern-registry", "monitor-model", "quantize-model", "notify-outbox", "promote-on-approval"}
+    assert names == {
+        "govern-registry",
+        "monitor-model",
+        "quantize-model",
+        "notify-outbox",
+        "promote-on-approval",
+        "retrain-model",
+    }

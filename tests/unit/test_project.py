@@ -71,12 +71,22 @@ def test_init_scaffolds_a_project_whose_examples_validate(team: Path) -> None:
 
 
 def test_init_prefect_yaml_names_flows_by_module(team: Path) -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
     from prefect.flows import load_flow_from_entrypoint
+    from pydantic import TypeAdapter
+
+    DeploymentTriggerAdapter = TypeAdapter(DeploymentTriggerTypes)
 
     project.init_project(team)
     doc = yaml.safe_load((team / "prefect.yaml").read_text())
     for dep in doc["deployments"]:
-        assert load_flow_from_entrypoint(dep["entrypoint"]).name in {"govern-registry", "quantize-model"}
+        assert load_flow_from_entrypoint(dep["entrypoint"]).name in {
+            "govern-registry",
+            "quantize-model",
+            "retrain-model",
+        }
+        for trigger in dep.get("triggers", []):  # the same schema `prefect deploy` validates them with
+            DeploymentTriggerAdapter.validate_python(trigger)
 
 
 def test_init_refuses_to_overwrite_and_writes_nothing(team: Path) -> None:

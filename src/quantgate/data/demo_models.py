@@ -169,8 +169,20 @@ def register_source_model(
     return cl.get_model_version(name, version)
 
 
-def train_adult(files: dict[str, Path], settings: Settings | None = None) -> ModelVersion:
-    """Torch MLP on UCI Adult; preprocessing travels inside the model (raw rows in)."""
+def train_adult(
+    files: dict[str, Path],
+    settings: Settings | None = None,
+    *,
+    extra: pd.DataFrame | None = None,
+    tags: dict[str, str] | None = None,
+    note: str = "",
+    reuse: bool = True,
+) -> ModelVersion:
+    """Torch MLP on UCI Adult; preprocessing travels inside the model (raw rows in).
+
+    ``extra`` rows (labelled served traffic, for retraining) are added to the training rows;
+    ``tags``/``note`` go onto the version; ``reuse=False`` registers a new version even when the
+    same training data already produced one (a retraining is always its own version)."""
     import torch
 
     from quantgate.models.tabular import TabularPreprocessor, train_mlp
@@ -178,8 +190,11 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
 
     s = settings or get_settings()
     train = pd.read_parquet(files["train"])
+    if extra is not None and len(extra):
+        # labels arrive as text (quantgate monitor-labels): cast every column to the training dtype
+        train = pd.concat([train, extra[train.columns].astype(train.dtypes.to_dict())], ignore_index=True)
     digest = frame_digest(train)
-    if (mv := _existing("adult-income", digest, s)) is not None:
+    if reuse and (mv := _existing("adult-income", digest, s)) is not None:
         return mv
     torch.set_num_threads(s.torch_threads)
     pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
@@ -200,11 +215,12 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
             "quantgate.sensitive_attributes": ",".join(ADULT_SENSITIVE),
             "quantgate.task": "tabular-classification",
             "quantgate.demo": "true",
+            **(tags or {}),
         },
         description=(
             f"Demo: torch MLP (128-64) on UCI Adult, {len(train)} training rows from adult.data "
             f"(seed {SEED}); raw rows in, preprocessing inside the model. Sensitive attributes: sex, race. "
-            f"Accuracy on {len(evaluation)} adult.test rows: {acc:.4f}."
+            f"Accuracy on {len(evaluation)} adult.test rows: {acc:.4f}.{note}"
         ),
         settings=s,
         reference=pd.read_parquet(files["reference"]),
@@ -212,7 +228,14 @@ def train_adult(files: dict[str, Path], settings: Settings | None = None) -> Mod
     )
 
 
-def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelVersion:
+def train_rt(
+    files: dict[str, Path],
+    settings: Settings | None = None,
+    *,
+    tags: dict[str, str] | None = None,
+    note: str = "",
+    reuse: bool = True,
+) -> ModelVersion:
     """all-MiniLM-L6-v2 (packaged, offline) + a linear head trained on frozen embeddings."""
     import torch
 
@@ -222,7 +245,7 @@ def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelV
     s = settings or get_settings()
     train = pd.read_parquet(files["train"])
     digest = frame_digest(train)
-    if (mv := _existing("rt-sentiment", digest, s)) is not None:
+    if reuse and (mv := _existing("rt-sentiment", digest, s)) is not None:
         return mv
     torch.set_num_threads(s.torch_threads)
     torch.manual_seed(SEED)
@@ -249,11 +272,12 @@ def train_rt(files: dict[str, Path], settings: Settings | None = None) -> ModelV
             "quantgate.training_data_digest": digest,
             "quantgate.task": "text-classification",
             "quantgate.demo": "true",
+            **(tags or {}),
         },
         description=(
             f"Demo: all-MiniLM-L6-v2 encoder (frozen, fp32) + linear head trained on a {len(train)}-snippet "
             f"subsample of Rotten Tomatoes critics' snippets (seed {SEED}), so training takes about a "
-            f"minute on 2 cores. Raw text in. Accuracy on {len(evaluation)} held-out snippets: {acc:.4f}."
+            f"minute on 2 cores. Raw text in. Accuracy on {len(evaluation)} held-out snippets: {acc:.4f}.{note}"
         ),
         settings=s,
         reference=pd.read_parquet(files["reference"]),

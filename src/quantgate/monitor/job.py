@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quantgate.errors import ConfigError, DataError, RegistryError
 from quantgate.notify.routes import Route as AlertRoute  # an alerts: item (webhook URL or Prefect block)
@@ -52,6 +52,15 @@ class MonitorSpec(BaseModel):
     #: drift compares at most this many rows per window (a uniform sample beyond; see detect_drift)
     drift_max_rows: int | None = Field(default=100_000, gt=0)
     alerts: list[AlertRoute] = Field(default_factory=list)
+    #: at most one drift-triggered retraining per this long (quantgate.flows.retrain): 24h, 30m, 2d
+    retrain_cooldown: timedelta = Field(default=timedelta(hours=24))
+
+    @field_validator("retrain_cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, v: Any) -> timedelta:
+        from quantgate.retrain.spec import parse_duration
+
+        return parse_duration(v)
 
 
 def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSpec:
@@ -253,7 +262,7 @@ def run_monitor(
             settings=s,
         )
         outcome.deliveries.extend(sent.deliveries)
-        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share)
+        outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share, run_id, spec.model)
         outcome.event_emitted = outcome.event_error is None
     if outcome.disagreement_alert:
         d = checks.disagreement
@@ -315,7 +324,7 @@ def _add_to_workspace(qname: str, version: Any, run_id: str, snapshots: dict[str
         return {"status": "not run", "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def _emit_drift_event(name: str, version: str, share: float) -> str | None:
+def _emit_drift_event(name: str, version: str, share: float, run_id: str, source: str) -> str | None:
     """Emit the Prefect event that triggers retraining; returns why it did not go out, or None.
 
     A failure is logged as an error and returned (not raised): the drift was found, recorded and
@@ -326,8 +335,13 @@ def _emit_drift_event(name: str, version: str, share: float) -> str | None:
 
         event = emit_event(
             event=DRIFT_EVENT,
-            resource={"prefect.resource.id": f"quantgate.model.{name}", "quantgate.version": version},
-            payload={"drifted_share": share},
+            resource={
+                "prefect.resource.id": f"quantgate.model.{name}",
+                "quantgate.version": version,
+                "quantgate.source_model": source,  # what the retrain deployment retrains
+                "quantgate.drift_run": run_id,  # the MLflow monitoring run: carried to the new card
+            },
+            payload={"drifted_share": share, "mlflow_run": run_id},
         )
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -65,14 +65,19 @@ def read_label_file(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(p, dtype={REQUEST_ID: str, LABEL: str})
     else:
         raise DataError(f"labels file {p} is neither .csv nor .parquet", "convert it to CSV or Parquet")
+    return normalize_labels(df, f"labels file {p}")
+
+
+def normalize_labels(df: pd.DataFrame, what: str = "labels") -> pd.DataFrame:
+    """``request_id``, ``request_row`` (0 when absent), ``label`` as text; refuses missing columns or values."""
     missing = [c for c in (REQUEST_ID, LABEL) if c not in df.columns]
     if missing:
         raise DataError(
-            f"labels file {p} lacks column(s): {', '.join(missing)} (has: {', '.join(map(str, df.columns))})",
+            f"{what} lacks column(s): {', '.join(missing)} (has: {', '.join(map(str, df.columns))})",
             "give request_id,label (and request_row when a request scored several rows)",
         )
     if df.empty:
-        raise DataError(f"labels file {p} has no rows")
+        raise DataError(f"{what} has no rows")
     rows = df[REQUEST_ROW] if REQUEST_ROW in df.columns else pd.Series(0, index=df.index)
     out = pd.DataFrame(
         {
@@ -84,7 +89,7 @@ def read_label_file(path: str | Path) -> pd.DataFrame:
     bad = out[out[[REQUEST_ID, REQUEST_ROW, LABEL]].isna().any(axis=1)]
     if len(bad):
         raise DataError(
-            f"labels file {p}: {len(bad)} row(s) with an empty request_id, label or request_row "
+            f"{what}: {len(bad)} row(s) with an empty request_id, label or request_row "
             f"(first at line {int(bad.index[0]) + 2})",
             "fill or drop them",
         )
@@ -94,7 +99,13 @@ def read_label_file(path: str | Path) -> pd.DataFrame:
 
 def ingest_labels(model: str, path: str | Path, settings: Settings | None = None) -> tuple[int, str]:
     """Store a labels file for ``model`` (the served ``<name>-quantized``); returns (rows, where)."""
-    labels = read_label_file(path)
+    return store_labels(model, read_label_file(path), settings)
+
+
+def store_labels(model: str, labels: pd.DataFrame, settings: Settings | None = None) -> tuple[int, str]:
+    """Store delayed ground truth (``request_id``, ``request_row``, ``label``) for ``model``, the
+    served ``<name>-quantized``; returns (rows, where). Monitoring and retraining read it back."""
+    labels = normalize_labels(labels)
     labels[RECEIVED_AT] = pd.Timestamp(datetime.now(UTC))
     store = _store(settings)
     if store.startswith("postgres"):

@@ -253,6 +253,8 @@ def record_candidate(
         }
         if not verdict.passed:
             tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
+        if drift_run := source.version.tags.get("quantgate.trigger.drift_run"):
+            tags["quantgate.trigger.drift_run"] = drift_run  # the drift that caused this candidate
         tags |= attach_provenance(
             info.model_uri,
             run.info.run_id,
