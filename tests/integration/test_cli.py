@@ -86,7 +86,7 @@ def test_validate_command(demo_sources: dict[str, str], settings: Any, tmp_path:
     bad = tmp_path / "bad.csv"
     calib.drop(columns=["age"]).to_csv(bad, index=False)
     res = _cli("validate", "--model", "adult-income", "--data", str(bad))
-    assert res.exit_code == 3 and "columns match" in res.output
+    assert res.exit_code == 3 and "columns match" in res.output, res.output[-3000:]
 
 
 def test_status_lists_sources(demo_sources: dict[str, str], settings: Any) -> None:
