@@ -9,8 +9,6 @@ Users made by :func:`bootstrap` (through the real ``quantgate users`` commands):
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import pg_database, pg_down  # noqa: F401  (re-exported for the server tests)
+from helpers import free_port, pg_database, pg_down, stop_group  # noqa: F401  (re-exported for the server tests)
 
 from quantgate.registry import contract as c
 
@@ -58,28 +56,10 @@ class Server:
         return user, PASSWORDS[user]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the server's process group (mlflow -> uvicorn): SIGTERM, then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-
-
 @contextmanager
-def running_server(tmp: Path, backend_uri: str | None = None, auth_db: str | None = None) -> Iterator[Server]:
+def running_server(
+    tmp: Path, backend_uri: str | None = None, auth_db: str | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """``mlflow server --app-name quantgate`` on a free loopback port (SQLite in ``tmp`` unless
     URIs are given), artifacts in ``tmp/artifacts`` read and written in place by server and
     clients (``--no-serve-artifacts``), stopped with its children afterwards."""
@@ -98,7 +78,7 @@ def running_server(tmp: Path, backend_uri: str | None = None, auth_db: str | Non
     # basic-auth hashes the password on every request unless its cache is on (one worker here, so
     # no stale credential across workers): without it each request costs a password hash
     config.write_text(config.read_text().replace("[quantgate]", "auth_cache_ttl_seconds = 300\n\n[quantgate]"))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "QUANTGATE_"))}
     env |= {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
@@ -108,6 +88,7 @@ def running_server(tmp: Path, backend_uri: str | None = None, auth_db: str | Non
         "QUANTGATE_HOME": str(home),
         "QUANTGATE_PROJECT_DIR": str(project),
     }
+    env |= extra_env or {}
     log = tmp / "server.log"
     cmd = [
         *(str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "quantgate"),
@@ -136,16 +117,16 @@ def running_server(tmp: Path, backend_uri: str | None = None, auth_db: str | Non
                 time.sleep(0.5)
             yield server
         finally:
-            _stop(server.proc)
+            stop_group(server.proc)
 
 
 @contextmanager
-def bootstrapped_server(tmp: Path) -> Iterator[Server]:
-    """:func:`running_server` (SQLite) after :func:`bootstrap`, noting what the bootstrap admin
-    got before the setup."""
+def bootstrapped_server(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """:func:`running_server` (SQLite, ``extra_env`` added to the server's environment) after
+    :func:`bootstrap`, noting what the bootstrap admin got before the setup."""
     import requests
 
-    with running_server(tmp) as server:
+    with running_server(tmp, extra_env=extra_env) as server:
         r = requests.get(
             f"{server.url}/api/2.0/mlflow/registered-models/search", auth=("admin", BOOTSTRAP_PASSWORD), timeout=60
         )

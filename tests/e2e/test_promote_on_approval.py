@@ -12,8 +12,6 @@ the MLflow server's store; the plain MLflow app has no quantgate auth, so the te
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,48 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from helpers import ROOT
+from helpers import ROOT, free_port, start_logged, stop_group, wait_http
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 POLICY = "name: e2e\nrules:\n  - id: acc\n    kind: max_drop\n    metric: accuracy\n    threshold: 0.01\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"{url} not up in {timeout:.0f} s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _tiny_signed_version(env: dict[str, str], tmp: Path) -> tuple[str, str]:
@@ -125,7 +87,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     project = tmp / "project"
     (project / "policies").mkdir(parents=True)
     (project / "policies" / "e2e.yaml").write_text(POLICY)
-    mlflow_port, prefect_port, receiver_port = _free_port(), _free_port(), _free_port()
+    mlflow_port, prefect_port, receiver_port = free_port(), free_port(), free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
     env = base | {
         "QUANTGATE_HOME": str(tmp / "home"),
@@ -145,7 +107,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(
-            _start(
+            start_logged(
                 [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}",
                  "--artifacts-destination", (tmp / "artifacts").as_uri(), "--host", "127.0.0.1",
                  "--port", str(mlflow_port), "--workers", "1"],
@@ -153,24 +115,24 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             )
         )  # fmt: skip
         procs.append(
-            _start(
+            start_logged(
                 [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
                 env, tmp / "prefect.log",
             )
         )  # fmt: skip
-        _wait_http(f"http://127.0.0.1:{mlflow_port}/health", procs[0], tmp / "mlflow.log")
-        _wait_http(f"http://127.0.0.1:{prefect_port}/api/health", procs[1], tmp / "prefect.log")
+        wait_http(f"http://127.0.0.1:{mlflow_port}/health", procs[0], tmp / "mlflow.log")
+        wait_http(f"http://127.0.0.1:{prefect_port}/api/health", procs[1], tmp / "prefect.log")
         procs.append(
-            _start(
+            start_logged(
                 [sys.executable, "-m", "quantgate.cli", "receiver", "--port", str(receiver_port)],
                 env, tmp / "receiver.log",
             )
         )  # fmt: skip
-        _wait_http(f"http://127.0.0.1:{receiver_port}/health", procs[2], tmp / "receiver.log")
+        wait_http(f"http://127.0.0.1:{receiver_port}/health", procs[2], tmp / "receiver.log")
         yield {"env": env, "tmp": tmp, "receiver": f"http://127.0.0.1:{receiver_port}/mlflow", "procs": procs}
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop_group(p)
 
 
 def _run(env: dict[str, str], *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -189,7 +151,7 @@ def test_approval_moves_champion_without_a_command(servers: dict[str, Any]) -> N
     reg = _run(env, sys.executable, "-m", "quantgate.cli", "webhook", "register", "--url", servers["receiver"])
     assert reg.returncode == 0, reg.stdout + reg.stderr
     servers["procs"].append(
-        _start([prefect, "worker", "start", "--pool", "quantgate", "--type", "process"], env, tmp / "worker.log")
+        start_logged([prefect, "worker", "start", "--pool", "quantgate", "--type", "process"], env, tmp / "worker.log")
     )
 
     uri = env["MLFLOW_TRACKING_URI"]

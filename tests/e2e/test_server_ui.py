@@ -6,13 +6,11 @@ context's HTTP credentials) and edits the tag `quantgate.approval` in the versio
 - rita (an approver, but she registered the candidate): refused, separation of duties;
 - alice (approver): accepted; the server's stamps (approved_by, approved_at, digest) appear.
 
-Screenshots go to a temporary directory, or to $QUANTGATE_SCREENSHOTS when set: the README's
-images are regenerated with `QUANTGATE_SCREENSHOTS=docs/img` (so a normal run leaves the tree clean).
+Screenshots: tests/browser.py (`QUANTGATE_SCREENSHOTS=docs/img` regenerates the README's images).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,37 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT
+from browser import TIMEOUT_MS, chromium, edit_approval, needs_chromium, new_page, screenshots_dir
 from quantgate_server import PASSWORDS, Server, client_env, register_governed, version_tags
 
 from quantgate.registry import contract as c
 
-CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-browser.sh"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 30_000
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = os.environ.get("QUANTGATE_SCREENSHOTS")
-    out = (
-        (ROOT / where if not Path(where).is_absolute() else Path(where)) if where else tmp_path_factory.mktemp("shots")
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return screenshots_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -61,33 +40,12 @@ def candidate(quantgate_server: Server) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _page_as(browser: Any, user: str) -> Any:
-    context = browser.new_context(
-        viewport={"width": 1400, "height": 1100}, http_credentials={"username": user, "password": PASSWORDS[user]}
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    return context.new_page()
-
-
-def _edit_approval(page: Any, url: str, name: str, version: str, value: str) -> Any:
-    """Open the version page, edit quantgate.approval in place, Save; returns the tag's row."""
-    page.goto(f"{url}/#/models/{name}/versions/{version}")
-    row = page.get_by_test_id("editable-table").locator(f'tr[data-row-key="{c.TAG_APPROVAL}"]')
-    sync_api.expect(row).to_be_visible()
-    row.get_by_test_id("editable-table-button-edit").click()
-    field = row.get_by_test_id("editable-table-edited-input")
-    field.fill(value)
-    row.get_by_test_id("editable-table-button-save").click()
-    return row
+    return new_page(browser, height=1100, credentials=(user, PASSWORDS[user]))
 
 
 def _approval_in_registry(server: Server, name: str, version: str) -> str | None:
@@ -103,7 +61,7 @@ def test_refused_edits_are_shown_and_change_nothing(
     for user, reason in (("bob", "only members of role 'approvers'"), ("rita", "separation of duties")):
         page = _page_as(browser, user)
         try:
-            _edit_approval(page, quantgate_server.url, name, version, "approved")
+            edit_approval(page, quantgate_server.url, name, version, "approved")
             shown = page.get_by_text(re.compile(re.escape(reason))).first
             expect(shown).to_be_visible()
             png = "approval-refused.png" if user == "bob" else "approval-own-version-refused.png"
@@ -121,7 +79,7 @@ def test_approver_approves_and_the_server_stamps(
     name, version = candidate
     page = _page_as(browser, "alice")
     try:
-        row = _edit_approval(page, quantgate_server.url, name, version, "approved: card and plots reviewed")
+        row = edit_approval(page, quantgate_server.url, name, version, "approved: card and plots reviewed")
         expect(row.get_by_test_id("editable-table-edited-input")).to_have_count(0)  # the save came back
         deadline = time.monotonic() + 30
         while (state := _approval_in_registry(quantgate_server, name, version)) != "approved":

@@ -6,10 +6,7 @@ Runs after tests/e2e/test_demo_loop.py, which checks that promotion is refused w
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,56 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT
+from browser import TIMEOUT_MS, chromium, needs_chromium, new_page
+from helpers import ROOT, free_port, stop_group
 from helpers import client as _client
 from helpers import run_cli as _run
 
-CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-browser.sh"),
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 MODEL = "adult-income-quantized"
-TIMEOUT_MS = 30_000  # every locator wait / navigation
 SERVER_START_S = 120  # `quantgate ui` until HTTP answers
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the UI's whole process group (quantgate -> mlflow server -> uvicorn + huey job consumers):
-    SIGTERM, up to 30 s for a clean shutdown, then SIGKILL whatever of the group is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers; the group is ours (start_new_session)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`quantgate ui` on a free loopback port over the demo's store; stopped (with children) after."""
     _, env, _ = demo_home
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ui") / "quantgate-ui.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -99,29 +62,22 @@ def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest
                 time.sleep(0.5)
             yield url
         finally:
-            _stop(proc)
+            stop_group(proc)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    pg = context.new_page()
+    pg = new_page(browser)
     try:
         yield pg
     finally:
-        context.close()
+        pg.context.close()
 
 
 def test_reviewer_approves_in_mlflow_ui_then_promote(
