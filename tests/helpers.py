@@ -146,3 +146,19 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+
+
+def settled_ledger(book: Any, name: str, champion: str, entries: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The ledger entries of ``name`` once ``entries`` are written and the chain verifies against
+    ``champion``: promotion moves the alias first and appends its entry right after, so a reader
+    that saw the alias move waits for the entry instead of racing it."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        found = [s.entry for s in book.entries(name)]
+        if len(found) >= entries and book.verify(name, champion=champion).ok:
+            return found
+        if time.time() > deadline:
+            return found
+        time.sleep(1)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from browser import TIMEOUT_MS, chromium, edit_approval, needs_chromium, new_page, screenshots_dir
-from helpers import ROOT, free_port, run_cli, start_logged, stop_group, wait_http
+from helpers import ROOT, free_port, run_cli, settled_ledger, start_logged, stop_group, wait_http
 from quantgate_server import PASSWORDS, Server, bootstrapped_server, client_env, register_governed, version_tags
 
 from quantgate.registry import contract as c
@@ -158,7 +158,7 @@ def test_ui_approval_moves_champion_through_the_deployment(
 
     with client_env(server) as settings, as_user("alice"):
         book = MlflowLedger(client(settings))
-        entries = [s.entry for s in book.entries(name)]
+        entries = settled_ledger(book, name, champion, 2)
         assert [e["action"] for e in entries] == ["approval", "promotion"], entries
         assert entries[0]["actor"] == "alice" and entries[1]["approved_by"] == "alice"
         assert entries[1]["actor"] == "prefect:promote-on-approval"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, free_port, start_logged, stop_group, wait_http
+from helpers import ROOT, free_port, settled_ledger, start_logged, stop_group, wait_http
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -171,7 +171,7 @@ def test_approval_moves_champion_without_a_command(servers: dict[str, Any]) -> N
     from quantgate.ledger import MlflowLedger
 
     book = MlflowLedger(cl)
-    entries = [s.entry for s in book.entries(name)]
+    entries = settled_ledger(book, name, champion, 2)
     assert [e["action"] for e in entries] == ["approval", "promotion"], entries
     assert entries[0]["actor"] == "alice" and entries[1]["approved_by"] == "alice"
     assert entries[1]["actor"] == "prefect:promote-on-approval"
