@@ -193,6 +193,19 @@ def test_mlflow_registration_file_is_not_an_extra_file(model_dir: Path, signed: 
     }
 
 
+def test_registration_file_signed_then_rewritten_is_not_a_change(
+    model_dir: Path, policy: Path, key: Ed25519PrivateKey
+) -> None:
+    """The same artifact registered again (a second version from one run) makes MLflow rewrite the
+    `registered_model_meta` it signed with: the registry's bookkeeping, not the model."""
+    (model_dir / "registered_model_meta").write_text("model_name: m-quantized\nmodel_version: '1'\n")
+    envelope = signing.sign_statement(_statement(model_dir, policy), key)
+    (model_dir / "registered_model_meta").write_text("model_name: m-quantized\nmodel_version: '2'\n")
+    assert verify_model(model_dir, envelope, _trusted(key)).passed
+    (model_dir / "python_model.pkl").write_bytes(b"tampered")
+    assert set(_failed(verify_model(model_dir, envelope, _trusted(key)))) == {"file digests"}
+
+
 def test_signature_by_an_unknown_key_is_rejected(model_dir: Path, signed: dict[str, Any]) -> None:
     other = Ed25519PrivateKey.generate()
     report = verify_model(model_dir, signed, _trusted(other))

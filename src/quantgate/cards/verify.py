@@ -136,15 +136,18 @@ def verify_model(
         report.add("files", False, f"model directory not found: {model_dir}")
     else:
         actual = digest_tree(model_dir)
-        changed = sorted(k for k in recorded if k in actual and actual[k] != recorded[k])
-        missing = sorted(k for k in recorded if k not in actual)
         # MLflow writes `registered_model_meta` (the registered name and version, no code or
-        # weights) into the stored artifact when the version is registered, i.e. after signing
+        # weights) into the stored artifact whenever a version is registered from it: after
+        # signing, and again when the same artifact is registered once more. It is the
+        # registry's bookkeeping, not the model, so it is neither required nor compared.
+        ours = {k: v for k, v in recorded.items() if k not in MLFLOW_REGISTRATION_FILES}
+        changed = sorted(k for k in ours if k in actual and actual[k] != ours[k])
+        missing = sorted(k for k in ours if k not in actual)
         extra = sorted(k for k in actual if k not in recorded and k not in MLFLOW_REGISTRATION_FILES)
         report.add(
             "file digests",
             not changed,
-            f"changed: {_names(changed)}" if changed else f"{len(recorded) - len(missing)} files match their sha256",
+            f"changed: {_names(changed)}" if changed else f"{len(ours) - len(missing)} files match their sha256",
         )
         report.add("missing files", not missing, f"missing: {_names(missing)}" if missing else "none")
         report.add("extra files", not extra, f"not in the statement: {_names(extra)}" if extra else "none")
