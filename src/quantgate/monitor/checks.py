@@ -58,9 +58,18 @@ def run_window_checks(
     sample: int,
     alpha: float,
     settings: Any = None,
+    served_proba: Callable[[pd.DataFrame], Any] | None = None,
+    estimate_sample: int = 20_000,
+    seed: int = 0,
 ) -> WindowChecks:
     """``window``: the inputs (with request_id/request_row when read from the log); ``served``: the
-    served outputs row by row (``label``, and ``probability`` for a binary model)."""
+    served outputs row by row (``label``, and ``probability`` for a binary model).
+
+    ``served_proba``: the served version's ``predict_proba`` (inputs -> (n, k) probabilities). The
+    log keeps a binary model's positive-class probability but only the top score of a multi-class
+    one, so for k > 2 a uniform sample of ``estimate_sample`` window rows is re-scored with it for
+    the label-free estimate (the served labels stay the predictions it estimates the accuracy of).
+    """
     from quantgate.monitor import production as p
     from quantgate.registry import contract as c
 
@@ -96,18 +105,28 @@ def run_window_checks(
         return {"labelled_rows": len(joined), "window_rows": len(window), **out}
 
     def estimate() -> dict[str, Any]:
-        if len(classes) != 2 or "probability" not in served.columns:
-            raise p.DataError("CBPE runs here on binary models whose log has the positive-class probability")
+        from quantgate.models.outputs import class_index
+
+        if len(classes) == 2:
+            if "probability" not in served.columns:
+                raise p.DataError("the inference log has no positive-class probability column for CBPE")
+            rows, proba = served, served["probability"].to_numpy(float)
+            how = "the logged positive-class probability"
+        else:
+            if served_proba is None:
+                raise p.DataError("CBPE on a multi-class model needs every class's probability, and no model was given")
+            n = min(estimate_sample, len(window))
+            picked = window.sample(n=n, random_state=seed) if n < len(window) else window
+            rows, proba = served.loc[picked.index], served_proba(picked)
+            how = f"every class's probability, re-scored by the served version on {n} of {len(window)} rows"
         scores = p.load_eval_scores(cl, mv.run_id)
         if scores is None:
             raise p.DataError(
                 "the candidate has no gate-time evaluation scores (governed before they were stored)",
                 "re-govern the source to store quantgate/eval_scores.parquet",
             )
-        from quantgate.models.outputs import class_index
-
-        pred = class_index(served["label"], classes, what="served labels")
-        return p.estimate_accuracy_cbpe(scores, served["probability"].to_numpy(float), pred, gate)
+        pred = class_index(rows["label"], classes, what="served labels")
+        return {**p.estimate_accuracy_cbpe(scores, proba, pred, gate), "probabilities": how}
 
     checks.disagreement = _guard("disagreement", disagreement)
     checks.labels = _guard("delayed labels", labels)

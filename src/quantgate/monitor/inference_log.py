@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from quantgate.errors import ConfigError, DataError
+from quantgate.monitor.pg import connect, fetch, is_pg_url, pg_dsn, redact
 
 if TYPE_CHECKING:
     from quantgate.settings import Settings
@@ -303,6 +304,7 @@ class ParquetSink:
 
 
 PG_TABLE = "quantgate_inference"
+OPEN_LOG = "open the inference log database"
 _PG_DDL = f"""
 CREATE TABLE IF NOT EXISTS {PG_TABLE} (
     id          bigserial PRIMARY KEY,
@@ -320,10 +322,8 @@ CREATE INDEX IF NOT EXISTS {PG_TABLE}_request ON {PG_TABLE} (request_id);
 """
 
 
-def _pg_dsn(url: str) -> str:
-    """asyncpg takes ``postgresql://``; SQLAlchemy-style ``postgresql+driver://`` is accepted too."""
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql://{rest}" if sep and scheme.startswith(("postgresql", "postgres")) else url
+#: kept for callers outside the monitor (quantgate.retrain.debounce)
+_pg_dsn = pg_dsn
 
 
 class PostgresSink:
@@ -336,19 +336,13 @@ class PostgresSink:
     def __init__(self, url: str) -> None:
         import asyncio
 
-        import asyncpg
-
         self.url = url
         self._loop = asyncio.new_event_loop()
         try:
-            self._conn = self._loop.run_until_complete(asyncpg.connect(_pg_dsn(url), timeout=10))
-            self._loop.run_until_complete(self._conn.execute(_PG_DDL))
-        except (OSError, ValueError, asyncpg.PostgresError) as exc:
+            self._conn = self._loop.run_until_complete(connect(url, _PG_DDL, what=OPEN_LOG))
+        except ConfigError:
             self._loop.close()
-            raise ConfigError(
-                f"cannot open the inference log database: {type(exc).__name__}: {exc}",
-                "check QUANTGATE_INFERENCE_LOG (postgresql://user@host:port/db) and that the server is up",
-            ) from None
+            raise
 
     def write(self, records: Sequence[InferenceRecord]) -> int:
         inputs, outputs, meta = _batch_frames(records)
@@ -382,36 +376,30 @@ class PostgresSink:
             self._loop.close()
 
     def describe(self) -> str:
-        return f"PostgreSQL table {PG_TABLE} at {self.url.rsplit('@', 1)[-1]}"
+        return f"PostgreSQL table {PG_TABLE} at {redact(self.url)}"
 
 
 def read_inferences_pg(
     url: str, model: str | None = None, since: datetime | None = None, until: datetime | None = None
 ) -> pd.DataFrame:
-    """The PostgreSQL log as the same frame :func:`read_inferences` returns (JSONB expanded to columns)."""
-    import asyncio
+    """The PostgreSQL log as the same frame :func:`read_inferences` returns (JSONB expanded to columns).
+
+    A database that cannot be reached or read is a :class:`ConfigError` naming it, never an empty frame.
+    """
     import json
 
-    import asyncpg
-
-    async def fetch() -> list[Any]:
-        conn = await asyncpg.connect(_pg_dsn(url), timeout=10)
-        try:
-            return list(
-                await conn.fetch(
-                    f"SELECT ts, model, version, request_id, request_row, latency_ms, inputs::text AS i, "
-                    f"outputs::text AS o FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) "
-                    "AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3) "
-                    "ORDER BY ts, id",
-                    model,
-                    _utc(since) if since else None,
-                    _utc(until) if until else None,
-                )
-            )
-        finally:
-            await conn.close()
-
-    found = asyncio.run(fetch())
+    found = fetch(
+        url,
+        _PG_DDL,  # a log nobody has written yet reads as empty, as a Parquet log that does not exist
+        f"SELECT ts, model, version, request_id, request_row, latency_ms, inputs::text AS i, "
+        f"outputs::text AS o FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) "
+        "AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3) "
+        "ORDER BY ts, id",
+        model,
+        _utc(since) if since else None,
+        _utc(until) if until else None,
+        what="read the inference log database",
+    )
     meta = pd.DataFrame(
         {
             TIMESTAMP: pd.Series([r["ts"] for r in found], dtype="datetime64[us, UTC]"),
@@ -429,14 +417,36 @@ def read_inferences_pg(
     return pd.concat([meta, inputs, outputs], axis=1)
 
 
+def log_target(target: str | Path | None = None, settings: Settings | None = None) -> str | Path:
+    """Where the inference log is: ``target``, else ``QUANTGATE_INFERENCE_LOG``, else
+    ``$QUANTGATE_HOME/inference``; a ``postgresql://`` URL or a directory. The server writes
+    there (:func:`open_sink`) and the monitor reads there (:func:`read_served`)."""
+    chosen = target if target is not None else os.environ.get(LOG_ENV) or inference_root(settings)
+    return str(chosen) if is_pg_url(chosen) else Path(str(chosen)).expanduser()
+
+
 def open_sink(target: str | Path | None = None, settings: Settings | None = None) -> InferenceSink:
     """``postgresql://...`` -> :class:`PostgresSink`; a directory (default ``$QUANTGATE_HOME/inference``,
     or ``QUANTGATE_INFERENCE_LOG``) -> :class:`ParquetSink`."""
-    chosen = target if target is not None else os.environ.get(LOG_ENV) or inference_root(settings)
-    text = str(chosen)
-    if text.startswith(("postgresql", "postgres:")):
-        return PostgresSink(text)
-    return ParquetSink(Path(text).expanduser())
+    where = log_target(target, settings)
+    return PostgresSink(str(where)) if isinstance(where, str) else ParquetSink(where)
+
+
+def read_served(
+    model: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    target: str | Path | None = None,
+    settings: Settings | None = None,
+) -> tuple[pd.DataFrame, str]:
+    """One served model's logged rows in ``[since, until)``, from wherever :func:`log_target` says,
+    and a description of where (for reports). Oldest first, same columns from either store."""
+    where = log_target(target, settings)
+    if isinstance(where, str):
+        return read_inferences_pg(where, model, since, until), f"PostgreSQL table {PG_TABLE} at {redact(where)}"
+    directory = model_log_dir(model, where)
+    return read_inferences(directory, since, until), f"Parquet under {directory}"
 
 
 #: where the server logs when ``--inference-log`` is not given (a directory or a postgresql:// URL)

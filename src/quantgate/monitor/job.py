@@ -51,6 +51,9 @@ class MonitorSpec(BaseModel):
     alpha: float = Field(default=0.01, gt=0, lt=1)
     #: drift compares at most this many rows per window (a uniform sample beyond; see detect_drift)
     drift_max_rows: int | None = Field(default=100_000, gt=0)
+    #: logged rows re-scored with the served version for a multi-class label-free estimate (the log
+    #: keeps only the top score; CBPE needs every class's probability)
+    estimate_sample: int = Field(default=20_000, gt=0)
     alerts: list[AlertRoute] = Field(default_factory=list)
     #: at most one drift-triggered retraining per this long (quantgate.flows.retrain): 24h, 30m, 2d
     retrain_cooldown: timedelta = Field(default=timedelta(hours=24))
@@ -102,6 +105,13 @@ class MonitorOutcome:
         return bool(self.disagreement.get("above_gate"))
 
     @property
+    def performance_alert(self) -> bool:
+        """Labelled accuracy (overall or a group's) or the label-free estimate below the gate's figure."""
+        return bool(
+            self.labels.get("below_gate") or self.labels.get("groups_below_gate") or self.estimate.get("below_gate")
+        )
+
+    @property
     def drifted(self) -> bool:
         return bool(self.drift["dataset_drift"])
 
@@ -126,19 +136,25 @@ def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
 def _served_window(
     qname: str, version: str, last_run_at: str | None, hours: float | None, settings: Settings
 ) -> tuple[pd.DataFrame, datetime]:
-    """What the served model saw: the inference log since the last run (or the last ``hours``)."""
-    from quantgate.monitor.inference_log import inference_root, model_log_dir, read_inferences
+    """What the served model saw: the inference log since the last run (or the last ``hours``).
+
+    The log is where ``quantgate serve`` writes by default (:func:`~quantgate.monitor.inference_log.log_target`):
+    ``QUANTGATE_INFERENCE_LOG`` (a ``postgresql://`` URL or a directory), else ``$QUANTGATE_HOME/inference``.
+    A database that cannot be read raises (ConfigError); an empty window raises (DataError).
+    """
+    from quantgate.monitor.inference_log import read_served
 
     now = datetime.now(UTC)
     if hours is not None or last_run_at is None:
         since = now - timedelta(hours=hours or 24.0)
     else:
         since = datetime.fromisoformat(last_run_at)
-    logged = read_inferences(model_log_dir(qname, inference_root(settings)), since=since, until=now)
+    logged, where = read_served(qname, since=since, until=now, settings=settings)
     logged = logged[logged["version"] == version] if len(logged) else logged
     if logged.empty:
         raise DataError(
-            f"the inference log of {qname} v{version} has no rows since {since.isoformat(timespec='seconds')}",
+            f"the inference log of {qname} v{version} ({where}) has no rows since "
+            f"{since.isoformat(timespec='seconds')}",
             "serve traffic first (quantgate serve), widen --log-hours, or pass --window FILE",
         )
     return logged.reset_index(drop=True), now
@@ -162,7 +178,7 @@ def run_monitor(
     from quantgate.data.datasets import read_table
     from quantgate.monitor import detect_drift
     from quantgate.monitor.checks import run_window_checks
-    from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
+    from quantgate.monitor.inference_log import InferenceRecord, open_sink
     from quantgate.notify import notify
     from quantgate.registry.mlflow_registry import client, ensure_experiment, load_wrapped
 
@@ -178,19 +194,23 @@ def run_monitor(
         current = read_table(s.path(file))
         preds = wrapped.predict(current[wrapped.input_columns])
         request_id = f"monitor-{uuid.uuid4().hex}"
-        ParquetSink(inference_root(s)).write(
-            [
-                InferenceRecord(
-                    request_id,
-                    qname,
-                    str(mv.version),
-                    datetime.now(UTC),
-                    0.0,
-                    current[wrapped.input_columns],
-                    preds,
-                )
-            ]
-        )
+        sink = open_sink(settings=s)  # the log the server writes: the next log window sees these rows
+        try:
+            sink.write(
+                [
+                    InferenceRecord(
+                        request_id,
+                        qname,
+                        str(mv.version),
+                        datetime.now(UTC),
+                        0.0,
+                        current[wrapped.input_columns],
+                        preds,
+                    )
+                ]
+            )
+        finally:
+            sink.close()
         source = f"file {file}"
         window_end = datetime.now(UTC)
         current = current.assign(request_id=request_id, request_row=range(len(current)))
@@ -216,6 +236,8 @@ def run_monitor(
         sample=spec.disagreement_sample,
         alpha=spec.alpha,
         settings=s,
+        served_proba=lambda rows: wrapped.predict_proba(rows[wrapped.input_columns]),
+        estimate_sample=spec.estimate_sample,
     )
     ensure_experiment(EXPERIMENT, s)
     with mlflow.start_run(run_name=f"monitor-{qname}-v{mv.version}") as run, tempfile.TemporaryDirectory() as tmp:
@@ -280,7 +302,51 @@ def run_monitor(
             settings=s,
         )
         outcome.deliveries.extend(sent.deliveries)
+    if outcome.performance_alert:
+        summary, details, report = performance_message(checks.labels, checks.estimate)
+        sent = notify(
+            "performance",
+            qname,
+            str(mv.version),
+            summary,
+            details={**details, "mlflow_run": run_id},
+            run_id=run_id,
+            experiment_id=experiment_id,
+            report=report,
+            settings=s,
+        )
+        outcome.deliveries.extend(sent.deliveries)
     return outcome
+
+
+def performance_message(labels: dict[str, Any], estimate: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+    """The ``performance`` alert: which accuracy fell below the gate's (labelled, estimated or both),
+    by how much, and the report to open (the labelled classification report when labels said so)."""
+    parts: list[str] = []
+    details: dict[str, Any] = {"kind": "performance", "below_gate": []}
+    if labels.get("below_gate"):
+        iv = labels["interval"]
+        parts.append(
+            f"labelled accuracy {100 * labels['accuracy']:.1f}% ({100 * iv[0]:.1f}-{100 * iv[1]:.1f}%) on "
+            f"{labels['n']} delayed labels is below the gate's {100 * labels['gate_accuracy']:.1f}% "
+            f"(p={labels['p_value']:.2g})"
+        )
+        details["below_gate"].append("labelled")
+        details["labelled"] = {k: v for k, v in labels.items() if k not in ("status", "groups")}
+    if labels.get("groups_below_gate"):
+        details["groups_below_gate"] = labels["groups_below_gate"]
+        parts.append(f"group(s) below their gate figure: {', '.join(labels['groups_below_gate'])}")
+    if estimate.get("below_gate"):
+        iv = estimate["interval"]
+        parts.append(
+            f"estimated accuracy {100 * estimate['estimated_accuracy']:.1f}% ({100 * iv[0]:.1f}-{100 * iv[1]:.1f}%, "
+            f"{estimate['estimator']}, {estimate['n']} rows) lies below the gate's interval "
+            f"{100 * estimate['gate_interval'][0]:.1f}-{100 * estimate['gate_interval'][1]:.1f}%"
+        )
+        details["below_gate"].append("estimated")
+        details["estimated"] = {k: v for k, v in estimate.items() if k != "status"}
+    report = "classification_report.html" if labels.get("below_gate") else "production.json"
+    return "; ".join(parts), details, report
 
 
 def _log_checks(checks: Any, tmp: Path) -> None:

@@ -16,11 +16,12 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from quantgate.errors import DataError
+from quantgate.monitor.pg import fetch, is_pg_url, run_pg
 
 if TYPE_CHECKING:
     from quantgate.settings import Settings
@@ -51,7 +52,7 @@ def _store(settings: Settings | None) -> str:
     from quantgate.monitor.inference_log import LOG_ENV
 
     target = os.environ.get(LOG_ENV) or ""
-    return target if target.startswith(("postgresql", "postgres:")) else str(labels_root(settings))
+    return target if is_pg_url(target) else str(labels_root(settings))
 
 
 def read_label_file(path: str | Path) -> pd.DataFrame:
@@ -108,7 +109,7 @@ def store_labels(model: str, labels: pd.DataFrame, settings: Settings | None = N
     labels = normalize_labels(labels)
     labels[RECEIVED_AT] = pd.Timestamp(datetime.now(UTC))
     store = _store(settings)
-    if store.startswith("postgres"):
+    if is_pg_url(store):
         _pg_insert(store, model, labels)
         return len(labels), f"PostgreSQL table {PG_LABELS_TABLE}"
     directory = Path(store) / f"model={model}"
@@ -123,7 +124,7 @@ def store_labels(model: str, labels: pd.DataFrame, settings: Settings | None = N
 def read_labels(model: str, settings: Settings | None = None) -> pd.DataFrame:
     """Every stored label of ``model``, the latest per (request_id, request_row)."""
     store = _store(settings)
-    if store.startswith("postgres"):
+    if is_pg_url(store):
         df = _pg_read(store, model)
     else:
         directory = Path(store) / f"model={model}"
@@ -150,50 +151,28 @@ def join_labels(window: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pg_insert(url: str, model: str, labels: pd.DataFrame) -> None:
-    import asyncio
+    rows = [
+        (model, str(r), int(k), str(lab), ts.to_pydatetime())
+        for r, k, lab, ts in labels[[REQUEST_ID, REQUEST_ROW, LABEL, RECEIVED_AT]].itertuples(index=False)
+    ]
 
-    import asyncpg
+    async def insert(conn: Any) -> None:
+        await conn.executemany(
+            f"INSERT INTO {PG_LABELS_TABLE} (model, request_id, request_row, label, received_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            rows,
+        )
 
-    from quantgate.monitor.inference_log import _pg_dsn
-
-    async def run() -> None:
-        conn = await asyncpg.connect(_pg_dsn(url), timeout=10)
-        try:
-            await conn.execute(_PG_DDL)
-            await conn.executemany(
-                f"INSERT INTO {PG_LABELS_TABLE} (model, request_id, request_row, label, received_at) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                [
-                    (model, str(r), int(k), str(lab), ts.to_pydatetime())
-                    for r, k, lab, ts in labels[[REQUEST_ID, REQUEST_ROW, LABEL, RECEIVED_AT]].itertuples(index=False)
-                ],
-            )
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    run_pg(url, _PG_DDL, insert, what="store labels in the inference log database")
 
 
 def _pg_read(url: str, model: str) -> pd.DataFrame:
-    import asyncio
-
-    import asyncpg
-
-    from quantgate.monitor.inference_log import _pg_dsn
-
-    async def run() -> list[object]:
-        conn = await asyncpg.connect(_pg_dsn(url), timeout=10)
-        try:
-            await conn.execute(_PG_DDL)
-            return list(
-                await conn.fetch(
-                    f"SELECT request_id, request_row, label, received_at FROM {PG_LABELS_TABLE} "
-                    "WHERE model = $1 ORDER BY received_at, id",
-                    model,
-                )
-            )
-        finally:
-            await conn.close()
-
-    found = asyncio.run(run())
+    found = fetch(
+        url,
+        _PG_DDL,
+        f"SELECT request_id, request_row, label, received_at FROM {PG_LABELS_TABLE} "
+        "WHERE model = $1 ORDER BY received_at, id",
+        model,
+        what="read labels from the inference log database",
+    )
     return pd.DataFrame([dict(r) for r in found], columns=[REQUEST_ID, REQUEST_ROW, LABEL, RECEIVED_AT])  # type: ignore[call-overload]

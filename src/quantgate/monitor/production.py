@@ -7,7 +7,8 @@ evaluation rows (read from the candidate's ``model_card.json``):
   version; the share whose label differs from the served label vs the gate's flip rate;
 - **labelled accuracy**: rows whose delayed labels arrived, accuracy overall and per group;
 - **estimated accuracy**: NannyML's CBPE, fitted on the gate's evaluation scores (the
-  ``quantgate/eval_scores.parquet`` artifact), estimates accuracy from the served probabilities.
+  ``quantgate/eval_scores.parquet`` artifact), estimates accuracy from the served probabilities
+  (binary and multi-class).
 
 The statistics (:func:`compare_rate`, :func:`compare_accuracy`, :func:`wilson`) are pure and take
 counts; the rest reads MLflow and the inference log.
@@ -248,15 +249,19 @@ def labelled_accuracy(
 
 def estimate_accuracy_cbpe(
     scores: pd.DataFrame,
-    positive_proba: np.ndarray,
+    proba: np.ndarray,
     predicted: np.ndarray,
     gate: dict[str, Any],
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """NannyML CBPE (binary): fit on the gate's evaluation scores, estimate the window's accuracy.
+    """NannyML CBPE: fit on the gate's evaluation scores, estimate the window's accuracy.
 
-    The interval is CBPE's estimate +/- z * its sampling error (NannyML's own sampling-error
-    estimate for the window size); it is compared with the gate's accuracy and its Wilson interval.
+    ``scores`` is the candidate's ``eval_scores`` table (``label`` as a class index, ``proba_0`` ..
+    ``proba_{k-1}``); ``proba`` the window's probabilities: the positive class's (n,) for a binary
+    model, every class's (n, k) for a multi-class one (NannyML's ``classification_multiclass``,
+    one calibrator per class); ``predicted`` the served class indices. The interval is CBPE's
+    estimate +/- z * its sampling error (NannyML's own sampling-error estimate for the window
+    size); it is compared with the gate's accuracy and its Wilson interval.
     """
     import numpy as np
     import pandas as pd
@@ -265,22 +270,43 @@ def estimate_accuracy_cbpe(
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML sends usage stats unless told not to
     import nannyml
 
-    if "proba_1" not in scores.columns or "proba_2" in scores.columns:
-        raise DataError("CBPE runs here for binary models only")
-    reference = pd.DataFrame(
-        {
-            "y_true": scores["label"].to_numpy(),
-            "y_pred_proba": scores["proba_1"].to_numpy(),
-            "y_pred": scores[["proba_0", "proba_1"]].to_numpy().argmax(axis=1),
-        }
-    )
-    analysis = pd.DataFrame({"y_pred_proba": np.asarray(positive_proba, float), "y_pred": np.asarray(predicted, int)})
+    k = sum(1 for col in scores.columns if str(col).startswith("proba_"))
+    cols = [f"proba_{i}" for i in range(k)]
+    if k < 2 or any(col not in scores.columns for col in cols):
+        raise DataError(
+            f"the gate-time evaluation scores have no proba_0..proba_<k-1> columns ({list(scores.columns)})"
+        )
+    proba = np.asarray(proba, float)
+    predicted = np.asarray(predicted, int)
+    ref_pred = scores[cols].to_numpy().argmax(axis=1)
+    if k == 2:
+        if proba.ndim != 1:
+            raise DataError(f"a binary model's estimate takes the positive-class probability, got shape {proba.shape}")
+        reference = pd.DataFrame(
+            {"y_true": scores["label"].to_numpy(), "y_pred_proba": scores["proba_1"].to_numpy(), "y_pred": ref_pred}
+        )
+        analysis = pd.DataFrame({"y_pred_proba": proba, "y_pred": predicted})
+        y_pred_proba: Any = "y_pred_proba"
+        problem = "classification_binary"
+    else:
+        if proba.ndim != 2 or proba.shape[1] != k:
+            raise DataError(f"the gate scored {k} classes but the window's probabilities have shape {proba.shape}")
+        reference = pd.DataFrame(
+            {
+                "y_true": scores["label"].to_numpy().astype(int),
+                **{c: scores[c].to_numpy() for c in cols},
+                "y_pred": ref_pred,
+            }
+        )
+        analysis = pd.DataFrame({**{c: proba[:, i] for i, c in enumerate(cols)}, "y_pred": predicted})
+        y_pred_proba = {i: c for i, c in enumerate(cols)}
+        problem = "classification_multiclass"
     est = nannyml.CBPE(
-        y_pred_proba="y_pred_proba",
+        y_pred_proba=y_pred_proba,
         y_pred="y_pred",
         y_true="y_true",
         metrics=["accuracy"],
-        problem_type="classification_binary",
+        problem_type=problem,
         chunk_number=1,
     )
     est.fit(reference)
@@ -290,7 +316,7 @@ def estimate_accuracy_cbpe(
     low, high = max(0.0, value - z * err), min(1.0, value + z * err)
     gate_low, gate_high = wilson(round(gate["accuracy"] * gate["n"]), gate["n"], confidence)
     return {
-        "estimator": f"nannyml CBPE {nannyml.__version__}",
+        "estimator": f"nannyml CBPE {nannyml.__version__} ({problem}, {k} classes)",
         "assumptions": CBPE_ASSUMPTIONS,
         "fitted_on": f"{len(reference)} gate-time evaluation rows (candidate probabilities vs labels)",
         "estimated_accuracy": value,
