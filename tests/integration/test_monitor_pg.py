@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from champion import champion
 from helpers import pg_database, pg_down
+from test_monitor_production import served  # noqa: F401  (the champion, the log-reading spec, a receiver)
 
 from quantgate.errors import ConfigError
 from quantgate.monitor.inference_log import LOG_ENV, InferenceLogWriter, InferenceRecord, PostgresSink, open_sink
@@ -108,22 +108,6 @@ def test_labels_share_the_postgresql_database(pg_log: str, settings: Any) -> Non
 # --- the performance alert, on the suite's champion, with the log in PostgreSQL ---------------------
 
 
-@pytest.fixture()
-def served(
-    pg_log: str, adult_result: dict[str, Any], settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, Any]]:
-    from quantgate.demo_receiver import LocalReceiver
-    from quantgate.monitor import job
-
-    spec = job.load_monitor_spec("adult-income").model_copy(update={"window": None, "disagreement_sample": 200})
-    monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
-    receiver = LocalReceiver().start()
-    monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
-    with champion(settings, adult_result["registered"]) as (name, version):
-        yield {"name": name, "version": version, "receiver": receiver}
-    receiver.stop()
-
-
 def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, how: str) -> list[str]:
     """Log ``rows`` as served by the champion into PostgreSQL, one request per row, then move the
     version's last-run mark to just before them. ``how``: ``inverted`` (every label and
@@ -152,7 +136,11 @@ def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, how: str)
     return ids
 
 
-def test_performance_alert_from_labels_and_from_the_estimate(served: dict[str, Any], settings: Any) -> None:
+def test_performance_alert_from_labels_and_from_the_estimate(
+    pg_log: str,
+    served: dict[str, Any],  # noqa: F811
+    settings: Any,
+) -> None:
     from quantgate.data.datasets import read_table
     from quantgate.monitor.job import run_monitor
     from quantgate.monitor.labels import store_labels

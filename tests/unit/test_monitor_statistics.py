@@ -105,3 +105,35 @@ def test_labels_file_is_checked_and_joined_by_request_and_row(tmp_path: Path) ->
     (tmp_path / "gap.csv").write_text("request_id,label\nr1,\n")
     with pytest.raises(DataError, match="empty request_id, label"):
         read_label_file(tmp_path / "gap.csv")
+
+
+def test_performance_alert_says_which_figure_fell_and_reuses_the_checks_verdicts() -> None:
+    """The alert follows the checks' own ``below_gate`` / ``groups_below_gate``: no second rule."""
+    from quantgate.monitor.job import MonitorOutcome, performance_message
+
+    labelled = {"status": "ok", "n": 400, "groups": [], "groups_below_gate": []}
+    labelled |= p.compare_accuracy(300, 400, 0.85, 5000, alpha=0.01)
+    estimate = {"status": "ok", "estimator": "nannyml CBPE", "n": 400, "estimated_accuracy": 0.84}
+    estimate |= {"interval": [0.81, 0.87], "gate_accuracy": 0.85, "gate_interval": [0.84, 0.86], "below_gate": False}
+
+    def outcome(lab: dict, est: dict) -> MonitorOutcome:
+        return MonitorOutcome("m", "1", "champion", 400, {"dataset_drift": False}, "r", labels=lab, estimate=est)
+
+    assert labelled["below_gate"] and outcome(labelled, estimate).performance_alert
+    summary, details, report = performance_message(labelled, estimate)
+    assert details["below_gate"] == ["labelled"] and report == "classification_report.html"
+    assert summary.startswith("labelled accuracy 75.0% (") and "gate's 85.0%" in summary and "estimated" not in summary
+
+    low_estimate = estimate | {"estimated_accuracy": 0.70, "interval": [0.66, 0.74], "below_gate": True}
+    not_run = {"status": "not run", "reason": "no labels yet"}
+    assert outcome(not_run, low_estimate).performance_alert
+    summary, details, report = performance_message(not_run, low_estimate)
+    assert details["below_gate"] == ["estimated"] and report == "production.json"
+    assert "estimated accuracy 70.0% (66.0-74.0%) (nannyml CBPE, 400 rows) lies below the gate's 85.0%" in summary
+
+    group = p.compare_accuracy(398, 400, 0.85, 5000, alpha=0.01) | {"status": "ok", "n": 400}
+    group["groups_below_gate"] = ["sex=Female"]
+    assert outcome(group, estimate).performance_alert
+    assert performance_message(group, estimate)[1]["groups_below_gate"] == ["sex=Female"]
+    fine = p.compare_accuracy(341, 400, 0.85, 5000, alpha=0.01) | {"status": "ok", "groups_below_gate": []}
+    assert not fine["below_gate"] and not outcome(fine, estimate).performance_alert

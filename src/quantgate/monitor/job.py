@@ -319,32 +319,34 @@ def run_monitor(
     return outcome
 
 
+def _pct(value: float, interval: list[float]) -> str:
+    return f"{100 * value:.1f}% ({100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)"
+
+
 def performance_message(labels: dict[str, Any], estimate: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
     """The ``performance`` alert: which accuracy fell below the gate's (labelled, estimated or both),
     by how much, and the report to open (the labelled classification report when labels said so)."""
-    parts: list[str] = []
-    details: dict[str, Any] = {"kind": "performance", "below_gate": []}
+    below: dict[str, tuple[dict[str, Any], str]] = {}
     if labels.get("below_gate"):
-        iv = labels["interval"]
-        parts.append(
-            f"labelled accuracy {100 * labels['accuracy']:.1f}% ({100 * iv[0]:.1f}-{100 * iv[1]:.1f}%) on "
-            f"{labels['n']} delayed labels is below the gate's {100 * labels['gate_accuracy']:.1f}% "
-            f"(p={labels['p_value']:.2g})"
+        below["labelled"] = (
+            labels,
+            f"labelled accuracy {_pct(labels['accuracy'], labels['interval'])} on {labels['n']} delayed labels "
+            f"is below the gate's {100 * labels['gate_accuracy']:.1f}% (p={labels['p_value']:.2g})",
         )
-        details["below_gate"].append("labelled")
-        details["labelled"] = {k: v for k, v in labels.items() if k not in ("status", "groups")}
+    if estimate.get("below_gate"):
+        below["estimated"] = (
+            estimate,
+            f"estimated accuracy {_pct(estimate['estimated_accuracy'], estimate['interval'])} "
+            f"({estimate['estimator']}, {estimate['n']} rows) lies below the gate's "
+            f"{_pct(estimate['gate_accuracy'], estimate['gate_interval'])}",
+        )
+    parts = [text for _, text in below.values()]
+    details: dict[str, Any] = {"kind": "performance", "below_gate": list(below)}
+    for key, (check, _) in below.items():
+        details[key] = {k: v for k, v in check.items() if k not in ("status", "groups")}
     if labels.get("groups_below_gate"):
         details["groups_below_gate"] = labels["groups_below_gate"]
         parts.append(f"group(s) below their gate figure: {', '.join(labels['groups_below_gate'])}")
-    if estimate.get("below_gate"):
-        iv = estimate["interval"]
-        parts.append(
-            f"estimated accuracy {100 * estimate['estimated_accuracy']:.1f}% ({100 * iv[0]:.1f}-{100 * iv[1]:.1f}%, "
-            f"{estimate['estimator']}, {estimate['n']} rows) lies below the gate's interval "
-            f"{100 * estimate['gate_interval'][0]:.1f}-{100 * estimate['gate_interval'][1]:.1f}%"
-        )
-        details["below_gate"].append("estimated")
-        details["estimated"] = {k: v for k, v in estimate.items() if k != "status"}
     report = "classification_report.html" if labels.get("below_gate") else "production.json"
     return "; ".join(parts), details, report
 
