@@ -6,6 +6,7 @@ database is an error that names it, and a window whose accuracy falls below the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ def _log(records: list[InferenceRecord]) -> None:
 
 
 def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> None:
+    from quantgate.monitor.inference_log import read_served
     from quantgate.monitor.job import _served_window
 
     now = datetime.now(UTC)
@@ -68,6 +70,11 @@ def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> N
 
     last_hours, _ = _served_window("m-quantized", "1", since_last_run, 4.0, settings)  # --log-hours wins
     assert len(last_hours) == 14 and {r[:3] for r in last_hours["request_id"]} == {"old", "new"}
+
+    async def inside_a_running_loop() -> pd.DataFrame:  # a Prefect flow, a notebook: asyncio.run cannot nest
+        return read_served("m-quantized", since=now - timedelta(hours=1), settings=settings)[0]
+
+    assert len(asyncio.run(inside_a_running_loop())) == 10  # v1's 8 rows, v2's 2
 
     from quantgate.errors import DataError
 
