@@ -190,3 +190,19 @@ def test_performance_alert_from_labels_and_from_the_estimate(
     assert len(perf) == 2 and perf[1]["details"]["below_gate"] == ["estimated"]
     assert "estimated accuracy" in perf[1]["summary"] and perf[1]["links"]["report"].endswith("production.json")
     assert [d["alert"] for d in unsure.deliveries if d["ok"]] == ["performance"]
+
+
+def test_a_log_nobody_wrote_yet_reads_as_no_rows(pg_log: str, settings: Any) -> None:
+    """A fresh database without the table: "no rows" (the DataError a served-nothing window gives),
+    and the reader created nothing (it needs no CREATE right)."""
+    import psycopg
+
+    from quantgate.errors import DataError
+    from quantgate.monitor.inference_log import read_inferences_pg
+    from quantgate.monitor.job import _served_window
+
+    assert read_inferences_pg(pg_log, "m-quantized").empty
+    with pytest.raises(DataError, match="has no rows since"):
+        _served_window("m-quantized", "1", None, 1.0, settings)
+    with psycopg.connect(pg_log) as conn:
+        assert conn.execute("SELECT to_regclass('quantgate_inference')").fetchone() == (None,)

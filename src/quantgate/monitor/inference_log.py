@@ -390,7 +390,7 @@ def read_inferences_pg(
 
     found = fetch(
         url,
-        _PG_DDL,  # a log nobody has written yet reads as empty, as a Parquet log that does not exist
+        None,  # read only (no CREATE right needed); a log nobody has written yet reads as empty
         f"SELECT ts, model, version, request_id, request_row, latency_ms, inputs::text AS i, "
         f"outputs::text AS o FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) "
         "AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3) "
@@ -399,6 +399,7 @@ def read_inferences_pg(
         _utc(since) if since else None,
         _utc(until) if until else None,
         what="read the inference log database",
+        missing_ok=True,
     )
     meta = pd.DataFrame(
         {

@@ -99,10 +99,17 @@ def run_pg(url: str, ddl: str | None, fn: Callable[[asyncpg.Connection], Awaitab
         return pool.submit(lambda: asyncio.run(go())).result()
 
 
-def fetch(url: str, ddl: str | None, sql: str, *args: Any, what: str) -> list[Any]:
-    """The rows of one query (see :func:`run_pg`)."""
+def fetch(url: str, ddl: str | None, sql: str, *args: Any, what: str, missing_ok: bool = False) -> list[Any]:
+    """The rows of one query (see :func:`run_pg`); ``missing_ok``: a table not created yet reads as
+    no rows (a reader needs no CREATE right)."""
+    import asyncpg
 
     async def q(conn: asyncpg.Connection) -> list[Any]:
-        return list(await conn.fetch(sql, *args))
+        try:
+            return list(await conn.fetch(sql, *args))
+        except asyncpg.UndefinedTableError:
+            if missing_ok:
+                return []
+            raise
 
     return run_pg(url, ddl, q, what=what)
