@@ -66,6 +66,17 @@ def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, s
 
     name, va, vb = two_passing
     cl = client(settings)
+    # with no version named, the refusal names the @candidate it tried
+    candidate = _alias(cl, name, "candidate")
+    assert candidate is not None
+    cl.set_model_version_tag(name, candidate, "quantgate.approval", "pending")
+    before = snapshot()
+    with pytest.raises(RegistryError, match="is not approved"):
+        promote(name, actor="tester")
+    assert snapshot() == before
+    tried = _entries(name)[-1]
+    assert (tried["action"], tried["version"]) == ("refusal", candidate)
+    assert tried["reason"].startswith(f"promotion refused: {name}/{candidate} is not approved")
     start = len(_entries(name))
 
     # a refusal moves nothing in the registry but is an entry
@@ -119,7 +130,22 @@ def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, s
     with pytest.raises(RegistryError, match="already @champion"):
         rollback(name, va)
     assert snapshot() == before
-    assert _entries(name)[-1]["action"] == "refusal"
+    onto = _entries(name)[-1]
+    assert (onto["action"], onto["version"], onto["previous_champion"], onto["champion"]) == ("refusal", va, va, va)
+    assert onto["reason"].startswith(f"rollback refused: {name}/{va} is already @champion")
+    # a rollback refused on its default target (@previous) names no version: none was asked for
+    cl.set_model_version_tag(name, vb, "quantgate.approval", "pending")
+    before = snapshot()
+    with pytest.raises(RegistryError, match="is not approved"):
+        rollback(name, actor="tester")
+    assert snapshot() == before
+    default = _entries(name)[-1]
+    assert (default["action"], default["version"], default["actor"], default["champion"]) == (
+        "refusal",
+        None,
+        "tester",
+        va,
+    )
 
     # history shows them; the chain verifies; the UI sees the history in the model description
     hist = _cli("history", "adult-income", "-n", "5")
