@@ -11,17 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-from helpers import free_port, pg_database, pg_down, stop_group  # noqa: F401  (re-exported for the server tests)
+from helpers import free_port, pg_database, pg_down, start_logged, stop_group, wait_http  # noqa: F401  (re-exported for the server tests)
 
 from quantgate.registry import contract as c
 
@@ -97,27 +93,23 @@ def running_server(
         "--no-serve-artifacts",
     ]
     server = Server(f"http://127.0.0.1:{port}", tmp, home, project, auth_db, config, log=log, env=env)
-    with log.open("wb") as out:
-        server.proc = subprocess.Popen(
-            cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.monotonic() + START_S
-            while True:
-                if server.proc.poll() is not None:
-                    pytest.fail(f"mlflow server exited ({server.proc.returncode}):\n{log.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"{server.url}/health", timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no answer on {server.url} in {START_S}s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield server
-        finally:
-            stop_group(server.proc)
+    with serving(cmd, env, log, f"{server.url}/health", cwd=tmp) as server.proc:
+        yield server
+
+
+@contextmanager
+def serving(
+    cmd: list[str], env: dict[str, str], log: Path, health_url: str, cwd: Path = ROOT, timeout: float = START_S
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` started in its own process group (output to ``log``), once ``health_url`` answers 200;
+    stopped with its children afterwards. A server that exits or does not answer in ``timeout``
+    seconds fails the test with the log's tail."""
+    proc = start_logged(cmd, env, log, cwd)
+    try:
+        wait_http(health_url, proc, log, timeout)
+        yield proc
+    finally:
+        stop_group(proc)
 
 
 @contextmanager

@@ -7,20 +7,18 @@ Runs after tests/e2e/test_demo_loop.py, which checks that promotion is refused w
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import TIMEOUT_MS, chromium, needs_chromium, new_page
-from helpers import ROOT, free_port, stop_group
 from helpers import client as _client
+from helpers import free_port
 from helpers import run_cli as _run
+from quantgate_server import serving
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.e2e, needs_chromium]
@@ -34,35 +32,10 @@ def ui_url(demo_home: tuple[Path, dict[str, str], str], tmp_path_factory: pytest
     _, env, _ = demo_home
     port = free_port()
     log = tmp_path_factory.mktemp("ui") / "quantgate-ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantgate.cli", "ui", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + SERVER_START_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"quantgate ui exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"quantgate ui did not answer on {url} in {SERVER_START_S}s:\n{log.read_text()[-3000:]}"
-                    )
-                time.sleep(0.5)
-            yield url
-        finally:
-            stop_group(proc)
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "quantgate.cli", "ui", "--port", str(port)]
+    with serving(cmd, env, log, f"{url}/health", timeout=SERVER_START_S):
+        yield url
 
 
 @pytest.fixture(scope="module")

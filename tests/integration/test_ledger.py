@@ -5,7 +5,7 @@ to a provenance digest that no longer matches is refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -61,20 +61,22 @@ def _entries(name: str) -> list[dict[str, Any]]:
 
 def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, str, str], settings: Any) -> None:
     from quantgate.cards.trust import verify_for_promotion
-    from quantgate.errors import RegistryError
     from quantgate.registry.mlflow_registry import client, promote, registry_snapshot, rollback
 
     name, va, vb = two_passing
     cl = client(settings)
+    # with no version named, the refusal names the @candidate it tried
+    candidate = _alias(cl, name, "candidate")
+    assert candidate is not None
+    cl.set_model_version_tag(name, candidate, "quantgate.approval", "pending")
+    tried = _refusal(name, "is not approved", lambda: promote(name, actor="tester"))
+    assert tried["version"] == candidate
+    assert tried["reason"].startswith(f"promotion refused: {name}/{candidate} is not approved")
     start = len(_entries(name))
 
     # a refusal moves nothing in the registry but is an entry
-    before = snapshot()
-    with pytest.raises(RegistryError, match="is not approved"):
-        promote(name, vb, verify=verify_for_promotion, actor="tester")
-    assert snapshot() == before
-    refusal = _entries(name)[-1]
-    assert (refusal["action"], refusal["version"], refusal["actor"]) == ("refusal", vb, "tester")
+    refusal = _refusal(name, "is not approved", lambda: promote(name, vb, verify=verify_for_promotion, actor="tester"))
+    assert (refusal["version"], refusal["actor"]) == (vb, "tester")
     assert "is not approved" in refusal["reason"]
 
     champion_before = _alias(cl, name, "champion")
@@ -115,11 +117,13 @@ def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, s
     assert (rb["action"], rb["version"], rb["previous_champion"], rb["champion"]) == ("rollback", va, vb, va)
 
     # a rollback onto the champion itself is refused and recorded; nothing moves
-    before = snapshot()
-    with pytest.raises(RegistryError, match="already @champion"):
-        rollback(name, va)
-    assert snapshot() == before
-    assert _entries(name)[-1]["action"] == "refusal"
+    onto = _refusal(name, "already @champion", lambda: rollback(name, va))
+    assert (onto["version"], onto["previous_champion"], onto["champion"]) == (va, va, va)
+    assert onto["reason"].startswith(f"rollback refused: {name}/{va} is already @champion")
+    # a rollback refused on its default target (@previous) names no version: none was asked for
+    cl.set_model_version_tag(name, vb, "quantgate.approval", "pending")
+    default = _refusal(name, "is not approved", lambda: rollback(name, actor="tester"))
+    assert (default["version"], default["actor"], default["champion"]) == (None, "tester", va)
 
     # history shows them; the chain verifies; the UI sees the history in the model description
     hist = _cli("history", "adult-income", "-n", "5")
@@ -130,6 +134,20 @@ def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, s
     assert ok.exit_code == 0, ok.output
     assert "chain intact" in ok.output
     assert "| rollback |" in cl.get_registered_model(name).description
+
+
+def _refusal(name: str, match: str, call: Callable[[], Any]) -> dict[str, Any]:
+    """``call`` is refused (a RegistryError matching ``match``), moves nothing in the registry, and
+    is recorded: returns that ledger entry."""
+    from quantgate.errors import RegistryError
+
+    before = snapshot()
+    with pytest.raises(RegistryError, match=match):
+        call()
+    assert snapshot() == before
+    entry = _entries(name)[-1]
+    assert entry["action"] == "refusal"
+    return entry
 
 
 def _alias(cl: Any, name: str, alias: str) -> str | None:

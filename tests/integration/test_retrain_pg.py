@@ -9,11 +9,12 @@ import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from quantgate.errors import ConfigError
-from quantgate.retrain.debounce import PgRetrainLedger, open_ledger
+from quantgate.retrain.debounce import PgRetrainLedger, RetrainLedger, open_ledger
 
 pytestmark = pytest.mark.integration
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -91,3 +92,31 @@ def test_pg_concurrent_claims_retrain_once(pg_url: str) -> None:
 def test_unreachable_record_is_one_readable_error() -> None:
     with pytest.raises(ConfigError, match="cannot open the retraining record"):
         PgRetrainLedger("postgresql://postgres@127.0.0.1:1/none")
+
+
+def test_pg_and_sqlite_decide_and_record_alike(pg_url: str, tmp_path: Path) -> None:
+    """One decision path for both stores: the same events give the same rows, field for field."""
+    t0 = datetime.now(UTC)
+    events = [
+        ("m", "r1", "e1", t0),
+        ("m", "r1", "e2", t0 + timedelta(minutes=1)),  # duplicate
+        ("m", "r2", "e3", t0 + timedelta(hours=2)),  # cool-down
+        ("other", "x", "e4", t0),
+        ("m", "r3", "e5", t0 + timedelta(hours=25)),  # after the cool-down
+    ]
+    stores = {"sqlite": RetrainLedger(tmp_path / "retrain.db"), "pg": PgRetrainLedger(pg_url)}
+    seen = {}
+    for kind, store in stores.items():
+        decisions = []
+        for model, drift_run, event_id, at in events:
+            row, out = store.claim(model, cooldown=DAY, drift_run=drift_run, event_id=event_id, flow_run="f", now=at)
+            decisions.append((out.decision, out.reason, row.status))
+            if event_id == "e1":
+                store.finish(row.id, ok=True, source_version="4")
+        rows = [
+            (h.model, h.received_at, h.drift_run, h.event_id, h.flow_run, h.decision, h.status, h.detail)
+            for h in store.history()
+        ]
+        seen[kind] = (decisions, rows)
+    assert [d for d, _, _ in seen["sqlite"][0]] == ["retrain", "duplicate", "cooldown", "retrain", "retrain"]
+    assert seen["sqlite"] == seen["pg"]

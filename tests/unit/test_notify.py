@@ -281,3 +281,29 @@ def test_a_failing_route_is_tried_once_per_flush(tmp_path: Path) -> None:
         [(up.label, "delivered")] * 10 + [(down.label, "pending")]
     )
     assert box.counts() == {"pending": 10, "sending": 0, "delivered": 10, "dead": 0}
+
+
+def test_notify_alert_is_build_alerts_with_the_standard_links(quiet_project: Any) -> None:
+    """notify's alert fields go to build_alert, the one builder (with the MLflow version link added)."""
+    import inspect
+
+    from quantgate.notify import notify
+    from quantgate.notify.events import AlertFields
+    from quantgate.notify.links import version_url
+
+    fields = {
+        "links": {"report": "http://ui/#/r"},
+        "details": {"share": 0.5},
+        "title": "custom title",
+        "severity": "critical",
+    }
+    out = notify("drift", "m-quantized", 2, "s", drain=False, **fields)  # type: ignore[arg-type]
+    links = {"mlflow_version": version_url("m-quantized", 2, quiet_project), "report": "http://ui/#/r"}
+    built = build_alert(
+        "drift", "m-quantized", 2, "s", links, {"share": 0.5}, title="custom title", severity="critical"
+    )
+    fresh = {"id", "created_at"}  # new for every alert
+    assert out.alert is not None and out.alert.model_dump(exclude=fresh) == built.model_dump(exclude=fresh)
+    assert set(AlertFields.__annotations__) == set(list(inspect.signature(build_alert).parameters)[4:])
+    with pytest.raises(TypeError, match="detail"):
+        notify("drift", "m-quantized", 2, "s", drain=False, detail={"typo": 1})  # type: ignore[call-arg]

@@ -113,6 +113,14 @@ def speed_ratio(
     return Ratio(measured if ok else math.nan, measured, spread, ok, "; ".join(reasons))
 
 
+def _seconds_per_call(module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1) -> float:
+    """Wall seconds of ``calls`` back-to-back calls of ``module`` on ``batch``, divided by ``calls``."""
+    t = time.perf_counter()
+    for _ in range(calls):
+        module(*batch)
+    return (time.perf_counter() - t) / calls
+
+
 @torch.inference_mode()
 def paired_times(
     modules: Mapping[str, nn.Module],
@@ -135,20 +143,14 @@ def paired_times(
         module = modules[name]
         for _ in range(max(0, warmup - 1)):
             module(*batch)
-        t = time.perf_counter()
-        module(*batch)
-        dt = time.perf_counter() - t
+        dt = _seconds_per_call(module, batch)  # the last warm-up call, timed to size the samples
         number[name] = max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(dt, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
     rounds = 0
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            module, k = modules[name], number[name]
-            t = time.perf_counter()
-            for _ in range(k):
-                module(*batch)
-            times[name].append((time.perf_counter() - t) * 1000 / k)
+            times[name].append(_seconds_per_call(modules[name], batch, number[name]) * 1000)
         rounds += 1
         elapsed = time.perf_counter() - start
         if rounds >= min_rounds and elapsed >= min_seconds:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
-from quantgate.notify.events import build_alert
+from quantgate.notify.events import AlertFields, build_alert
 from quantgate.notify.links import run_url, version_url
 from quantgate.notify.outbox import Attempt, Outbox
 from quantgate.notify.routes import Route, routes_for
-from quantgate.notify.webhook import Alert, Severity
+from quantgate.notify.webhook import Alert
 from quantgate.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -55,20 +55,19 @@ def notify(
     model: str,
     version: str | int,
     summary: str,
-    links: dict[str, str] | None = None,
-    details: dict[str, Any] | None = None,
     *,
     run_id: str | None = None,
     experiment_id: str | None = None,
     report: str | None = None,
-    title: str | None = None,
-    severity: Severity | None = None,
     drain: bool = True,
     strict: bool = False,
     settings: Settings | None = None,
+    **fields: Unpack[AlertFields],
 ) -> NotifyOutcome:
     """Write one alert to the outbox for every route that wants ``kind``, then try to deliver it now.
 
+    The alert is :func:`~quantgate.notify.events.build_alert`'s, from ``kind``, ``model``,
+    ``version``, ``summary`` and ``fields`` (``links``, ``details``, ``title``, ``severity``).
     Adds the links every message carries: ``mlflow_version`` (``model``/``version`` in the MLflow
     UI), and with ``run_id`` the ``mlflow_run`` and, with ``report`` (an artifact path of that run),
     ``report``. Delivery failures never raise: the rows stay in the outbox for ``quantgate notify
@@ -86,8 +85,8 @@ def notify(
     except Exception as exc:  # a link is worth less than the alert: say so in the alert
         log.warning("no MLflow run link for %s: %s", run_id, exc)
         full["mlflow_run"] = f"run {run_id} (link unavailable: {type(exc).__name__})"
-    full.update(links or {})
-    alert = build_alert(kind, model, version, summary, full, details, title=title, severity=severity)
+    full.update(fields.pop("links", None) or {})
+    alert = build_alert(kind, model, version, summary, full, **fields)
     outcome = NotifyOutcome(alert)
     try:
         outcome.routes = routes_for(model, kind, s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from quantgate.notify.webhook import Alert, Severity
 
@@ -41,6 +41,16 @@ def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind '{kind}': use one of {', '.join(KINDS)}")
     return kind
+
+
+class AlertFields(TypedDict, total=False):
+    """An alert's optional fields, as :func:`build_alert` takes them (and :func:`quantgate.notify.notify`
+    passes them on to it)."""
+
+    links: dict[str, str] | None
+    details: dict[str, Any] | None
+    title: str | None
+    severity: Severity | None
 
 
 def build_alert(

@@ -6,6 +6,8 @@ a crash never leaves a half-registered version or a moved alias.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -276,6 +278,72 @@ def _move_champion(
         raise
 
 
+@dataclass(frozen=True)
+class _AliasMove:
+    """A checked move of ``@champion`` on ``name`` to ``mv``, not yet made (see :func:`_checked_move`)."""
+
+    settings: Settings
+    cl: MlflowClient
+    book: MlflowLedger
+    name: str
+    actor: str
+    current: str | None
+    mv: ModelVersion
+    digest: str | None
+
+    def apply(self, action: str, reason: str, version_tags: dict[str, str]) -> None:
+        """Move the aliases, tag the version and append the ``action`` entry: all or nothing."""
+        version = str(self.mv.version)
+        entry = {
+            "action": action,
+            "model": self.name,
+            "version": version,
+            "actor": self.actor,
+            "previous_champion": self.current,
+            "champion": version,
+            "approved_by": self.mv.tags.get(c.TAG_APPROVED_BY),
+            "policy_digest": self.mv.tags.get(c.TAG_POLICY_DIGEST),
+            "provenance_digest": self.digest or self.mv.tags.get(c.TAG_APPROVED_DIGEST),
+            "reason": reason,
+        }
+        _move_champion(self.cl, self.book, self.mv, self.current, entry, version_tags)
+
+
+def _checked_move(
+    source: str,
+    requested: str | None,
+    what: str,
+    pick: Callable[[MlflowClient, str, str | None], str],
+    *,
+    settings: Settings | None,
+    verify: Any,
+    actor: str | None,
+    refusal_names_target: bool,
+) -> _AliasMove:
+    """What promote and rollback share before an alias moves: the quantized model of ``source``,
+    its ledger, the actor, the current ``@champion``; then ``pick(client, name, current)`` names the
+    target version, which must pass :func:`_check_promotable`. A RegistryError on the way is
+    recorded as a ``what`` refusal (naming the picked target when ``refusal_names_target`` and one
+    was picked, else ``requested``) and raised."""
+    s = settings or get_settings()
+    cl = client(s)
+    name = _quantized(cl, source)
+    book = ledger(s)
+    who = actor or default_actor()
+    current = _alias_version(cl, name, c.ALIAS_CHAMPION)
+    target: str | None = None
+    mv = None
+    try:
+        target = pick(cl, name, current)
+        mv = resolve_version(f"{name}/{target}", s)
+        digest = _check_promotable(mv, verify)
+    except RegistryError as exc:
+        named = target if refusal_names_target and target is not None else requested
+        _record_refusal(book, name, named, mv, current, who, exc, what)
+        raise
+    return _AliasMove(s, cl, book, name, who, current, mv, digest)
+
+
 def promote(
     source: str,
     version: str | None = None,
@@ -291,48 +359,32 @@ def promote(
     ``@previous``. The promotion, or the refusal (for a registered model), is a ledger entry by
     ``actor`` (default :func:`default_actor`). Returns (new champion, previous champion or None).
     """
-    s = settings or get_settings()
-    cl = client(s)
-    name = _quantized(cl, source)
-    book = ledger(s)
-    who = actor or default_actor()
-    previous = _alias_version(cl, name, c.ALIAS_CHAMPION)
-    mv = None
-    try:
-        if version is None:
-            version = _alias_version(cl, name, c.ALIAS_CANDIDATE)
-            if version is None:
-                raise RegistryError(
-                    f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
-                    "quantize again with another recipe or policy",
-                )
-        mv = resolve_version(f"{name}/{version}", s)
-        digest = _check_promotable(mv, verify)
-    except RegistryError as exc:
-        _record_refusal(book, name, version, mv, previous, who, exc, "promotion")
-        raise
+
+    def pick(cl: MlflowClient, name: str, current: str | None) -> str:
+        if version is not None:
+            return version
+        candidate = _alias_version(cl, name, c.ALIAS_CANDIDATE)
+        if candidate is None:
+            raise RegistryError(
+                f"{name} has no '{c.ALIAS_CANDIDATE}' alias: no version passed its gate",
+                "quantize again with another recipe or policy",
+            )
+        return candidate
+
+    move = _checked_move(
+        source, version, "promotion", pick, settings=settings, verify=verify, actor=actor, refusal_names_target=True
+    )
+    name, mv, previous = move.name, move.mv, move.current
     if previous == str(mv.version):
         return mv, previous
-    entry = {
-        "action": "promotion",
-        "model": name,
-        "version": str(mv.version),
-        "actor": who,
-        "previous_champion": previous,
-        "champion": str(mv.version),
-        "approved_by": mv.tags.get(c.TAG_APPROVED_BY),
-        "policy_digest": mv.tags.get(c.TAG_POLICY_DIGEST),
-        "provenance_digest": digest or mv.tags.get(c.TAG_APPROVED_DIGEST),
-        "reason": "approved and verified",
-    }
     tags = {c.TAG_PROMOTED_AT: datetime.now(UTC).isoformat()}
     if previous is not None:
         tags[c.TAG_PREVIOUS_CHAMPION] = previous
-    _move_champion(cl, book, mv, previous, entry, tags)
+    move.apply("promotion", "approved and verified", tags)
     from quantgate.notify.emit import promoted as notify_promoted  # the alert goes through the outbox
 
-    notify_promoted(cl.get_model_version(name, mv.version), previous, settings=s)
-    return cl.get_model_version(name, mv.version), previous
+    notify_promoted(move.cl.get_model_version(name, mv.version), previous, settings=move.settings)
+    return move.cl.get_model_version(name, mv.version), previous
 
 
 def rollback(
@@ -346,15 +398,9 @@ def rollback(
     """Move ``champion`` back to ``to`` (default: ``@previous``); the replaced champion becomes
     ``@previous``. The target must pass the same checks as a promotion (verdict, approval,
     ``verify``). Only aliases move: the target version itself is left exactly as it was. Recorded
-    in the ledger (refusals too). Returns (new champion, the champion it replaced)."""
-    s = settings or get_settings()
-    cl = client(s)
-    name = _quantized(cl, source)
-    book = ledger(s)
-    who = actor or default_actor()
-    current = _alias_version(cl, name, c.ALIAS_CHAMPION)
-    mv = None
-    try:
+    in the ledger (refusals too, naming ``to``). Returns (new champion, the champion it replaced)."""
+
+    def pick(cl: MlflowClient, name: str, current: str | None) -> str:
         if current is None:
             raise RegistryError(f"{name} has no @champion, so there is nothing to roll back")
         target = to if to is not None else _alias_version(cl, name, c.ALIAS_PREVIOUS)
@@ -364,25 +410,14 @@ def rollback(
             )
         if str(target) == current:
             raise RegistryError(f"{name}/{target} is already @champion", "name another version: --to VERSION")
-        mv = resolve_version(f"{name}/{target}", s)
-        digest = _check_promotable(mv, verify)
-    except RegistryError as exc:
-        _record_refusal(book, name, to, mv, current, who, exc, "rollback")
-        raise
-    entry = {
-        "action": "rollback",
-        "model": name,
-        "version": str(mv.version),
-        "actor": who,
-        "previous_champion": current,
-        "champion": str(mv.version),
-        "approved_by": mv.tags.get(c.TAG_APPROVED_BY),
-        "policy_digest": mv.tags.get(c.TAG_POLICY_DIGEST),
-        "provenance_digest": digest or mv.tags.get(c.TAG_APPROVED_DIGEST),
-        "reason": f"rolled back from v{current}",
-    }
-    _move_champion(cl, book, mv, current, entry, {})
-    return cl.get_model_version(name, mv.version), current
+        return target
+
+    move = _checked_move(
+        source, to, "rollback", pick, settings=settings, verify=verify, actor=actor, refusal_names_target=False
+    )
+    assert move.current is not None  # pick refused a model without @champion
+    move.apply("rollback", f"rolled back from v{move.current}", {})
+    return move.cl.get_model_version(move.name, move.mv.version), move.current
 
 
 def record_review(

@@ -15,7 +15,7 @@ lock per model instead of SQLite's write lock).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -121,7 +121,41 @@ def _ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-class RetrainLedger:
+#: given the model's earlier ``retrain`` rows (read under the store's lock): the decision and the
+#: new row's values for (model, received_at, drift_run, event_id, flow_run, decision, status, detail)
+_Record = Callable[[Sequence[Claim]], tuple[Outcome, tuple[Any, ...]]]
+
+
+class _Store:
+    """What both stores share: :meth:`claim` decides with :func:`decide` and says what row to add;
+    a store only reads the earlier rows and writes the new one inside its serialized transaction."""
+
+    def claim(
+        self,
+        model: str,
+        *,
+        cooldown: timedelta,
+        drift_run: str | None,
+        event_id: str | None = None,
+        flow_run: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Claim, Outcome]:
+        """Record this event and decide, atomically; returns (its row, the decision)."""
+        at = now or datetime.now(UTC)
+
+        def record(earlier: Sequence[Claim]) -> tuple[Outcome, tuple[Any, ...]]:
+            outcome = decide(earlier, now=at, cooldown=cooldown, drift_run=drift_run)
+            status = "running" if outcome.retrain else "suppressed"
+            return outcome, (model, at, drift_run, event_id, flow_run, outcome.decision, status, outcome.reason)
+
+        return self._claim(model, record)
+
+    def _claim(self, model: str, record: _Record) -> tuple[Claim, Outcome]:
+        """In one transaction serialized per ``model``: read the earlier rows, ``record``, insert."""
+        raise NotImplementedError
+
+
+class RetrainLedger(_Store):
     """The record in a SQLite file (created on first use)."""
 
     def __init__(self, path: Path) -> None:
@@ -160,27 +194,14 @@ class RetrainLedger:
             for r in cur.fetchall()
         ]
 
-    def claim(
-        self,
-        model: str,
-        *,
-        cooldown: timedelta,
-        drift_run: str | None,
-        event_id: str | None = None,
-        flow_run: str | None = None,
-        now: datetime | None = None,
-    ) -> tuple[Claim, Outcome]:
-        """Record this event and decide, atomically; returns (its row, the decision)."""
-        now = now or datetime.now(UTC)
+    def _claim(self, model: str, record: _Record) -> tuple[Claim, Outcome]:
         with self._tx() as con:
-            earlier = self._rows(con, "model = ? AND decision = 'retrain'", [model])
-            outcome = decide(earlier, now=now, cooldown=cooldown, drift_run=drift_run)
-            status = "running" if outcome.retrain else "suppressed"
+            outcome, new = record(self._rows(con, "model = ? AND decision = 'retrain'", [model]))
             cur = con.execute(
                 "INSERT INTO retrain_events"
                 " (model, received_at, drift_run, event_id, flow_run, decision, status, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (model, now.isoformat(), drift_run, event_id, flow_run, outcome.decision, status, outcome.reason),
+                (new[0], new[1].isoformat(), *new[2:]),  # received_at as ISO text
             )
             row = self._rows(con, "id = ?", [cur.lastrowid])[0]
         return row, outcome
@@ -228,7 +249,7 @@ def _run_async(make: Any) -> Any:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-class PgRetrainLedger:
+class PgRetrainLedger(_Store):
     """The same record in PostgreSQL (asyncpg): a transaction-scoped advisory lock per model
     serializes the claims, as ``BEGIN IMMEDIATE`` does for the SQLite file."""
 
@@ -269,18 +290,7 @@ class PgRetrainLedger:
     def _claims(rows: Any) -> list[Claim]:
         return [Claim(*tuple(r)) for r in rows]
 
-    def claim(
-        self,
-        model: str,
-        *,
-        cooldown: timedelta,
-        drift_run: str | None,
-        event_id: str | None = None,
-        flow_run: str | None = None,
-        now: datetime | None = None,
-    ) -> tuple[Claim, Outcome]:
-        at = now or datetime.now(UTC)
-
+    def _claim(self, model: str, record: _Record) -> tuple[Claim, Outcome]:
         async def go(conn: Any) -> tuple[Claim, Outcome]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"quantgate.retrain:{model}")
@@ -289,18 +299,11 @@ class PgRetrainLedger:
                         f"SELECT {_COLS} FROM {PG_TABLE} WHERE model = $1 AND decision = 'retrain' ORDER BY id", model
                     )
                 )
-                outcome = decide(earlier, now=at, cooldown=cooldown, drift_run=drift_run)
+                outcome, new = record(earlier)
                 row = await conn.fetchrow(
                     f"INSERT INTO {PG_TABLE} (model, received_at, drift_run, event_id, flow_run, decision, status,"
                     f" detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLS}",
-                    model,
-                    at,
-                    drift_run,
-                    event_id,
-                    flow_run,
-                    outcome.decision,
-                    "running" if outcome.retrain else "suppressed",
-                    outcome.reason,
+                    *new,
                 )
                 return self._claims([row])[0], outcome
 
