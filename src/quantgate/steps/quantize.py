@@ -93,13 +93,11 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
     (:meth:`ServedBatching.to_dict`), or None when no served batching was scored."""
     import numpy as np
 
-    from quantgate.evaluate.batching import served_batching
-    from quantgate.evaluate.metrics import compare_proba
     from quantgate.policy import gate_candidate
+    from quantgate.steps.evaluate import policy_compare, served_for
 
     rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
     judged = policy.model_copy(update={"rules": rules, "overrides": {}})
-    b = policy.bootstrap
 
     def judge(
         y: Any, base_proba: Any, cand_proba: Any, rows: Any, candidate: WrappedModel | None = None
@@ -107,21 +105,7 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
         if not rules:
             return True, "no blocking rule on predictions", None
         cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
-        sensitive = [a for a in cfg.sensitive_attributes if a in rows.columns]
-
-        def compare_at(yy: Any, base: Any, cand: Any, pos: Any) -> Any:
-            return compare_proba(
-                yy,
-                base,
-                cand,
-                groups=rows[cols].iloc[pos] if cols else None,
-                sensitive=sensitive,
-                min_group_size=policy.min_group_size,
-                resamples=b.resamples,
-                confidence=b.confidence,
-                seed=b.seed,
-            )
-
+        compare_at = policy_compare(cfg, policy, rows, cols)
         cmp = compare_at(y, base_proba, cand_proba, np.arange(len(rows)))
         verdict = gate_candidate(cfg.name, judged, cmp)
         served = None
@@ -130,16 +114,7 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
         elif verdict.failed_rules:
             where = "served batch sizes not scored: it fails already at the search's batching"
         else:
-            served = served_batching(
-                candidate,
-                rows,
-                y,
-                base_proba,
-                batch_sizes=list(policy.serving.batch_sizes),
-                max_rows=policy.serving.max_rows,
-                seed=b.seed,
-                compare=compare_at,
-            )
+            served = served_for(policy, candidate, rows, y, base_proba, compare_at)
             verdict = gate_candidate(cfg.name, judged, cmp, served=served.comparisons)
             where = "judged at the search's batching and at served batch " + ", ".join(map(str, served.batch_sizes))
         failed = set(verdict.failed_rules)
