@@ -116,7 +116,10 @@ def _gate(cfg: Any, policy: Any, baseline: Any, candidate: Any, rows: pd.DataFra
     from quantgate.steps.quantize import gate_judge
 
     y = class_index(rows[cfg.label], baseline.classes, what="labels")
-    ok, why = gate_judge(cfg, policy)(y, baseline.predict_proba(rows), candidate.predict_proba(rows), rows)
+    # the candidate model too: the accuracy rules are judged at the policy's served batch sizes as well
+    ok, why, _ = gate_judge(cfg, policy)(
+        y, baseline.predict_proba(rows), candidate.predict_proba(rows), rows, candidate
+    )
     return ok, why.replace("on the search rows", "on the evaluation rows")
 
 

@@ -408,7 +408,7 @@ def bench(
     def body() -> None:
         from quantgate.quantize.bench import run_bench
 
-        run_bench(out, plot, quick=quick)
+        run_bench(out, plot, quick=quick, command=f"quantgate bench{' --quick' if quick else ''}")
         console.print(f"wrote {out} and {plot}")
 
     _run(body)

@@ -98,3 +98,63 @@ def test_gate_at_served_batch_sizes_and_batch_dependence_on_the_card(settings: A
     assert "seeded sample of 200 of the 400 evaluation rows" in md
     assert f"{100 * served.changed_share:.2f}%" in md
     assert twin["served"]["by_batch_size"][0]["batch_size"] == 1
+
+
+def test_the_search_judges_each_trial_at_the_served_batch_sizes(adult: Any) -> None:
+    """The search's judge scores a trial at each served batch size with the gate's batching code,
+    and the worst batching decides: here the served sample holds the hard rows, so a minimum
+    accuracy between the two passes at the search's batching and fails at the served ones."""
+    from quantgate.evaluate.batching import sample_rows
+    from quantgate.models.outputs import class_index
+    from quantgate.quantize.torch_backend import DynamicInt8Recipe
+    from quantgate.quantize.tuner import tune
+    from quantgate.steps.quantize import gate_judge
+
+    model, candidate, rows = adult
+    cfg = ModelConfig(name="adult-income", label="income", calibration_data="-", evaluation_data="-")
+    y = class_index(rows["income"], model.classes)
+    wrong = candidate.predict_proba(rows).argmax(1) != y
+    # put the rows the candidate gets wrong where the served sample (seed 0, 200 of 400) is drawn
+    pos = sample_rows(len(rows), 200, 0)
+    rest = np.setdiff1d(np.arange(len(rows)), pos)
+    ranked = np.argsort(~wrong, kind="stable")  # wrong rows first
+    order = np.empty(len(rows), int)
+    order[pos], order[rest] = ranked[: len(pos)], ranked[len(pos) :]
+    rows = rows.iloc[order].reset_index(drop=True)
+    y = y[order]
+    everywhere = float((candidate.predict_proba(rows).argmax(1) == y).mean())
+    served_acc = {
+        b: float((candidate.predict_proba_served(rows.iloc[pos], b).argmax(1) == y[pos]).mean()) for b in (1, 32)
+    }
+    assert max(served_acc.values()) < everywhere  # the sample holds the hard rows
+
+    def search(threshold: float) -> Any:
+        policy = parse_policy(
+            f"name: served\nbootstrap: {{resamples: 50, seed: 0}}\nserving: {{batch_sizes: [32, 1], max_rows: 200}}\n"
+            f"rules:\n  - {{id: min-accuracy, kind: min, metric: accuracy, threshold: {threshold}}}\n"
+        )
+        res = tune(
+            model,
+            rows,
+            "income",
+            tolerance_overall=1.0,
+            candidates=[DynamicInt8Recipe()],
+            budget_trials=1,
+            judge=gate_judge(cfg, policy),
+        )
+        return res.trace[0]
+
+    between = (max(served_acc.values()) + everywhere) / 2
+    trial = search(between)
+    assert not trial.passed and "min-accuracy fail" in trial.reason
+    assert "[decided at batch " in trial.reason and "evaluation batching: pass" in trial.reason
+    # the trial was scored at each served batch size, on the same 200 rows, as the gate scores them
+    by = {d["batch_size"]: d for d in trial.served["by_batch_size"]}
+    assert set(by) == {1, 32} and all(d["n"] == 200 for d in by.values())
+    for b, acc in served_acc.items():
+        assert by[b]["candidate_accuracy"] == pytest.approx(acc)
+    assert trial.served["changed_between"] == [1, 32]
+
+    # below every batching's accuracy the same trial passes, its served record kept
+    trial = search(min(served_acc.values()) - 0.05)
+    assert trial.passed and "at served batch 1, 32" in trial.reason and len(trial.served["by_batch_size"]) == 2

@@ -167,10 +167,12 @@ def test_gate_judge_refuses_a_drop_whose_upper_bound_exceeds_the_tolerance() -> 
     base = np.tile([0.2, 0.8], (200, 1))
     cand = base.copy()
     cand[0] = [0.8, 0.2]  # one row of 200 flips to wrong: drop 0.005, within the 0.01 tolerance
-    ok, why = gate_judge(cfg, policy)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))
+    ok, why, served = gate_judge(cfg, policy)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))
     assert not ok and "acc fail" in why and "judged on upper bound" in why
-    ok, why = gate_judge(cfg, policy)(y, base, base, pd.DataFrame({"x": np.zeros(200)}))
+    ok, why, served = gate_judge(cfg, policy)(y, base, base, pd.DataFrame({"x": np.zeros(200)}))
     assert ok and "acc pass" in why
+    # without the trial's model no served batching is scored, and the reason says so (never a pass)
+    assert served is None and "served batch sizes not judged" in why
     # a policy whose only accuracy rule is a warning gives the search nothing to block on
     warn = parse_policy("name: p\n" + RULES.replace("threshold: 0.01}", "threshold: 0.01, severity: warn}"))
     assert gate_judge(cfg, warn)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))[0]
@@ -191,12 +193,15 @@ def test_the_tuner_refuses_a_trial_the_judge_refuses() -> None:
     rows["y"] = model.predict_proba(rows).argmax(1)
     seen: list[int] = []
 
-    def refuse(y: np.ndarray, base: np.ndarray, cand: np.ndarray, df: pd.DataFrame) -> tuple[bool, str]:
+    def refuse(
+        y: np.ndarray, base: np.ndarray, cand: np.ndarray, df: pd.DataFrame, candidate: WrappedModel
+    ) -> tuple[bool, str, None]:
         seen.append(len(y))
-        return False, "gate rules on the search rows: acc fail: made up"
+        assert candidate.module is not model.module  # the trial's own model, to score at served batch sizes
+        return False, "gate rules on the search rows: acc fail: made up", None
 
     common: dict[str, Any] = {"tolerance_overall": 1.0, "candidates": [DynamicInt8Recipe()], "budget_trials": 1}
     res = tune(model, rows, "y", judge=refuse, **common)
     assert res.best is None and seen == [64] and "acc fail: made up" in res.trace[0].reason
-    res = tune(model, rows, "y", judge=lambda *a: (True, "gate rules on the search rows: acc pass"), **common)
+    res = tune(model, rows, "y", judge=lambda *a: (True, "gate rules on the search rows: acc pass", None), **common)
     assert res.best is not None and res.trace[0].reason.startswith("gate rules on the search rows: acc pass")

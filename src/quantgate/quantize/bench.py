@@ -4,7 +4,14 @@ the tuner's choice; writes ``docs/benchmarks.md`` and a Pareto plot (latency vs 
 Latency comes from :func:`quantgate.evaluate.runtime.forward_latency` (alternating rounds, every
 config once per round, so machine noise hits all of them alike); batch 1 and 32,
 ``torch.set_num_threads(2)`` (ORT uses the same count). ``ort-fp32`` is measured alongside, so the
-table separates the runtime's share of a speedup from the precision's.
+table separates the runtime's share of a speedup from the precision's: every config's speedup is
+reported against torch eager fp32 and against ORT fp32, both from the same alternating rounds.
+
+Batch dependence: each int8 config also scores every evaluation row as a server would at batch 1
+and at batch 32 (:func:`quantgate.evaluate.batching.served_batching`, the gate's own code), so the
+report shows the accuracy at each batching and the share of predictions that change between them.
+The host (CPU model, detected ISA, threads) and the load average before and after the run are
+recorded with the command that produced the report.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import io
 import platform
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,8 @@ class BenchRow:
     quantized: int = 0
     kept_float: int = 0
     param_share: float = 0.0
+    served: dict[str, Any] = field(default_factory=dict)
+    """accuracy at batch 1 and 32 (served order) and the share of predictions that changed"""
 
 
 def _size(module: nn.Module) -> int:
@@ -114,12 +124,63 @@ def _accuracy(model: WrappedModel, df: pd.DataFrame, label: str, groups: list[st
     return acc, worst, worst_name
 
 
-def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float = 0.005) -> list[BenchRow]:
-    """Measure, write the Markdown table and the Pareto PNG; returns the rows."""
+SERVED_BATCH_SIZES = [1, 32]
+
+
+def _served(base: WrappedModel, module: nn.Module, df: pd.DataFrame, label: str) -> dict[str, Any]:
+    """Accuracy at each served batch size on every evaluation row and the share of predictions
+    that change between batch 1 and 32, through the gate's batching code."""
+    from quantgate.evaluate.batching import served_batching
+    from quantgate.models.outputs import class_index
+
+    y = class_index(df[label], base.classes, what=f"evaluation labels (column '{label}')")
+    base_proba = base.predict_proba(df)
+
+    def compare(yy: Any, b: Any, c: Any, pos: Any) -> dict[str, float]:
+        return {"accuracy": float((c.argmax(1) == yy).mean()), "fp32_accuracy": float((b.argmax(1) == yy).mean())}
+
+    sb = served_batching(
+        base.with_module(module),
+        df,
+        y,
+        base_proba,
+        batch_sizes=SERVED_BATCH_SIZES,
+        max_rows=None,
+        seed=0,
+        compare=compare,
+    )
+    return {
+        "rows": sb.rows,
+        "accuracy": {b: c["accuracy"] for b, c in sb.comparisons.items()},
+        "changed_share": sb.changed_share,
+        "max_proba_change": sb.max_proba_change,
+    }
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The host's 1/5/15-minute load average (None where the OS has none)."""
+    try:
+        import os
+
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+
+
+def run_bench(
+    out_md: Path,
+    out_png: Path,
+    quick: bool = True,
+    tolerance: float = 0.005,
+    command: str | None = None,
+) -> list[BenchRow]:
+    """Measure, write the Markdown table and the Pareto PNG; returns the rows. ``command`` is
+    written into the report as the way to reproduce it."""
     from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe
     from quantgate.quantize.tuner import tune
 
     torch.set_num_threads(2)
+    load_before = load_average()
     t0 = time.perf_counter()
     rows: list[BenchRow] = []
     notes: list[str] = []
@@ -167,27 +228,56 @@ def run_bench(out_md: Path, out_png: Path, quick: bool = True, tolerance: float 
         for c, (module, nq, nk, share) in configs.items():
             acc, worst, worst_name = _accuracy(base.with_module(module), case["eval"], case["label"], case["groups"])
             lat = {f"p{p}_b{bs}_ms": times[bs][c][f"p{p}_ms"] for bs in (1, 32) for p in (50, 95)}
-            rows.append(
-                BenchRow(
-                    name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk, share
-                )
+            row = BenchRow(
+                name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk, share
             )
-    _write_md(out_md, rows, notes, quick, time.perf_counter() - t0, tolerance)
+            # quantized activations: does a prediction depend on the other rows of its batch? (weight-only
+            # recipes quantize no activation, so they are not scored one row per call: the report says so)
+            if nq and "weight-only" not in c:
+                row.served = _served(base, module, case["eval"], case["label"])
+            rows.append(row)
+    load = {"before": load_before, "after": load_average()}
+    cmd = command or f".venv/bin/python scripts/bench.py{' --quick' if quick else ''}"
+    _write_md(out_md, rows, notes, quick, time.perf_counter() - t0, tolerance, load, cmd)
     _plot(out_png, rows)
     return rows
 
 
-def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, seconds: float, tol: float) -> None:
+def _load(la: tuple[float, float, float] | None) -> str:
+    return "not available" if la is None else " / ".join(f"{x:.2f}" for x in la)
+
+
+def _write_md(
+    path: Path,
+    rows: list[BenchRow],
+    notes: list[str],
+    quick: bool,
+    seconds: float,
+    tol: float,
+    load: dict[str, tuple[float, float, float] | None] | None = None,
+    command: str = ".venv/bin/python scripts/bench.py",
+) -> None:
+    from datetime import datetime
+
+    import onnxruntime
+
     from quantgate.hardware import host_info
 
     host = host_info()
+    load = load or {}
     lines = [
         "# Benchmarks",
         "",
-        f"Generated by `quantgate.quantize.bench.run_bench` ({'quick' if quick else 'full'} mode) in "
-        f"{seconds:.0f} s on {platform.machine()} ({host['cpu_model']}, ISA {host['isa']}, "
-        f"{host['cpu_count']} CPUs) with {torch.get_num_threads()} torch threads, torch "
-        f"{torch.__version__}. Reproduce: `.venv/bin/python scripts/bench.py{' --quick' if quick else ''}`.",
+        f"Generated by `{command}` ({'quick' if quick else 'full'} mode) on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {seconds:.0f} s.",
+        "",
+        f"Host: {platform.machine()}, {host['cpu_model']}, ISA {host['isa']} (detected; torch CPU capability "
+        f"{host['torch_cpu_capability'] or 'unknown'}, VNNI {'yes' if host['vnni'] else 'no'}), "
+        f"{host['cpu_count']} CPUs, {torch.get_num_threads()} torch threads (ORT the same), torch "
+        f"{torch.__version__}, onnxruntime {onnxruntime.__version__}. Load average (1/5/15 min) before the run "
+        f"{_load(load.get('before'))}, after it {_load(load.get('after'))}: on a shared, loaded host the "
+        "absolute milliseconds are inflated; the ratios, measured side by side in the same rounds, are what "
+        "counts.",
         "",
         "Latency: the module's forward on one preprocessed batch (tokenization excluded), all configs "
         "in alternating rounds; speedup is fp32 p50 / config p50 at batch 32, and vs ORT fp32 the "
@@ -210,6 +300,27 @@ def _write_md(path: Path, rows: list[BenchRow], notes: list[str], quick: bool, s
             f"{ort.latency['p50_b32_ms'] / lat['p50_b32_ms']:.2f}x | {r.throughput_rows_s:.0f} | "
             f"{r.size_bytes / 1e6:.2f} |"
         )
+    served = [r for r in rows if r.served]
+    if served:
+        lines += [
+            "",
+            "## Batch dependence",
+            "",
+            "Every evaluation row scored as a server would, in row order, at batch 1 (one call per row) and "
+            "at batch 32 (`quantgate.evaluate.batching.served_batching`, the gate's code). Dynamic int8 "
+            "computes activation scales per batch, so a prediction can depend on the other rows in its batch. "
+            "Weight-only configs quantize no activation and are not scored here (batch 1 is one call per row).",
+            "",
+            "| model | config | rows | accuracy b1 | accuracy b32 | predictions changed b1 vs b32 | "
+            "largest probability change |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in served:
+            sv = r.served
+            lines.append(
+                f"| {r.model} | {r.config} | {sv['rows']} | {sv['accuracy'][1]:.4f} | {sv['accuracy'][32]:.4f} | "
+                f"{100 * sv['changed_share']:.2f}% | {sv['max_proba_change']:.4f} |"
+            )
     lines += ["", "## Tuner traces", "", *notes, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     # sections other scripts write between markers (scripts/bench_search_gate.py) are kept

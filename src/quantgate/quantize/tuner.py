@@ -41,10 +41,14 @@ from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRe
 
 Objective = Literal["latency", "size"]
 
-#: ``judge(y, baseline_proba, candidate_proba, rows) -> (passed, reason)``: how a trial is judged
-#: on the search rows when the search anticipates the gate (``steps.quantize.gate_judge`` applies
-#: the policy's own rules, paired-bootstrap bounds included, to a comparison on those rows)
-Judge = Callable[[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame], tuple[bool, str]]
+#: ``judge(y, baseline_proba, candidate_proba, rows, candidate) -> (passed, reason, served)``: how a
+#: trial is judged on the search rows when the search anticipates the gate
+#: (``steps.quantize.gate_judge`` applies the policy's own rules, paired-bootstrap bounds included,
+#: to a comparison on those rows, and scores the trial's ``candidate`` model at the policy's served
+#: batch sizes: ``served`` is that batching record, or None when none was scored)
+Judge = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, WrappedModel], tuple[bool, str, dict[str, Any] | None]
+]
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Trial:
     "not run (no group with >= N rows)": a group check that did not run is never a pass."""
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)
     hardware: dict[str, Any] = field(default_factory=dict)
+    served: dict[str, Any] = field(default_factory=dict)
+    """the trial at the policy's served batch sizes, as the judge scored it
+    (:meth:`quantgate.evaluate.batching.ServedBatching.to_dict`); empty when not scored"""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,7 +243,9 @@ def tune(
     ``judge`` (see :data:`Judge`): when given, a trial must also pass it: the gate's rules, e.g.
     the upper bound of the paired-bootstrap interval of the drop against the tolerance, where
     ``tolerance_*`` checks only the point estimates (kept: they are what applies when the policy
-    has no blocking accuracy rule).
+    has no blocking accuracy rule). The judge gets the trial's model too, so it can score it at
+    the served batch sizes (the worst batching decides, as in the gate); what it scored there is
+    kept in the trial (``Trial.served``).
     A speedup not measured reliably (see :func:`quantgate.evaluate.runtime.speed_ratio`) is NaN
     and never meets ``min_speedup``.
     """
@@ -279,7 +288,8 @@ def tune(
         except QuantgateError as exc:
             trial = Trial(recipe_to_dict(recipe), recipe.label, {}, False, time.perf_counter() - start, f"error: {exc}")
             return trial, None
-        proba = baseline.with_module(res.module).predict_proba(eval_df)
+        trial_model = baseline.with_module(res.module)
+        proba = trial_model.predict_proba(eval_df)
         drops = _group_drops(base_proba, proba, y, eval_df, group_cols, min_group_rows)
         worst = max(drops, key=lambda k: drops[k]) if drops else ""
         m: dict[str, Any] = {
@@ -299,7 +309,9 @@ def tune(
         m["speedup"] = ratio.value  # NaN when not measured reliably
         m["speedup_measured"], m["speedup_reliable"] = ratio.measured, ratio.reliable
         reasons = []
-        gate_ok, gate_why = judge(y, base_proba, proba, eval_df) if judge is not None else (True, "")
+        gate_ok, gate_why, served = (
+            judge(y, base_proba, proba, eval_df, trial_model) if judge is not None else (True, "", None)
+        )
         if m["accuracy_drop"] > tolerance_overall:
             reasons.append(f"accuracy drop {m['accuracy_drop']:.4f} > {tolerance_overall:.4f}")
         if not gate_ok:
@@ -339,6 +351,7 @@ def tune(
             group_check,
             res.coverage,
             res.hardware,
+            served or {},
         )
         if res.resolved is not None:
             trial.recipe = recipe_to_dict(res.resolved)

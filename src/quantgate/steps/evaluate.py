@@ -27,7 +27,6 @@ def evaluate_candidate(
     import torch
 
     from quantgate.evaluate.audit import flip_audit
-    from quantgate.evaluate.metrics import compare_proba
     from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
 
     torch.set_num_threads(get_settings().torch_threads)
@@ -46,17 +45,8 @@ def evaluate_candidate(
         )
     group_cols = declared
     b = policy.bootstrap
-    cmp = compare_proba(
-        y,
-        base_proba,
-        cand_proba,
-        groups=ev[group_cols] if group_cols else None,
-        sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
-        min_group_size=policy.min_group_size,
-        resamples=b.resamples,
-        confidence=b.confidence,
-        seed=b.seed,
-    )
+    compare = policy_compare(cfg, policy, ev, group_cols)
+    cmp = compare(y, base_proba, cand_proba, slice(None))
     audit_cols = list(dict.fromkeys([*candidate.input_columns, *group_cols]))
     audit = flip_audit(
         ev[audit_cols],
@@ -67,31 +57,7 @@ def evaluate_candidate(
         min_group_size=policy.min_group_size,
         seed=b.seed,
     )
-    from quantgate.evaluate.batching import served_batching
-
-    def compare_at(yy: Any, base: Any, cand: Any, pos: Any) -> Any:
-        return compare_proba(
-            yy,
-            base,
-            cand,
-            groups=ev[group_cols].iloc[pos] if group_cols else None,
-            sensitive=[a for a in cfg.sensitive_attributes if a in ev.columns],
-            min_group_size=policy.min_group_size,
-            resamples=b.resamples,
-            confidence=b.confidence,
-            seed=b.seed,
-        )
-
-    served = served_batching(
-        candidate,
-        ev,
-        y,
-        base_proba,
-        batch_sizes=list(policy.serving.batch_sizes),
-        max_rows=policy.serving.max_rows,
-        seed=b.seed,
-        compare=compare_at,
-    )
+    served = served_for(policy, candidate, ev, y, base_proba, compare)
     runtime = side_by_side_latency(
         baseline, candidate, ev, batch_size=32, references=_runtime_references(baseline, candidate, ev)
     )
@@ -108,6 +74,50 @@ def evaluate_candidate(
     for g in group_cols:
         scores[g] = ev[g].to_numpy()
     return Evaluation(cmp, runtime, sizes, audit, scores=scores, served=served)
+
+
+def policy_compare(cfg: ModelConfig, policy: Policy, rows: pd.DataFrame, group_cols: list[str]) -> Any:
+    """``compare(y, base_proba, cand_proba, pos) -> Comparison`` on the rows at positions ``pos``
+    of ``rows``, with the model's groups and sensitive attributes and the policy's bootstrap: what
+    the gate compares at each batching (the search's judge uses the same)."""
+    from quantgate.evaluate.metrics import compare_proba
+
+    b = policy.bootstrap
+    sensitive = [a for a in cfg.sensitive_attributes if a in rows.columns]
+
+    def compare_at(yy: Any, base: Any, cand: Any, pos: Any) -> Any:
+        return compare_proba(
+            yy,
+            base,
+            cand,
+            groups=rows[group_cols].iloc[pos] if group_cols else None,
+            sensitive=sensitive,
+            min_group_size=policy.min_group_size,
+            resamples=b.resamples,
+            confidence=b.confidence,
+            seed=b.seed,
+        )
+
+    return compare_at
+
+
+def served_for(
+    policy: Policy, candidate: WrappedModel, rows: pd.DataFrame, y: Any, base_proba: Any, compare: Any
+) -> Any:
+    """The candidate at the policy's served batch sizes on ``rows`` (a seeded sample of at most
+    ``serving.max_rows``), each batching compared through ``compare`` (:func:`policy_compare`)."""
+    from quantgate.evaluate.batching import served_batching
+
+    return served_batching(
+        candidate,
+        rows,
+        y,
+        base_proba,
+        batch_sizes=list(policy.serving.batch_sizes),
+        max_rows=policy.serving.max_rows,
+        seed=policy.bootstrap.seed,
+        compare=compare,
+    )
 
 
 def _runtime_references(baseline: WrappedModel, candidate: WrappedModel, rows: Any) -> dict[str, WrappedModel]:

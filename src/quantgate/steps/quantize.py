@@ -76,40 +76,55 @@ def quantize_candidate(
 NOT_FROM_PREDICTIONS = frozenset({"speedup", "size_ratio", "max_flip_ratio"})
 
 
-def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, str]]:
+def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, str, dict[str, Any] | None]]:
     """How the search judges a trial the way the gate will: the policy's blocking rules on
     predictions (with the model's overrides), applied by the gate's own code
     (:func:`quantgate.policy.gate_candidate`) to a comparison of the search rows with the
     policy's bootstrap, so a drop rule is judged on the upper bound of its paired-bootstrap
     interval exactly as on the evaluation rows. Speed, size and flip-audit rules are left to
-    the gate (the search has its objective for speed)."""
-    from quantgate.evaluate.metrics import compare_proba
+    the gate (the search has its objective for speed).
+
+    Given the trial's ``candidate`` model, the accuracy rules are also judged at each of the
+    policy's served batch sizes (``policy.serving``), scored by the gate's batching code
+    (:func:`quantgate.evaluate.batching.served_batching`, same seeded sample of at most
+    ``max_rows`` rows), and the worst batching decides, as in the gate. A trial that already
+    fails at the search's own batching is not scored again (it cannot pass); its record says so.
+    Returns ``(passed, reason, served)``: ``served`` is the batching record
+    (:meth:`ServedBatching.to_dict`), or None when no served batching was scored."""
+    import numpy as np
+
     from quantgate.policy import gate_candidate
+    from quantgate.steps.evaluate import policy_compare, served_for
 
     rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
     judged = policy.model_copy(update={"rules": rules, "overrides": {}})
-    b = policy.bootstrap
 
-    def judge(y: Any, base_proba: Any, cand_proba: Any, rows: Any) -> tuple[bool, str]:
+    def judge(
+        y: Any, base_proba: Any, cand_proba: Any, rows: Any, candidate: WrappedModel | None = None
+    ) -> tuple[bool, str, dict[str, Any] | None]:
         if not rules:
-            return True, "no blocking rule on predictions"
+            return True, "no blocking rule on predictions", None
         cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
-        cmp = compare_proba(
-            y,
-            base_proba,
-            cand_proba,
-            groups=rows[cols] if cols else None,
-            sensitive=[a for a in cfg.sensitive_attributes if a in rows.columns],
-            min_group_size=policy.min_group_size,
-            resamples=b.resamples,
-            confidence=b.confidence,
-            seed=b.seed,
-        )
+        compare_at = policy_compare(cfg, policy, rows, cols)
+        cmp = compare_at(y, base_proba, cand_proba, np.arange(len(rows)))
         verdict = gate_candidate(cfg.name, judged, cmp)
+        served = None
+        if candidate is None:
+            where = "served batch sizes not judged (no candidate model given)"
+        elif verdict.failed_rules:
+            where = "served batch sizes not scored: it fails already at the search's batching"
+        else:
+            served = served_for(policy, candidate, rows, y, base_proba, compare_at)
+            verdict = gate_candidate(cfg.name, judged, cmp, served=served.comparisons)
+            where = "judged at the search's batching and at served batch " + ", ".join(map(str, served.batch_sizes))
         failed = set(verdict.failed_rules)
         shown = [r for r in verdict.results if r.rule_id in failed] or verdict.results
         text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
-        return not failed, f"gate rules on the search rows: {text}"
+        return (
+            not failed,
+            f"gate rules on the search rows ({where}): {text}",
+            (served.to_dict() if served is not None else None),
+        )
 
     return judge
 
@@ -159,6 +174,7 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         "tolerance_group": tol_group,
         "objective": policy.search.objective,
         "tuned_on": "calibration",
-        "judged_as": "the gate's blocking rules on predictions (paired-bootstrap bounds) on the calibration rows",
+        "judged_as": "the gate's blocking rules on predictions (paired-bootstrap bounds) on the calibration rows, "
+        f"at the search's batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides)",
     }
     return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)
