@@ -138,6 +138,7 @@ def serve_demo_traffic(small: bool, timeout: float = 180.0) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "quantgate.cli", "serve", "adult-income", "--port", str(port)]
     cmd += ["--inference-log", str(root)]
     started_at = datetime.now(UTC).isoformat()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -172,25 +173,30 @@ def _free_port() -> int:
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
     """Until ``/ping`` answers 200; a server that exits or never answers fails the demo, with its log."""
-    import httpx
-
     from quantgate.errors import RegistryError
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not _answers(url):
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             raise RegistryError(
                 f"quantgate serve adult-income did not start (exit {proc.returncode}): {' | '.join(tail)}",
                 f"the whole log: {log_path}",
             )
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"quantgate serve adult-income did not answer {url} in {timeout:.0f} s", f"see {log_path}"
+            )
         time.sleep(0.5)
-    raise RegistryError(f"quantgate serve adult-income did not answer {url} in {timeout:.0f} s", f"see {log_path}")
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _send(url: str, rows: Any, prefix: str) -> int:

@@ -124,15 +124,19 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
             f"p50 {served['p50_ms']:.1f} ms (from the inference log); "
             f"drain: {d['written']} written, {d['lost']} lost",
             highlight=False,
+            soft_wrap=True,
         )
-        console.print(f"  inference log: {served['log']} ({', '.join(served['partitions'])})", highlight=False)
+        console.print(
+            f"  inference log: {served['log']} ({', '.join(served['partitions'])})", highlight=False, soft_wrap=True
+        )
     m = result.get("monitor")
     if m:
         drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
         window = "the served window (inference log)" if served else "its window"
         console.print(
             f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {window}, {m['rows']} rows: "
-            f"{drift} (share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])}); run {m['run_id']}"
+            f"{drift} (share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])}); run {m['run_id']}",
+            soft_wrap=True,
         )
         for d in m["deliveries"]:
             console.print(
