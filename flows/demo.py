@@ -107,8 +107,11 @@ def demo_approve_and_promote(result: dict[str, Any]) -> str | None:
 
 #: the populations sent, in order: adult.test rows as they come, then women aged 50+ (the drift)
 TRAFFIC = (("normal", "window-stable"), ("drifted", "window-drifted"))
-#: rows of each population sent by ``--small`` (the full demo sends the whole files)
-SMALL_TRAFFIC_ROWS = {"normal": 300, "drifted": 450}
+#: rows of each population sent (None: the whole file, 1,101 drifted rows). The drifted rows must
+#: dominate the window: 1,000 normal rows drift on 47% of the columns (threshold 30%); all 2,000
+#: window-stable rows dilute it to 33%, at the edge
+TRAFFIC_ROWS: dict[str, int | None] = {"normal": 1000, "drifted": None}
+SMALL_TRAFFIC_ROWS: dict[str, int | None] = {"normal": 300, "drifted": 450}
 ROWS_PER_REQUEST = 25
 _DRAIN = re.compile(
     r"inference log: (?P<accepted>\d+) request\(s\) logged: (?P<written>\d+) written "
@@ -147,8 +150,8 @@ def serve_demo_traffic(small: bool, timeout: float = 180.0) -> dict[str, Any]:
         sent: dict[str, int] = {}
         for population, role in TRAFFIC:
             frame = pd.read_parquet(dm.data_dir("adult-income", s) / f"{role}.parquet")
-            if small:
-                frame = frame.head(SMALL_TRAFFIC_ROWS[population])
+            rows = (SMALL_TRAFFIC_ROWS if small else TRAFFIC_ROWS)[population]
+            frame = frame if rows is None else frame.head(rows)
             sent[population] = _send(f"http://127.0.0.1:{port}/invocations", frame, f"demo-{population}")
     finally:
         code, drain = _stop(proc, log_path)
