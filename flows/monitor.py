@@ -10,12 +10,14 @@ from quantgate.settings import configure_environment
 
 
 @flow(name="monitor-model", log_prints=True)
-def monitor_model(model: str, window: str | None = None) -> dict[str, Any]:
-    """Score the window, log inferences, run Evidently drift, alert and emit an event on drift."""
+def monitor_model(model: str, window: str | None = None, log_hours: float | None = None) -> dict[str, Any]:
+    """Score the window, log inferences, run Evidently drift, alert and emit an event on drift.
+
+    ``log_hours``: the window is the inference log's last that many hours (see ``run_monitor``)."""
     from quantgate.monitor.job import run_monitor
 
     configure_environment()
-    out = run_monitor(model, window=window)
+    out = run_monitor(model, window=window, log_hours=log_hours)
     log = get_run_logger()
     for line in check_lines(out):
         log.info(line)

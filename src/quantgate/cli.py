@@ -61,7 +61,8 @@ def demo(
     small: bool = typer.Option(False, help="Subsample the data (a couple of minutes; used by the e2e test)."),
     model: list[str] = typer.Option(None, "--model", help="Only these demo models (adult-income, rt-sentiment)."),
 ) -> None:
-    """Train + register the two demo models, govern each, monitor adult-income, and show where to look."""
+    """Train + register the two demo models, govern each, serve adult-income's champion, monitor what it
+    served, retrain + re-govern on drift, and show where to look."""
 
     def body() -> None:
         from quantgate.demo_receiver import LocalReceiver
@@ -113,12 +114,29 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
     console.print(t)
     if result.get("demo_approval"):
         console.print(f"[yellow]{result['demo_approval']}[/]")
+    served = result.get("served")
+    if served:
+        d = served["drain"]
+        console.print(
+            f"served: {served['model']} (@champion) on http://127.0.0.1:{served['port']}: "
+            f"{served['requests']} requests, {served['rows']} rows "
+            f"({', '.join(f'{n} {k}' for k, n in served['sent_rows'].items())}), "
+            f"p50 {served['p50_ms']:.1f} ms (from the inference log); "
+            f"drain: {d['written']} written, {d['lost']} lost",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"  inference log: {served['log']} ({', '.join(served['partitions'])})", highlight=False, soft_wrap=True
+        )
     m = result.get("monitor")
     if m:
         drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
+        window = "the served window (inference log)" if served else "its window"
         console.print(
-            f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {m['rows']} rows: {drift} "
-            f"(share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])})"
+            f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {window}, {m['rows']} rows: "
+            f"{drift} (share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])}); run {m['run_id']}",
+            soft_wrap=True,
         )
         for d in m["deliveries"]:
             console.print(

@@ -1,11 +1,14 @@
-"""The whole loop through the real CLI in a fresh QUANTGATE_HOME: `quantgate demo --small`,
-and promotion refused until a reviewer approves. Asserts on the registry's final state."""
+"""The whole loop through the real CLI in a fresh QUANTGATE_HOME: `quantgate demo --small` (train,
+govern, promote, serve @champion over HTTP, monitor the inference log, retrain, re-govern), and
+promotion refused until a reviewer approves. Asserts on the registry's final state and the log."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import ROOT
 from helpers import client as _client
@@ -44,12 +47,37 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
         assert {"model_card.md", "model_card.json", "verdict.json", "validation"} <= arts
         assert "# Model card" in mv.description
     assert cl.get_model_version("adult-income", "1").tags["quantgate.sensitive_attributes"] == "sex,race"
-    # the demo's monitoring run: drift report logged, alert delivered to the demo's loopback receiver
+    # the demo served @champion over HTTP: normal rows, then the drifted population, all in the log
+    from quantgate.flows.demo import ROWS_PER_REQUEST, SMALL_TRAFFIC_ROWS
+
+    flat = " ".join(out.split())  # the console may wrap long lines
+    served = re.search(
+        r"served: adult-income-quantized/1 \(@champion\) on http://127\.0\.0\.1:\d+: (\d+) requests, (\d+) rows "
+        r"\((\d+) normal, (\d+) drifted\), p50 ([\d.]+) ms \(from the inference log\); drain: (\d+) written, 0 lost",
+        flat,
+    )
+    assert served, out[-3000:]
+    requests, rows, normal, drifted, p50, written = served.groups()
+    assert (int(normal), int(drifted)) == (SMALL_TRAFFIC_ROWS["normal"], SMALL_TRAFFIC_ROWS["drifted"])
+    expected_requests = sum(-(-n // ROWS_PER_REQUEST) for n in SMALL_TRAFFIC_ROWS.values())
+    assert int(requests) == int(written) == expected_requests and int(rows) == sum(SMALL_TRAFFIC_ROWS.values())
+    parts = sorted((home / "inference" / "model=adult-income-quantized").glob("hour=*/part-*.parquet"))
+    assert parts, "no inference log partitions"
+    logged = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    assert len(logged) == int(rows) and logged["request_id"].nunique() == int(requests)
+    assert set(logged["version"]) == {"1"} and logged["request_id"].str.startswith("demo-").all()
+    women_50 = logged[logged["request_id"].str.startswith("demo-drifted-")]
+    assert len(women_50) == int(drifted) and (women_50["sex"] == "Female").all() and (women_50["age"] >= 50).all()
+    assert p50 == f"{logged.groupby('request_id')['latency_ms'].first().median():.1f}"  # read from the log
+    # the demo's monitoring run read that log (not a file): drift report logged, alert delivered
     exp = cl.get_experiment_by_name("quantgate-monitoring")
     runs = cl.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["quantgate.drift"] == "true"
+    assert runs[0].data.tags["quantgate.window"] == f"inference log, {rows} rows"
+    assert runs[0].data.metrics["rows"] == int(rows)
     assert "drift_report.html" in {a.path for a in cl.list_artifacts(runs[0].info.run_id)}
-    # drift closed the loop: one retraining (training data only: the demo serves no labelled traffic),
+    assert f"on the served window (inference log), {rows} rows: DRIFT" in flat
+    # drift closed the loop: one retraining (training data only: no labels arrive for the served rows),
     # governed into a new candidate that names the drift run and waits for a reviewer
     retrained = cl.get_model_version("adult-income", "2")
     assert retrained.tags["quantgate.trigger.drift_run"] == runs[0].info.run_id
@@ -93,3 +121,22 @@ def test_promotion_refused_while_pending(demo_home: tuple[Path, dict[str, str], 
     assert "is not approved" in refused.stderr + refused.stdout or "no 'candidate' alias" in refused.stderr
     aliases = cl.get_registered_model("rt-sentiment-quantized").aliases or {}
     assert "champion" not in aliases
+
+
+def test_demo_fails_clearly_when_the_server_does_not_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No silent skip: with no @champion to serve, `quantgate serve` exits and the demo's serving
+    step raises one readable error carrying the server's own message (a real subprocess)."""
+    from quantgate.errors import RegistryError
+    from quantgate.flows.demo import serve_demo_traffic
+    from quantgate.settings import reset_settings
+
+    monkeypatch.setenv("QUANTGATE_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(ROOT))
+    reset_settings()
+    try:
+        with pytest.raises(RegistryError, match=r"did not start \(exit 2\).*no '@champion' version to serve"):
+            serve_demo_traffic.fn(small=True, timeout=120)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert not (tmp_path / "empty-home" / "inference").exists()
