@@ -90,7 +90,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     home = tmp_path_factory.mktemp("e2e-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
     env |= {"QUANTGATE_HOME": str(home), "QUANTGATE_PROJECT_DIR": str(ROOT), "COLUMNS": "200"}
-    proc = run_cli(env, "demo", "--small")
+    proc = run_cli(env, "demo", "--small", timeout=1800)  # a loaded 2-core host has needed over 15 min
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return home, env, proc.stdout
 

@@ -238,7 +238,12 @@ def test_served_drift_retrains_once_and_governs_a_new_candidate(loop_env: dict[s
 
     # --- one retraining: a new source version tagged with the drift run
     def retrained() -> Any:
-        vs = [v for v in cl.search_model_versions("name='adult-income'") if str(v.version) != "1"]
+        # the version is created first and tagged just after: wait for the tags too
+        vs = [
+            v
+            for v in cl.search_model_versions("name='adult-income'")
+            if str(v.version) != "1" and {"quantgate.trigger.drift_run", "quantgate.retrain.window_rows"} <= set(v.tags)
+        ]
         return vs or None
 
     new_sources = _wait("the retrained source version", retrained, 300, every=2)
