@@ -180,18 +180,42 @@ def _progress(total: int) -> Iterator[Any]:
         yield progress, progress.add_task("starting", total=total)
 
 
-def layer_sensitivity(baseline: WrappedModel, df: pd.DataFrame, base_proba: np.ndarray) -> dict[str, float]:
-    """Mean |Δ probability| when only that Linear is dynamic-int8: the fallback order."""
-    linears = linear_names(baseline.module)
-    out: dict[str, float] = {}
-    for name in linears:
-        others = tuple(n for n in linears if n != name)
-        try:
-            res = apply_recipe(baseline.module, DynamicInt8Recipe(exclude=others))
-        except QuantgateError:
-            continue
-        proba = baseline.with_module(res.module).predict_proba(df)
-        out[name] = float(np.abs(proba - base_proba).max(axis=1).mean())
+def layer_sensitivity(baseline: WrappedModel, df: pd.DataFrame) -> dict[str, float]:
+    """The fallback order: each Linear's relative output error under simulated dynamic int8, from
+    one forward pass over ``df``, most sensitive first.
+
+    A forward hook on every Linear recomputes its output from fake-quantized inputs (per tensor,
+    asymmetric 8-bit with this call's min/max: what dynamic quantization does per batch) and
+    fake-quantized weights (per tensor, symmetric int8), and averages ``mean|y_q - y| / mean|y|``
+    over the calls. One pass instead of one quantized copy and one scoring per layer (38 for
+    MiniLM, minutes on 2 cores, which used to eat the search's budget before any fallback ran);
+    the ranking is local to each layer, and every fallback trial is still judged on the whole
+    model's predictions."""
+    errors: dict[str, list[float]] = {}
+
+    def hook(name: str) -> Callable[[nn.Module, tuple[Any, ...], torch.Tensor], None]:
+        def measure(mod: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+            x, w = inputs[0].detach().float(), mod.weight.detach().float()  # type: ignore[union-attr]
+            lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+            x_scale = max((hi - lo) / 255.0, 1e-12)
+            xq = torch.fake_quantize_per_tensor_affine(x, x_scale, round(-lo / x_scale), 0, 255)
+            w_scale = max(float(w.abs().max()) / 127.0, 1e-12)
+            wq = torch.fake_quantize_per_tensor_affine(w, w_scale, 0, -128, 127)
+            y = output.detach().float()
+            yq = nn.functional.linear(xq, wq, None if mod.bias is None else mod.bias.detach().float())  # type: ignore[arg-type]
+            errors.setdefault(name, []).append(float((yq - y).abs().mean() / (y.abs().mean() + 1e-12)))
+
+        return measure
+
+    modules = dict(baseline.module.named_modules())
+    handles = [modules[n].register_forward_hook(hook(n)) for n in linear_names(baseline.module)]
+    try:
+        with torch.no_grad():
+            baseline.predict_proba(df)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {name: float(np.mean(v)) for name, v in errors.items()}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
@@ -380,7 +404,7 @@ def tune(
                 continue
             if sensitivity is None:
                 progress.update(task, description="per-layer sensitivity")
-                sensitivity = layer_sensitivity(baseline, sens_df, base_proba[: len(sens_df)])
+                sensitivity = layer_sensitivity(baseline, sens_df)
                 result.sensitivity = sensitivity
             ranked = [n for n in sensitivity if n not in recipe.exclude]
             for k in _fallback_sizes(len(ranked)):
