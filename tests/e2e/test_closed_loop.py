@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ROOT
+from helpers import ROOT, free_port
 from helpers import client as _client
 
 pytestmark = pytest.mark.e2e
@@ -72,12 +71,6 @@ EventsWorker.drain_all()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,7 +109,7 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     spec.write_text("".join(line for line in spec.read_text().splitlines(True) if not line.startswith("window:")))
     home = tmp_path / "home"
     receiver = LocalReceiver().start()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "QUANTGATE_"))}
     env |= {
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
@@ -198,7 +191,7 @@ def test_served_drift_retrains_once_and_governs_a_new_candidate(loop_env: dict[s
     marks["deployed"] = time.monotonic()
 
     # --- serve the champion, send real adult.test rows: normal first, then a drifted population
-    port = _free_port()
+    port = free_port()
     serve = start(str(BIN / "quantgate"), "serve", "adult-income", "--port", str(port), log="serve")
     _wait("quantgate serve", lambda: httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200, 120)
     data = home / "data" / "adult-income"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 from champion import champion
-from helpers import ROOT
+from helpers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -157,12 +156,6 @@ def _served_labels(settings: Any, name: str, version: str, ids: list[str]) -> li
     return [str(by_id[i]) for i in ids]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_monitor_ui_serves_the_workspace(settings: Any) -> None:
     """`quantgate monitor-ui` starts Evidently's UI on loopback for $QUANTGATE_HOME/evidently."""
     from evidently.ui.workspace import Workspace
@@ -172,7 +165,7 @@ def test_monitor_ui_serves_the_workspace(settings: Any) -> None:
     ws = Workspace(str(workspace_dir(settings)))
     if not ws.search_project("ui-check"):
         ws.create_project("ui-check")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantgate.cli", "monitor-ui", "--port", str(port)],
         cwd=ROOT,

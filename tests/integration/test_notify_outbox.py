@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import pg_database, pg_down
+from helpers import free_port, pg_database, pg_down
 
 pytestmark = pytest.mark.integration
 
 HOOK_ENV = "QG_TEST_ALERT_HOOK"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _project(tmp_path: Path, routes: str, backoff_s: float = 0.2, lease_s: float = 1.0) -> Any:
@@ -51,7 +44,7 @@ def test_receiver_down_then_up_gets_the_alert_once(tmp_path: Path, monkeypatch: 
     from quantgate.demo_receiver import LocalReceiver
     from quantgate.notify import Outbox, notify
 
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv(HOOK_ENV, f"http://127.0.0.1:{port}/alerts")
     monkeypatch.delenv("QUANTGATE_ALERT_WEBHOOK", raising=False)
     s = _project(tmp_path, f"    - url_env: {HOOK_ENV}\n")
@@ -101,7 +94,7 @@ def test_nothing_is_lost_across_a_killed_process(tmp_path: Path, monkeypatch: py
     from quantgate.demo_receiver import LocalReceiver
     from quantgate.settings import reset_settings
 
-    port = _free_port()
+    port = free_port()
     s = _project(tmp_path, f"    - url_env: {HOOK_ENV}\n")
     env = _env(s, f"http://127.0.0.1:{port}/alerts")
     proc = subprocess.run(
@@ -150,7 +143,7 @@ def test_prefect_custom_webhook_block_route(
     from quantgate.notify import notify
     from quantgate.settings import reset_settings
 
-    port = _free_port()
+    port = free_port()
     CustomWebhookNotificationBlock(
         name="quantgate-test",
         url=f"http://127.0.0.1:{port}/prefect",

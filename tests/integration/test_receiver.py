@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ROOT
+from helpers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
 SECRET = "test-secret-" + uuid.uuid4().hex
 MODEL = "approvals-test-quantized"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
@@ -63,7 +56,7 @@ def stack(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> It
     import prefect.settings
 
     tmp = tmp_path_factory.mktemp("receiver")
-    mlflow_port, receiver_port = _free_port(), _free_port()
+    mlflow_port, receiver_port = free_port(), free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
     base |= {"QUANTGATE_PROJECT_DIR": str(ROOT), "QUANTGATE_HOME": str(tmp / "home"), "COLUMNS": "200"}
     server_env = base | {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from champion import champion
-from helpers import ROOT, pg_down, run_cli
+from helpers import ROOT, free_port, pg_down, run_cli
 
 pytestmark = pytest.mark.integration
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -56,7 +49,7 @@ class Server:
     def __init__(self, settings: Any, *args: str) -> None:
         import httpx
 
-        self.port = _free_port()
+        self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTGATE_INFERENCE")}
         env |= {"QUANTGATE_HOME": str(settings.home_abs), "QUANTGATE_PROJECT_DIR": str(ROOT)}
         self.out = settings.home_abs / f"serve-{self.port}.out"
@@ -203,7 +196,7 @@ def test_serve_without_champion_exits_2(adult_result: dict[str, Any], settings: 
         previous = None
     try:
         env = dict(os.environ) | {"COLUMNS": "200"}
-        proc = run_cli(env, "serve", "adult-income", "--port", str(_free_port()), timeout=300)
+        proc = run_cli(env, "serve", "adult-income", "--port", str(free_port()), timeout=300)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert "no '@champion' version to serve" in proc.stderr
         failed = run_cli(env, "serve", "adult-income-quantized/999", timeout=300)

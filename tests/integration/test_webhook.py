@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port
 
 from quantgate.notify import Alert, DeliveryResult, send_webhook, slack_payload, write_alert_log
 
@@ -93,13 +94,6 @@ def alert() -> Alert:
     )
 
 
-def _free_port() -> int:
-    """A port nothing listens on: bind to get one, then close it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_delivers_alert_json(receiver: Receiver, alert: Alert) -> None:
     result = send_webhook(receiver.url, alert, timeout=5, backoff=0.01)
     assert result.ok and result.status_code == 200 and result.attempts == 1
@@ -158,7 +152,7 @@ def test_4xx_is_not_retried(receiver: Receiver, alert: Alert) -> None:
 
 
 def test_unreachable_port_fails_without_raising(alert: Alert) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/hook"
+    url = f"http://127.0.0.1:{free_port()}/hook"
     result = send_webhook(url, alert, timeout=2, retries=2, backoff=0.01)
     assert isinstance(result, DeliveryResult)
     assert not result.ok and result.status_code is None
@@ -185,7 +179,7 @@ def test_slack_format_on_the_wire(receiver: Receiver, alert: Alert) -> None:
 def test_alert_log_appends_json_lines(receiver: Receiver, alert: Alert, tmp_path: Path) -> None:
     log_path = tmp_path / "alerts" / "alerts.jsonl"
     ok = send_webhook(receiver.url, alert, backoff=0.01)
-    failed = send_webhook(f"http://127.0.0.1:{_free_port()}/", alert, retries=0)
+    failed = send_webhook(f"http://127.0.0.1:{free_port()}/", alert, retries=0)
     write_alert_log(log_path, alert, ok)
     write_alert_log(log_path, alert, failed)
     lines = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
