@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from quantgate.errors import ConfigError, DataError
-from quantgate.monitor.pg import connect, fetch, is_pg_url, pg_dsn, redact
+from quantgate.pg import connect, fetch, is_pg_url, redact
 
 if TYPE_CHECKING:
     from quantgate.settings import Settings
@@ -320,10 +320,6 @@ CREATE TABLE IF NOT EXISTS {PG_TABLE} (
 CREATE INDEX IF NOT EXISTS {PG_TABLE}_model_ts ON {PG_TABLE} (model, ts);
 CREATE INDEX IF NOT EXISTS {PG_TABLE}_request ON {PG_TABLE} (request_id);
 """
-
-
-#: kept for callers outside the monitor (quantgate.retrain.debounce)
-_pg_dsn = pg_dsn
 
 
 class PostgresSink:

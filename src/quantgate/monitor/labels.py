@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from quantgate.errors import DataError
-from quantgate.monitor.pg import fetch, is_pg_url, run_pg
+from quantgate.pg import fetch, is_pg_url, run_pg
 
 if TYPE_CHECKING:
     from quantgate.settings import Settings

@@ -19,8 +19,6 @@ Backoff between flushes: the wait after failed delivery *n* is
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import sqlite3
 import time
@@ -35,6 +33,7 @@ from tenacity import RetryCallState, wait_exponential
 from quantgate.errors import ConfigError
 from quantgate.notify.routes import Route, project_notifications
 from quantgate.notify.webhook import Alert, DeliveryResult
+from quantgate.pg import pg_dsn, run_sync
 from quantgate.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -208,18 +207,6 @@ class _SQLiteStore:
         return f"SQLite {self.path}"
 
 
-def _pg_dsn(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"postgresql://{rest}" if sep and scheme.startswith(("postgresql", "postgres")) else url
-
-
-def _in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on its own loop in a fresh thread, so it works the same
-    whether or not the caller already runs an event loop (a Prefect task, an ASGI server)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
-
-
 class _PostgresStore:
     """Server mode: one PostgreSQL table; ``FOR UPDATE SKIP LOCKED`` lets flushers run side by side."""
 
@@ -249,13 +236,13 @@ class _PostgresStore:
         import asyncpg
 
         async def go() -> T:
-            conn = await asyncpg.connect(_pg_dsn(self.url), timeout=10)
+            conn = await asyncpg.connect(pg_dsn(self.url), timeout=10)
             try:
                 return await op(conn)
             finally:
                 await conn.close()
 
-        return _in_thread(go)
+        return run_sync(go)
 
     def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
         sql = (

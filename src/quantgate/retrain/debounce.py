@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from quantgate.pg import pg_dsn, run_sync
+
 Decision = Literal["retrain", "cooldown", "duplicate", "running"]
 
 #: a claimed retraining still "running" after this long is taken as dead (its process crashed)
@@ -240,24 +242,13 @@ CREATE INDEX IF NOT EXISTS {PG_TABLE}_model ON {PG_TABLE} (model, received_at);
 _COLS = "id, model, received_at, drift_run, event_id, flow_run, decision, status, source_version, detail, finished_at"
 
 
-def _run_async(make: Any) -> Any:
-    """Run a coroutine on a private loop in its own thread (the caller may already be in a loop)."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
-
-
 class PgRetrainLedger(_Store):
     """The same record in PostgreSQL (asyncpg): a transaction-scoped advisory lock per model
     serializes the claims, as ``BEGIN IMMEDIATE`` does for the SQLite file."""
 
     def __init__(self, url: str) -> None:
-        from quantgate.monitor.inference_log import _pg_dsn
-
         self.url = url
-        self._dsn = _pg_dsn(url)
+        self._dsn = pg_dsn(url)
         self._call(self._ddl)
 
     def _call(self, fn: Any, *args: Any) -> Any:
@@ -273,7 +264,7 @@ class PgRetrainLedger(_Store):
                 await conn.close()
 
         try:
-            return _run_async(go)
+            return run_sync(go)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
             raise ConfigError(
                 f"cannot open the retraining record: {type(exc).__name__}: {exc}",

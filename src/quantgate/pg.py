@@ -1,18 +1,20 @@
-"""PostgreSQL in server mode: one place for the URL rules, the connection and its errors.
+"""PostgreSQL in server mode: one place for the URL rules, running asyncpg from synchronous code,
+the connection and its errors.
 
 The inference log (:mod:`quantgate.monitor.inference_log`) and the delayed labels
 (:mod:`quantgate.monitor.labels`) share one database, named by ``QUANTGATE_INFERENCE_LOG``
-(or ``quantgate serve --inference-log``). Both talk to it through asyncpg (installed with
-Prefect's server), so no second database driver is needed. Every failure to reach or use the
-database becomes one :class:`~quantgate.errors.ConfigError` that names the database (password
-hidden) and the cause: a monitor that cannot read its window stops, it never reports an empty
-window as "no drift".
+(or ``quantgate serve --inference-log``); the alert outbox (:mod:`quantgate.notify.outbox`) and the
+retraining record (:mod:`quantgate.retrain.debounce`) may have their own. All talk to PostgreSQL
+through asyncpg (installed with Prefect's server), so no second database driver is needed. In the
+monitor, every failure to reach or use the database becomes one :class:`~quantgate.errors.ConfigError`
+that names the database (password hidden) and the cause: a monitor that cannot read its window
+stops, it never reports an empty window as "no drift".
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quantgate.errors import ConfigError
@@ -34,6 +36,16 @@ def pg_dsn(url: str) -> str:
     """asyncpg takes ``postgresql://``; SQLAlchemy-style ``postgresql+driver://`` is accepted too."""
     scheme, sep, rest = url.partition("://")
     return f"postgresql://{rest}" if sep and scheme.startswith(("postgresql", "postgres")) else url
+
+
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine ``make()`` to completion on a private loop in its own thread, so it works
+    the same whether or not the caller already runs an event loop (a Prefect task, an ASGI server,
+    a notebook): ``asyncio.run`` cannot nest."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def redact(url: str) -> str:
@@ -76,8 +88,7 @@ async def connect(url: str, ddl: str | None = None, *, what: str = "open the dat
 def run_pg(url: str, ddl: str | None, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, what: str) -> T:
     """Connect, apply ``ddl``, run ``fn(conn)``, close: synchronously, from any thread.
 
-    Inside a running event loop (a Prefect flow, a notebook) the work runs on a private thread,
-    since ``asyncio.run`` cannot nest.
+    See :func:`run_sync`.
     """
 
     async def go() -> T:
@@ -89,14 +100,7 @@ def run_pg(url: str, ddl: str | None, fn: Callable[[asyncpg.Connection], Awaitab
         finally:
             await conn.close()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(go())
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(go())).result()
+    return run_sync(go)
 
 
 def fetch(url: str, ddl: str | None, sql: str, *args: Any, what: str, missing_ok: bool = False) -> list[Any]:
