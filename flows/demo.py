@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -113,10 +112,6 @@ TRAFFIC = (("normal", "window-stable"), ("drifted", "window-drifted"))
 TRAFFIC_ROWS: dict[str, int | None] = {"normal": 1000, "drifted": None}
 SMALL_TRAFFIC_ROWS: dict[str, int | None] = {"normal": 300, "drifted": 450}
 ROWS_PER_REQUEST = 25
-_DRAIN = re.compile(
-    r"inference log: (?P<accepted>\d+) request\(s\) logged: (?P<written>\d+) written "
-    r"\((?P<written_rows>\d+) rows in \d+ batch\(es\)\), (?P<lost>\d+) lost"
-)
 
 
 @task(name="serve-demo-traffic", cache_policy=NO_CACHE)
@@ -236,8 +231,9 @@ def _stop(proc: subprocess.Popen[bytes], log_path: Path) -> tuple[int | None, di
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    found = _DRAIN.search(log_path.read_text(errors="replace"))
-    return proc.returncode, ({k: int(v) for k, v in found.groupdict().items()} if found else None)
+    from quantgate.monitor.inference_log import WriterStats
+
+    return proc.returncode, WriterStats.counts_in(log_path.read_text(errors="replace"))
 
 
 def _logged_traffic(root: Path, since: str) -> dict[str, Any]:

@@ -160,3 +160,18 @@ def test_outputs_of_any_pyfunc_shape_are_logged(tmp_path: Path) -> None:
     df = read_inferences(model_log_dir("m", tmp_path))
     assert df["age"].tolist() == [30, 40, 50]
     assert df["prediction"].tolist()[:2] == [0, 1] and df["score"].tolist()[2] == pytest.approx(0.7)
+
+
+def test_writer_summary_reads_back() -> None:
+    from quantgate.monitor.inference_log import WriterStats
+
+    stats = WriterStats(accepted=7, written_requests=6, written_rows=150, batches=2, failed_requests=1)
+    line = f"inference log: {stats.summary()}\n"
+    assert WriterStats.counts_in("uvicorn: shutting down\n" + line) == {
+        "accepted": 7,
+        "written": 6,
+        "written_rows": 150,
+        "batches": 2,
+        "lost": 1,
+    }
+    assert WriterStats.counts_in("no summary here") is None

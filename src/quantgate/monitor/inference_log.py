@@ -470,11 +470,25 @@ class WriterStats:
         return self.failed_requests + self.pending_at_close
 
     def summary(self) -> str:
+        """One line (``quantgate serve`` prints it at shutdown); :meth:`counts_in` reads it back."""
         return (
             f"{self.accepted} request(s) logged: {self.written_requests} written "
             f"({self.written_rows} rows in {self.batches} batch(es)), {self.lost} lost"
             + (f" (last error: {self.last_error})" if self.last_error else "")
         )
+
+    @staticmethod
+    def counts_in(text: str) -> dict[str, int] | None:
+        """The counts of the first :meth:`summary` line in ``text`` (a server's output), or None:
+        ``accepted``, ``written``, ``written_rows``, ``batches``, ``lost``."""
+        import re
+
+        found = re.search(
+            r"(?P<accepted>\d+) request\(s\) logged: (?P<written>\d+) written "
+            r"\((?P<written_rows>\d+) rows in (?P<batches>\d+) batch\(es\)\), (?P<lost>\d+) lost",
+            text,
+        )
+        return {k: int(v) for k, v in found.groupdict().items()} if found else None
 
 
 class InferenceLogWriter:
