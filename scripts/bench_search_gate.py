@@ -1,9 +1,12 @@
-"""Search/gate agreement on the adult-income demo model: how often does the gate accept the recipe the
-search chose?
+"""Search/gate agreement on a demo model: how often does the gate accept the recipe the search chose?
 
-The demo MLP is trained once as ``make demo`` trains it (``train_mlp``, seed 0, on adult.data minus the
-demo's calibration rows). For each seed, adult.test (never trained on) is shuffled with that seed and
-split into calibration rows (the search's) and evaluation rows (the gate's). The search
+adult-income (default): the demo MLP is trained once as ``make demo`` trains it (``train_mlp``, seed 0,
+on adult.data minus the demo's calibration rows). For each seed, adult.test (never trained on) is
+shuffled with that seed and split into calibration rows (the search's) and evaluation rows (the gate's).
+
+rt-sentiment (``--model rt-sentiment``): MiniLM with the linear head trained as ``make demo`` trains
+it (its first 4,000 shuffled snippets); per seed, the snippets it was not trained on are shuffled
+with that seed and split into the demo's 1,000 calibration and 2,000 evaluation rows. The search
 (``quantgate.quantize.tuner.tune`` under the policy's tolerances, default candidates) runs twice per
 seed: judging each trial by the point estimate against the tolerance (how the search judged before),
 and by the gate's own rules on the calibration rows (``steps.quantize.gate_judge``: the upper bound of
@@ -13,6 +16,7 @@ anticipates). A tolerance of ``--tolerance`` (default: the policy's, plus a tigh
 threshold of the policy's blocking accuracy max_drop rule, to stress the agreement.
 
     .venv/bin/python scripts/bench_search_gate.py --seeds 0 1 2 3 4 [--write docs/benchmarks.md]
+    .venv/bin/python scripts/bench_search_gate.py --model rt-sentiment --tolerance --modes gate [--write ...]
 """
 
 from __future__ import annotations
@@ -75,6 +79,27 @@ def _model(train_rows: int | None) -> Any:
     return WrappedModel(module, spec), test
 
 
+def _rt_model() -> tuple[Any, pd.DataFrame]:
+    """MiniLM + the head as the demo trains it; returns it and the snippets it was not trained on."""
+    import torch
+
+    from quantgate.data.datasets import load_rotten_tomatoes
+    from quantgate.data.demo_models import SEED, DemoSize
+    from quantgate.models.text import SentenceClassifier, embed_texts, load_encoder, train_head
+    from quantgate.models.wrapped import WrappedModel
+
+    torch.set_num_threads(2)
+    torch.manual_seed(SEED)
+    df = load_rotten_tomatoes().sample(frac=1.0, random_state=SEED).reset_index(drop=True)
+    n_train = DemoSize().rt_train
+    train, held_out = df.iloc[:n_train], df.iloc[n_train:]
+    encoder, tokenizer = load_encoder()
+    module = SentenceClassifier(encoder)
+    train_head(module, embed_texts(module, tokenizer, train["text"].tolist()), train["label"].to_numpy(), seed=SEED)
+    spec = {"task": "text-classification", "text_column": "text", "max_length": 128, "classes": [0, 1]}
+    return WrappedModel(module, spec, tokenizer), held_out
+
+
 def _cached_model(train_rows: int | None, cache: Path | None) -> Any:
     import torch
 
@@ -125,9 +150,22 @@ def _gate(cfg: Any, policy: Any, baseline: Any, candidate: Any, rows: pd.DataFra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["adult-income", "rt-sentiment"], default="adult-income")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["point", "gate"],
+        default=["point", "gate"],
+        help="how the search judges its trials: point estimate, gate rule (the search's own, today)",
+    )
     ap.add_argument("--policy", type=Path, default=ROOT / "policies" / "default.yaml")
-    ap.add_argument("--calibration-rows", type=int, default=2000, help="the demo's calibration size")
+    ap.add_argument(
+        "--calibration-rows", type=int, default=None, help="default: the demo's (adult 2,000; rt-sentiment 1,000)"
+    )
+    ap.add_argument(
+        "--evaluation-rows", type=int, default=None, help="default: the demo's (adult: the rest; rt-sentiment 2,000)"
+    )
     ap.add_argument("--tolerance", type=float, nargs="*", default=[0.002], help="extra thresholds to try")
     ap.add_argument("--train-rows", type=int, default=None, help="train on fewer rows (default: as the demo)")
     ap.add_argument("--budget-trials", type=int, default=None, help="default: the policy's search budget")
@@ -149,19 +187,31 @@ def main() -> None:
     from quantgate.steps.quantize import gate_judge
 
     t0 = time.perf_counter()
-    cfg = ModelConfig.model_validate(yaml.safe_load((ROOT / "registry/models/adult-income.yaml").read_text()))
+    from quantgate.data.demo_models import DemoSize
+
+    cfg = ModelConfig.model_validate(yaml.safe_load((ROOT / f"registry/models/{args.model}.yaml").read_text()))
     shipped = load_policy(args.policy)
-    model, test = _cached_model(args.train_rows, args.model_cache)
-    print(f"trained the demo MLP in {time.perf_counter() - t0:.0f} s", flush=True)
+    if args.model == "rt-sentiment":
+        model, test = _rt_model()
+        args.calibration_rows = args.calibration_rows or DemoSize().rt_calibration
+        args.evaluation_rows = args.evaluation_rows or DemoSize().rt_evaluation
+    else:
+        model, test = _cached_model(args.train_rows, args.model_cache)
+        args.calibration_rows = args.calibration_rows or DemoSize().adult_calibration
+    print(f"trained the demo {args.model} model in {time.perf_counter() - t0:.0f} s", flush=True)
+    modes = {"point": ("point estimate", None), "gate": ("gate rule", "gate")}
     rows: list[dict[str, Any]] = []
     for thr in [None, *args.tolerance]:
         policy, thr_label = _with_threshold(shipped, cfg.name, thr)
         tol_overall, tol_group = policy.search_tolerances(cfg.name)
         for seed in args.seeds:
             shuffled = test.sample(frac=1.0, random_state=seed)
-            calib, evaluation = shuffled.iloc[: args.calibration_rows], shuffled.iloc[args.calibration_rows :]
+            n_cal = args.calibration_rows
+            calib = shuffled.iloc[:n_cal]
+            evaluation = shuffled.iloc[n_cal : n_cal + args.evaluation_rows if args.evaluation_rows else None]
             batches = model.batches(calib, 32)[:8]
-            for mode, judge in (("point estimate", None), ("gate rule", gate_judge(cfg, policy))):
+            for mode, how in (modes[m] for m in args.modes):
+                judge = gate_judge(cfg, policy) if how == "gate" else None
                 t_run = time.perf_counter()
                 res = tune(
                     model,
@@ -207,6 +257,7 @@ def main() -> None:
 
 def _markers(args: argparse.Namespace) -> tuple[str, str]:
     name = "search-gate-int8" if args.int8_only else "search-gate"
+    name += "" if args.model == "adult-income" else f"-{args.model}"
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
@@ -216,16 +267,26 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
     which = f"int8 recipes only: {', '.join(INT8_ONLY)}" if args.int8_only else "the default candidates"
     lines = [
         start,
-        f"## Search/gate agreement (adult-income, {which})",
+        f"## Search/gate agreement ({args.model}, {which})",
         "",
-        f"Command: `.venv/bin/python scripts/bench_search_gate.py --seeds {' '.join(map(str, args.seeds))}"
-        + (f" --tolerance {' '.join(map(str, args.tolerance))}" if args.tolerance else "")
+        "Command: `.venv/bin/python scripts/bench_search_gate.py"
+        + ("" if args.model == "adult-income" else f" --model {args.model}")
+        + f" --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --tolerance {' '.join(map(str, args.tolerance))}" if args.tolerance else " --tolerance")
+        + ("" if args.modes == ["point", "gate"] else f" --modes {' '.join(args.modes)}")
         + (" --int8-only" if args.int8_only else "")
         + f"` ({seconds:.0f} s). Host: {_host()}; Python {platform.python_version()}.",
         "",
-        "The demo MLP, trained as `make demo` trains it; per seed, adult.test shuffled with that seed and split "
-        f"into {args.calibration_rows} calibration rows (the search's) and the rest as evaluation rows (the "
-        "gate's). Each search judged its trials either by the point estimate of the accuracy drop against "
+        (
+            "The demo MLP, trained as `make demo` trains it; per seed, adult.test shuffled with that seed and split "
+            f"into {args.calibration_rows} calibration rows (the search's) and the rest as evaluation rows (the "
+            "gate's)."
+            if args.model == "adult-income"
+            else "MiniLM with the head trained as `make demo` trains it; per seed, the snippets it was not trained "
+            f"on shuffled with that seed and split into {args.calibration_rows} calibration rows (the search's) "
+            f"and {args.evaluation_rows} evaluation rows (the gate's)."
+        )
+        + " Each search judged its trials either by the point estimate of the accuracy drop against "
         "the tolerance, or by the gate's own blocking rules on the calibration rows (upper bound of the "
         "paired-bootstrap interval). The gate column judges the chosen candidate by the policy's blocking "
         "rules on predictions, on the evaluation rows.",

@@ -314,14 +314,27 @@ def promote(
 @app.command()
 def monitor(
     model: str = typer.Option(..., "--model", "-m", help="Source model name with a monitoring/<name>.yaml."),
-    window: str | None = typer.Option(None, help="Window of inputs to check (default: the spec's window)."),
+    window: str | None = typer.Option(
+        None,
+        help="A file of inputs to score and check now (default: the spec's window file, "
+        "else the inference log since the last run).",
+    ),
+    log_hours: float | None = typer.Option(
+        None,
+        "--log-hours",
+        min=0.001,
+        help="Check the inference log's last N hours (ignores the spec's window file and the last-run mark).",
+    ),
 ) -> None:
-    """One monitoring run: score, log inferences, Evidently drift, alert on drift."""
+    """One monitoring run on @champion: Evidently drift, production checks, alerts on drift."""
+
+    if window is not None and log_hours is not None:
+        raise typer.BadParameter("give --window (a file) or --log-hours (the inference log), not both")
 
     def body() -> None:
         from quantgate.flows.monitor import monitor_model
 
-        m = monitor_model(model=model, window=window)
+        m = monitor_model(model=model, window=window, log_hours=log_hours)
         console.print(
             f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
             f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "

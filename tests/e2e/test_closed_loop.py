@@ -7,6 +7,9 @@ The monitor deployment, run on demand, finds drift in what was served and emits
 plus a burst of two repeats of the same drift episode), exactly one of which retrains; the new
 source version's ``quantgate.source.registered`` event triggers ``govern-new-source``, which
 registers a new ``-quantized`` version whose card names the drift run.
+
+The alert receiver is down when drift is found: the drift alert waits in the outbox (its first
+attempt failed) and the ``notify-outbox`` deployment delivers it once the receiver is up.
 """
 
 from __future__ import annotations
@@ -107,8 +110,13 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     onboarding.write_text(onboarding.read_text().replace("recipe: auto", "recipe: ort-dynamic-int8"))
     spec = project / "monitoring" / "adult-income.yaml"
     spec.write_text("".join(line for line in spec.read_text().splitlines(True) if not line.startswith("window:")))
+    # the outbox retries quickly here (the default waits 30 s after the first failure)
+    (project / "quantgate.yaml").write_text(
+        "notifications:\n  routes:\n    - url_env: QUANTGATE_ALERT_WEBHOOK\n  backoff_s: 1\n  backoff_max_s: 5\n"
+    )
     home = tmp_path / "home"
-    receiver = LocalReceiver().start()
+    receiver_port = free_port()  # nothing listens there yet: the receiver is down at first
+    receivers: list[LocalReceiver] = []
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "QUANTGATE_"))}
     env |= {
@@ -119,7 +127,7 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "PREFECT_WORKER_PREFETCH_SECONDS": "5",
         "QUANTGATE_HOME": str(home),
         "QUANTGATE_PROJECT_DIR": str(project),
-        "QUANTGATE_ALERT_WEBHOOK": receiver.url,
+        "QUANTGATE_ALERT_WEBHOOK": f"http://127.0.0.1:{receiver_port}/alerts",
         "MLFLOW_LOGGING_LEVEL": "WARNING",
     }
     procs: list[subprocess.Popen[Any]] = []
@@ -132,11 +140,19 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
     start(str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), log="server")
     try:
-        yield {"env": env, "home": home, "project": project, "receiver": receiver, "start": start, "logs": tmp_path}
+        yield {
+            "env": env,
+            "home": home,
+            "project": project,
+            "start_receiver": lambda: receivers.append(LocalReceiver(port=receiver_port).start()) or receivers[0],
+            "start": start,
+            "logs": tmp_path,
+        }
     finally:
         for p in reversed(procs):
             _stop(p)
-        receiver.stop()
+        for r in receivers:
+            r.stop()
 
 
 def _prefect(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -223,6 +239,27 @@ def test_served_drift_retrains_once_and_governs_a_new_candidate(loop_env: dict[s
 
     monitor_run = _wait("a monitoring run that found drift", drift_run, 240, every=2)
     marks["drift"] = time.monotonic()
+    # --- the receiver was down: the drift alert's first attempt failed and it waits in the outbox
+    from quantgate.notify.outbox import Outbox
+
+    box = Outbox(home / "notify" / "outbox.db")
+    waiting = _wait(
+        "the drift alert's failed first attempt",
+        lambda: [e for e in box.entries() if e.kind == "drift" and e.attempts >= 1 and e.status == "pending"],
+        120,
+    )
+    assert waiting[0].last_error and waiting[0].delivered_at is None
+    receiver = loop_env["start_receiver"]()
+    flushed = _prefect(env, project, "deployment", "run", "notify-outbox/notify-outbox")
+    assert flushed.returncode == 0, flushed.stderr
+    delivered = _wait(
+        "the drift alert at the receiver",
+        lambda: [b for b in receiver.received if b.get("kind") == "drift" and b["id"] == waiting[0].alert_id],
+        180,
+        every=2,
+    )
+    assert len(delivered) == 1 and any(e.status == "delivered" for e in box.entries() if e.id == waiting[0].id)
+    marks["alert_delivered"] = time.monotonic()
     # the same drift episode, delivered twice more (a flapping alert): must not retrain again
     burst = subprocess.run(
         [sys.executable, "-c", BURST, monitor_run, "2"], check=False, env=env, capture_output=True, text=True

@@ -140,6 +140,13 @@ def test_window_from_the_inference_log(
     run = client(settings).get_run(out.run_id)
     assert run.data.tags["quantgate.window"] == f"inference log, {len(expected)} rows"
     assert "quantgate.last_monitor_at" in client(settings).get_model_version(name, version).tags
+    # the CLI's --log-hours reads the same log window, whatever the last-run mark says
+    proc = run_cli({**os.environ, "COLUMNS": "250"}, "monitor", "--model", "adult-income", "--log-hours", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cli_run = proc.stdout.split("; run ")[1].split()[0]
+    assert client(settings).get_run(cli_run).data.tags["quantgate.window"] == f"inference log, {len(expected)} rows"
+    both = run_cli(os.environ, "monitor", "--model", "adult-income", "--log-hours", "1", "--window", "x.csv")
+    assert both.returncode == 2 and "not both" in both.stderr
     # with no window file in the spec, the next run starts where this one ended: nothing served since
     from quantgate.monitor import job
 

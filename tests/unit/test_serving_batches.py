@@ -178,6 +178,35 @@ def test_gate_judge_refuses_a_drop_whose_upper_bound_exceeds_the_tolerance() -> 
     assert gate_judge(cfg, warn)(y, base, cand, pd.DataFrame({"x": np.zeros(200)}))[0]
 
 
+def test_gate_judge_corrects_for_the_search_picking_among_its_trials() -> None:
+    """A drop whose 95% upper bound is within the tolerance, but not at the search's Bonferroni
+    level over its trial budget: the gate alone would pass it, the search does not keep it."""
+    import pandas as pd
+
+    from quantgate.policy.schema import parse_policy
+    from quantgate.steps.quantize import gate_judge, search_confidence
+
+    cfg = ModelConfig(name="m", label="y", calibration_data="c", evaluation_data="e")
+    policy = parse_policy("name: p\nbootstrap: {resamples: 200, seed: 0}\nsearch: {budget_trials: 8}\n" + RULES)
+    conf, resamples = search_confidence(policy)
+    assert conf == pytest.approx(1 - 0.05 / 8) and resamples >= 10 / ((1 - conf) / 2)
+    n = 1000
+    y = np.ones(n, int)
+    base = np.tile([0.2, 0.8], (n, 1))
+    base[:100] = [0.8, 0.2]
+    cand = base.copy()
+    cand[100:105] = [0.8, 0.2]  # 5 of 1,000 rows flip to wrong: drop 0.005
+    rows = pd.DataFrame({"x": np.zeros(n)})
+    from quantgate.steps.evaluate import policy_compare
+
+    at_95 = policy_compare(cfg, policy, rows, [])(y, base, cand, np.arange(n)).intervals["accuracy"]
+    assert at_95.high <= 0.01  # the gate's own level passes it
+    ok, why, _ = gate_judge(cfg, policy)(y, base, cand, rows)
+    assert not ok and "Bonferroni over 8 trials" in why and "acc fail" in why
+    one = parse_policy("name: p\nbootstrap: {resamples: 200, seed: 0}\nsearch: {budget_trials: 1}\n" + RULES)
+    assert gate_judge(cfg, one)(y, base, cand, rows)[0]  # one trial: nothing to correct for
+
+
 def test_the_tuner_refuses_a_trial_the_judge_refuses() -> None:
     import pandas as pd
     import torch

@@ -191,6 +191,7 @@ def run_bench(
             ("ort-fp32", OrtFp32Recipe()),
             ("dynamic-int8 (all layers)", DynamicInt8Recipe()),
             ("ort-dynamic-int8", OrtDynamicInt8Recipe()),
+            ("ort-dynamic-int8 + embeddings", OrtDynamicInt8Recipe(quantize_embeddings=True)),
             ("int8-weight-only", Int8WeightOnlyRecipe()),
         ]
         for label, recipe in recipes:

@@ -76,6 +76,22 @@ def quantize_candidate(
 NOT_FROM_PREDICTIONS = frozenset({"speedup", "size_ratio", "max_flip_ratio"})
 
 
+def search_confidence(policy: Policy) -> tuple[float, int]:
+    """The confidence (and bootstrap resamples) at which the search judges a drop's upper bound.
+
+    The search keeps the first (fastest) of up to ``search.budget_trials`` trials that passes on
+    the same calibration rows, so a trial that passes by chance is the one it would keep (on the
+    demo text model: six int8 fallbacks failed on 1,000 rows, the seventh passed at -0.5 point,
+    and the gate then refused it on the evaluation rows). Bonferroni over the trial budget:
+    ``1 - (1 - confidence) / budget_trials``, with resamples enough for at least 10 draws in
+    each tail of that interval."""
+    import math
+
+    conf = 1.0 - (1.0 - policy.bootstrap.confidence) / max(1, policy.search.budget_trials)
+    tail = (1.0 - conf) / 2.0
+    return conf, max(policy.bootstrap.resamples, math.ceil(10.0 / tail))
+
+
 def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, str, dict[str, Any] | None]]:
     """How the search judges a trial the way the gate will: the policy's blocking rules on
     predictions (with the model's overrides), applied by the gate's own code
@@ -83,6 +99,11 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
     policy's bootstrap, so a drop rule is judged on the upper bound of its paired-bootstrap
     interval exactly as on the evaluation rows. Speed, size and flip-audit rules are left to
     the gate (the search has its objective for speed).
+
+    The rules are judged twice and both must pass: at the policy's confidence (as the gate
+    judges; a group rule that blocks only when its interval excludes 0 is strictest there) and
+    at the search's Bonferroni confidence (:func:`search_confidence`; an upper bound is
+    strictest there), since the search picks among several trials on the same rows.
 
     Given the trial's ``candidate`` model, the accuracy rules are also judged at each of the
     policy's served batch sizes (``policy.serving``), scored by the gate's batching code
@@ -98,6 +119,14 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
 
     rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
     judged = policy.model_copy(update={"rules": rules, "overrides": {}})
+    conf, resamples = search_confidence(policy)
+    strict = policy.model_copy(
+        update={"bootstrap": policy.bootstrap.model_copy(update={"confidence": conf, "resamples": resamples})}
+    )
+    levels = (
+        f"{policy.bootstrap.confidence:.0%}",
+        f"{conf:.2%} (Bonferroni over {policy.search.budget_trials} trials)",
+    )
 
     def judge(
         y: Any, base_proba: Any, cand_proba: Any, rows: Any, candidate: WrappedModel | None = None
@@ -105,24 +134,37 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
         if not rules:
             return True, "no blocking rule on predictions", None
         cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
-        compare_at = policy_compare(cfg, policy, rows, cols)
-        cmp = compare_at(y, base_proba, cand_proba, np.arange(len(rows)))
-        verdict = gate_candidate(cfg.name, judged, cmp)
+        compares = [policy_compare(cfg, p, rows, cols) for p in (policy, strict)]
+        pos = np.arange(len(rows))
+        cmps = [compare(y, base_proba, cand_proba, pos) for compare in compares]
+        verdicts = [gate_candidate(cfg.name, judged, cmp) for cmp in cmps]
         served = None
         if candidate is None:
             where = "served batch sizes not judged (no candidate model given)"
-        elif verdict.failed_rules:
+        elif any(v.failed_rules for v in verdicts):
             where = "served batch sizes not scored: it fails already at the search's batching"
         else:
-            served = served_for(policy, candidate, rows, y, base_proba, compare_at)
-            verdict = gate_candidate(cfg.name, judged, cmp, served=served.comparisons)
+            scored: list[tuple[Any, ...]] = []
+
+            def recording(*args: Any) -> Any:  # the served scores, compared again at the strict level below
+                scored.append(args)
+                return compares[0](*args)
+
+            served = served_for(policy, candidate, rows, y, base_proba, recording)
+            by_size = dict(zip(served.comparisons, [compares[1](*a) for a in scored], strict=True))
+            verdicts = [
+                gate_candidate(cfg.name, judged, cmps[0], served=served.comparisons),
+                gate_candidate(cfg.name, judged, cmps[1], served=by_size),
+            ]
             where = "judged at the search's batching and at served batch " + ", ".join(map(str, served.batch_sizes))
+        failing = [(lvl, v) for lvl, v in zip(levels, verdicts, strict=True) if v.failed_rules]
+        lvl, verdict = failing[0] if failing else (levels[1], verdicts[1])
         failed = set(verdict.failed_rules)
         shown = [r for r in verdict.results if r.rule_id in failed] or verdict.results
         text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
         return (
-            not failed,
-            f"gate rules on the search rows ({where}): {text}",
+            not failing,
+            f"gate rules on the search rows at {lvl} confidence ({where}): {text}",
             (served.to_dict() if served is not None else None),
         )
 
@@ -175,6 +217,8 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         "objective": policy.search.objective,
         "tuned_on": "calibration",
         "judged_as": "the gate's blocking rules on predictions (paired-bootstrap bounds) on the calibration rows, "
-        f"at the search's batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides)",
+        f"at the search's batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides), "
+        f"at the policy's confidence and at {search_confidence(policy)[0]:.2%} (Bonferroni over the "
+        f"{policy.search.budget_trials}-trial budget): both must pass",
     }
     return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)
