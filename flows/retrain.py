@@ -22,9 +22,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from quantgate.retrain.events import SOURCE_EVENT
 from quantgate.settings import configure_environment
 
-SOURCE_EVENT = "quantgate.source.registered"
 TAG_DRIFT_RUN = "quantgate.trigger.drift_run"
 TAG_DRIFT_EVENT = "quantgate.trigger.event"
 TAG_RETRAIN_RUN = "quantgate.retrain.flow_run"
@@ -146,22 +146,13 @@ def _alert(
 
 def _emit_registered(model: str, version: str, drift_run: str | None) -> str | None:
     """Emit ``quantgate.source.registered``; returns why it did not go out, or None."""
-    from prefect.events import emit_event
+    from quantgate.retrain.events import emit_source_registered
 
     try:
-        event = emit_event(
-            event=SOURCE_EVENT,
-            resource={
-                "prefect.resource.id": f"quantgate.source.{model}",
-                "quantgate.model": model,
-                "quantgate.version": version,
-                "quantgate.drift_run": drift_run or "",
-            },
-            payload={"model": model, "version": version, "drift_run": drift_run},
-        )
+        emit_source_registered(model, version, drift_run, via="retrain-flow")
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
-    return None if event is not None else "Prefect events are disabled here (no API and no event worker)"
+    return None
 
 
 @flow(name="retrain-model", log_prints=True)

@@ -90,7 +90,7 @@ def stack(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> It
             env=client_env, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
         assert reg.returncode == 0, reg.stdout + reg.stderr
-        assert "model_version_tag.set" in reg.stdout
+        assert "model_version_tag.set" in reg.stdout and "model_version.created" in reg.stdout
         yield {"env": client_env, "url": url, "mlflow": client_env["MLFLOW_TRACKING_URI"], "tmp": tmp}
     finally:
         _stop(receiver_proc)
@@ -103,7 +103,7 @@ def _mlflow(stack: dict[str, Any]) -> Any:
     return MlflowClient(tracking_uri=stack["mlflow"], registry_uri=stack["mlflow"])
 
 
-def _events(resource: str) -> list[Any]:
+def _events(resource: str, name: str = "quantgate.approval.granted") -> list[Any]:
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -113,7 +113,7 @@ def _events(resource: str) -> list[Any]:
         async with get_client() as pc:
             page = await pc.read_events(
                 filter=EventFilter(
-                    event=EventNameFilter(name=["quantgate.approval.granted"]),
+                    event=EventNameFilter(name=[name]),
                     resource=EventResourceFilter(id=[resource]),
                 ),
                 limit=50,  # the server's maximum page
@@ -214,3 +214,38 @@ def test_forged_stale_and_replayed_deliveries_refused(stack: dict[str, Any]) -> 
 
     assert len(MlflowLedger(cl).entries(MODEL)) == before  # nothing refused was recorded as a review
     assert not _events(f"mlflow.model-version.{MODEL}.2") and not _events(f"mlflow.model-version.{MODEL}.3")
+
+
+def test_new_source_version_becomes_a_source_registered_event(stack: dict[str, Any]) -> None:
+    """A version of an onboarded source model created in the MLflow server (however it was
+    registered) is reported by the webhook and becomes quantgate.source.registered, with the id the
+    retrain flow would give the same version; other models' versions emit nothing."""
+    from quantgate.retrain.events import SOURCE_EVENT, source_event_id
+
+    cl = _mlflow(stack)
+    run = cl.create_run(cl.create_experiment("sources-test"))
+    source = "adult-income"  # onboarded: registry/models/adult-income.yaml in the project
+    other = "not-onboarded-" + uuid.uuid4().hex[:6]
+    for name in (source, other):
+        cl.create_registered_model(name)
+    v = cl.create_model_version(source, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+    cl.create_model_version(other, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+    deadline, events = time.time() + 90, []
+    while time.time() < deadline and not events:
+        time.sleep(1)
+        events = _events(f"quantgate.source.{source}", SOURCE_EVENT)
+    log = (stack["tmp"] / "receiver.log").read_text()
+    assert events, f"no {SOURCE_EVENT} event for {source}; receiver log:\n{log[-2000:]}"
+    [ev] = events
+    assert ev.payload["version"] == str(v) and ev.payload["via"] == "mlflow-webhook"
+    assert ev.resource["quantgate.model"] == source and ev.resource["quantgate.version"] == str(v)
+    assert ev.id == source_event_id(source, str(v))  # the retrain flow's report of it is the same event
+    # the receiver's answer for the other kinds of model (a signed delivery like MLflow's)
+    for name in (other, "adult-income-quantized"):
+        body = json.dumps(
+            {"entity": "model_version", "action": "created", "data": {"name": name, "version": "1", "tags": {}}}
+        ).encode()
+        r = httpx.post(stack["url"], content=body, headers=_signed(body), timeout=30)
+        assert r.status_code == 200 and "not an onboarded source model" in r.json()["detail"], r.text
+    assert not _events(f"quantgate.source.{other}", SOURCE_EVENT)

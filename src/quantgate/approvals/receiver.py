@@ -1,5 +1,6 @@
 """The receiver of MLflow model-registry webhooks: an approval in the MLflow UI becomes a Prefect
-event that triggers the ``promote`` deployment.
+event that triggers the ``promote`` deployment, and a new version of an onboarded source model
+becomes ``quantgate.source.registered``, which triggers the ``govern-new-source`` deployment.
 
 MLflow (3.17, server mode only) POSTs ``{"entity", "action", "timestamp", "data"}`` with headers
 ``X-MLflow-Delivery-Id``, ``X-MLflow-Timestamp`` (unix seconds) and ``X-MLflow-Signature``:
@@ -17,7 +18,13 @@ A ``model_version_tag.set`` of ``quantgate.approval`` = ``approved`` / ``rejecte
 the ledger; ``approved`` also emits the Prefect event ``quantgate.approval.granted`` on resource
 ``mlflow.model-version.<name>.<version>`` (payload ``name``, ``version``). If recording or emitting
 fails the delivery id is released and the answer is 5xx, so MLflow's retry is not taken for a
-replay. Other events and tags are acknowledged and ignored.
+replay.
+
+A ``model_version.created`` of an onboarded source model (``registry/models/<name>.yaml`` or
+``quantgate.*`` tags on the version; never a ``-quantized`` name) emits
+``quantgate.source.registered`` (:mod:`quantgate.retrain.events`: the event id is derived from
+name and version, so the retrain flow's own report of a version it registered is the same event).
+Other events and tags are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -168,6 +175,8 @@ def handle(cfg: ReceiverConfig, deliveries: DeliveryLog, headers: dict[str, str]
         entity, action, data = message.get("entity"), message.get("action"), message.get("data") or {}
     except (ValueError, AttributeError):
         return Outcome(400, "body is not an MLflow webhook JSON object")
+    if (entity, action) == ("model_version", "created"):
+        return _source_created(deliveries, delivery_id, data)
     if (entity, action) != ("model_version_tag", "set") or data.get("key") != c.TAG_APPROVAL:
         return Outcome(200, f"ignored {entity}.{action}")
     decision, name, version = str(data.get("value")), str(data.get("name")), str(data.get("version"))
@@ -183,6 +192,35 @@ def handle(cfg: ReceiverConfig, deliveries: DeliveryLog, headers: dict[str, str]
         log.error("delivery %s (%s/%s %s) failed: %s", delivery_id, name, version, decision, exc)
         return Outcome(503, f"could not record or emit: {type(exc).__name__}: {exc}")
     detail = f"{name}/{version} {decision}" + (f": emitted {APPROVAL_EVENT} {event_id}" if event_id else "")
+    log.info(detail)
+    return Outcome(200, detail, event_id)
+
+
+def onboarded_source(name: str, tags: dict[str, str] | None = None) -> bool:
+    """Is ``name`` a source model quantgate governs (not one of its own ``-quantized`` models)?"""
+    from quantgate.onboarding import onboarding_file
+
+    if not name or name.endswith(c.SUFFIX):
+        return False
+    return onboarding_file(name).exists() or any(k.startswith("quantgate.") for k in (tags or {}))
+
+
+def _source_created(deliveries: DeliveryLog, delivery_id: str, data: dict[str, object]) -> Outcome:
+    from quantgate.retrain.events import SOURCE_EVENT, emit_source_registered
+
+    name, version = str(data.get("name") or ""), str(data.get("version") or "")
+    raw = data.get("tags")
+    tags = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    if not onboarded_source(name, tags):
+        return Outcome(200, f"ignored model_version.created of {name or '?'} (not an onboarded source model)")
+    drift_run = tags.get("quantgate.trigger.drift_run")
+    try:
+        event_id = emit_source_registered(name, version, drift_run, via="mlflow-webhook")
+    except Exception as exc:
+        deliveries.release(delivery_id)
+        log.error("delivery %s (%s/%s created) failed: %s", delivery_id, name, version, exc)
+        return Outcome(503, f"could not emit {SOURCE_EVENT}: {type(exc).__name__}: {exc}")
+    detail = f"{name}/{version} created: emitted {SOURCE_EVENT} {event_id}"
     log.info(detail)
     return Outcome(200, detail, event_id)
 
@@ -210,7 +248,8 @@ def create_app(cfg: ReceiverConfig) -> Starlette:
 def register_webhook(
     url: str, secret: str, *, name: str = "quantgate-approvals", settings: Settings | None = None
 ) -> Webhook:
-    """Create (or point at ``url`` again) the MLflow webhook on ``model_version_tag.set``."""
+    """Create (or point at ``url`` again) the MLflow webhook on ``model_version_tag.set`` (approvals)
+    and ``model_version.created`` (new source versions to govern)."""
     from quantgate.registry.mlflow_registry import client
 
     s = settings or get_settings()
@@ -220,7 +259,7 @@ def register_webhook(
             "set MLFLOW_TRACKING_URI=http://HOST:PORT of the quantgate server",
         )
     cl = client(s)
-    events = ["model_version_tag.set"]
+    events = ["model_version_tag.set", "model_version.created"]
     for hook in cl.list_webhooks():
         if hook.name == name:
             return cl.update_webhook(hook.webhook_id, url=url, events=events, secret=secret, status="ACTIVE")
