@@ -252,9 +252,9 @@ def tune(
 
     ``tolerance_*`` are maximum accuracy drops (fp32 minus candidate, as fractions: 0.005 is
     half a point); ``max_flip_rate`` optionally bounds the share of predictions that change.
-    Trials that fail on accuracy trigger the fallback: the most sensitive
-    Linear layers (see :func:`layer_sensitivity`) are excluded, 1, 2, 3, 4, 6, 9, ... at a
-    time, until the recipe passes or the budget runs out.
+    Every candidate is tried once first; then each that failed on accuracy, in order, gets its
+    fallback: the most sensitive Linear layers (see :func:`layer_sensitivity`) are excluded, 1,
+    2, 3, 4, 6, 9, ... at a time, until the recipe passes or the budget runs out.
 
     ``min_speedup`` (the policy's speed objective, e.g. its minimum-speedup rule): a lossless
     recipe (``ort-fp32``, tried first) that passes and reaches it ends the search, since no
@@ -300,6 +300,7 @@ def tune(
         kinds = COMPUTE_KINDS if objective == "latency" else (*COMPUTE_KINDS, "Embedding")
         result.heaviest_kind = heaviest_kind(baseline.module, kinds)
     passing: list[tuple[Recipe, QuantizationResult, Trial]] = []
+    failed: list[Recipe] = []
     sensitivity: dict[str, float] | None = None
 
     def out_of_budget() -> bool:
@@ -400,8 +401,13 @@ def tune(
                     )
                     return result
                 continue
-            if res is None:  # unsupported: nothing to fall back from
-                continue
+            if res is not None:  # failed on accuracy: a fallback may pass (an unsupported recipe has none)
+                failed.append(recipe)
+        # every recipe once before any fallback: one recipe's ladder of fallbacks must not use up
+        # the budget before a later recipe (bf16 on a host with bf16 kernels, say) is tried at all
+        for recipe in failed:
+            if out_of_budget():
+                break
             if sensitivity is None:
                 progress.update(task, description="per-layer sensitivity")
                 sensitivity = layer_sensitivity(baseline, sens_df)
