@@ -142,7 +142,7 @@ def _gate(cfg: Any, policy: Any, baseline: Any, candidate: Any, rows: pd.DataFra
 
     y = class_index(rows[cfg.label], baseline.classes, what="labels")
     # the candidate model too: the accuracy rules are judged at the policy's served batch sizes as well
-    ok, why, _ = gate_judge(cfg, policy)(
+    ok, why, _ = gate_judge(cfg, policy, correct_for_search=False)(
         y, baseline.predict_proba(rows), candidate.predict_proba(rows), rows, candidate
     )
     return ok, why.replace("on the search rows", "on the evaluation rows")

@@ -203,6 +203,8 @@ def test_gate_judge_corrects_for_the_search_picking_among_its_trials() -> None:
     assert at_95.high <= 0.01  # the gate's own level passes it
     ok, why, _ = gate_judge(cfg, policy)(y, base, cand, rows)
     assert not ok and "Bonferroni over 8 trials" in why and "acc fail" in why
+    ok, why, _ = gate_judge(cfg, policy, correct_for_search=False)(y, base, cand, rows)  # the gate's own level
+    assert ok and "at 95% confidence" in why and "Bonferroni" not in why
     one = parse_policy("name: p\nbootstrap: {resamples: 200, seed: 0}\nsearch: {budget_trials: 1}\n" + RULES)
     assert gate_judge(cfg, one)(y, base, cand, rows)[0]  # one trial: nothing to correct for
 

@@ -92,7 +92,9 @@ def search_confidence(policy: Policy) -> tuple[float, int]:
     return conf, max(policy.bootstrap.resamples, math.ceil(10.0 / tail))
 
 
-def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, str, dict[str, Any] | None]]:
+def gate_judge(
+    cfg: ModelConfig, policy: Policy, *, correct_for_search: bool = True
+) -> Callable[..., tuple[bool, str, dict[str, Any] | None]]:
     """How the search judges a trial the way the gate will: the policy's blocking rules on
     predictions (with the model's overrides), applied by the gate's own code
     (:func:`quantgate.policy.gate_candidate`) to a comparison of the search rows with the
@@ -104,6 +106,8 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
     judges; a group rule that blocks only when its interval excludes 0 is strictest there) and
     at the search's Bonferroni confidence (:func:`search_confidence`; an upper bound is
     strictest there), since the search picks among several trials on the same rows.
+    ``correct_for_search=False`` judges at the policy's confidence only: the gate's own decision
+    on rows no search chose from (``scripts/bench_search_gate.py`` scores its evaluation rows so).
 
     Given the trial's ``candidate`` model, the accuracy rules are also judged at each of the
     policy's served batch sizes (``policy.serving``), scored by the gate's batching code
@@ -134,7 +138,7 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
         if not rules:
             return True, "no blocking rule on predictions", None
         cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
-        compares = [policy_compare(cfg, p, rows, cols) for p in (policy, strict)]
+        compares = [policy_compare(cfg, p, rows, cols) for p in ((policy, strict) if correct_for_search else (policy,))]
         pos = np.arange(len(rows))
         cmps = [compare(y, base_proba, cand_proba, pos) for compare in compares]
         verdicts = [gate_candidate(cfg.name, judged, cmp) for cmp in cmps]
@@ -151,14 +155,13 @@ def gate_judge(cfg: ModelConfig, policy: Policy) -> Callable[..., tuple[bool, st
                 return compares[0](*args)
 
             served = served_for(policy, candidate, rows, y, base_proba, recording)
-            by_size = dict(zip(served.comparisons, [compares[1](*a) for a in scored], strict=True))
-            verdicts = [
-                gate_candidate(cfg.name, judged, cmps[0], served=served.comparisons),
-                gate_candidate(cfg.name, judged, cmps[1], served=by_size),
-            ]
+            verdicts = [gate_candidate(cfg.name, judged, cmps[0], served=served.comparisons)]
+            if correct_for_search:
+                by_size = dict(zip(served.comparisons, [compares[1](*a) for a in scored], strict=True))
+                verdicts.append(gate_candidate(cfg.name, judged, cmps[1], served=by_size))
             where = "judged at the search's batching and at served batch " + ", ".join(map(str, served.batch_sizes))
-        failing = [(lvl, v) for lvl, v in zip(levels, verdicts, strict=True) if v.failed_rules]
-        lvl, verdict = failing[0] if failing else (levels[1], verdicts[1])
+        failing = [(lvl, v) for lvl, v in zip(levels[: len(verdicts)], verdicts, strict=True) if v.failed_rules]
+        lvl, verdict = failing[0] if failing else (levels[len(verdicts) - 1], verdicts[-1])
         failed = set(verdict.failed_rules)
         shown = [r for r in verdict.results if r.rule_id in failed] or verdict.results
         text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
