@@ -82,6 +82,27 @@ def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> N
         _served_window("m-quantized", "3", since_last_run, None, settings)
 
 
+def test_the_monitoring_spec_names_the_log(pg_log: str, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``inference_log:`` in monitoring/<name>.yaml (``${VARS}`` expanded) wins over the environment:
+    the monitor reads where that model's server was told to log."""
+    from quantgate.monitor.job import MonitorSpec, _served_window, spec_log_target
+
+    now = datetime.now(UTC)
+    frame = pd.DataFrame({"age": [41]})
+    _log([InferenceRecord("spec-0", "s-quantized", "1", now - timedelta(minutes=1), 1.0, frame, frame)])
+    monkeypatch.setenv("QG_TEST_LOG_URL", pg_log)
+    monkeypatch.setenv(LOG_ENV, "postgresql://postgres@127.0.0.1:1/not-this-one")
+    spec = MonitorSpec(model="s", reference="r.parquet", inference_log="${QG_TEST_LOG_URL}")
+    target = spec_log_target(spec, settings)
+    assert target == pg_log
+    window, _ = _served_window("s-quantized", "1", None, 1.0, settings, target)
+    assert window["request_id"].tolist() == ["spec-0"]
+    # a directory is resolved like the spec's other paths
+    d = MonitorSpec(model="s", reference="r", inference_log="${QUANTGATE_HOME}/served")
+    assert spec_log_target(d, settings) == settings.home_abs / "served"
+    assert spec_log_target(MonitorSpec(model="s", reference="r"), settings) is None
+
+
 def test_unreadable_database_is_an_error_naming_it(pg_log: str, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never an empty window (which would read as "no drift"): the DSN and the cause, password hidden."""
     from quantgate.monitor.job import _served_window

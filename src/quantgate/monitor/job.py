@@ -43,6 +43,10 @@ class MonitorSpec(BaseModel):
     window: str | None = None
     #: inference-log window when there was no earlier run: the last N hours
     log_hours: float = Field(default=24.0, gt=0)
+    #: where this model's server logs (``quantgate serve --inference-log``): a directory or a
+    #: ``postgresql://`` URL, ``${VARS}`` expanded; default QUANTGATE_INFERENCE_LOG, else
+    #: ``$QUANTGATE_HOME/inference``
+    inference_log: str | None = None
     columns: list[str] | None = None
     drift_share: float = Field(default=0.3, gt=0, le=1)
     #: logged rows re-scored with the fp32 source per run (production disagreement)
@@ -133,14 +137,33 @@ def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
         ) from None
 
 
+def spec_log_target(spec: MonitorSpec, settings: Settings) -> str | Path | None:
+    """The spec's ``inference_log`` (a ``postgresql://`` URL as written, ``${VARS}`` expanded; a
+    directory resolved like the spec's other paths), or None for the default."""
+    import os
+
+    from quantgate.pg import is_pg_url
+
+    if spec.inference_log is None:
+        return None
+    text = os.path.expandvars(spec.inference_log.replace("${QUANTGATE_HOME}", str(settings.home_abs)))
+    return text if is_pg_url(text) else settings.path(text)
+
+
 def _served_window(
-    qname: str, version: str, last_run_at: str | None, hours: float | None, settings: Settings
+    qname: str,
+    version: str,
+    last_run_at: str | None,
+    hours: float | None,
+    settings: Settings,
+    target: str | Path | None = None,
 ) -> tuple[pd.DataFrame, datetime]:
     """What the served model saw: the inference log since the last run (or the last ``hours``).
 
-    The log is where ``quantgate serve`` writes by default (:func:`~quantgate.monitor.inference_log.log_target`):
-    ``QUANTGATE_INFERENCE_LOG`` (a ``postgresql://`` URL or a directory), else ``$QUANTGATE_HOME/inference``.
-    A database that cannot be read raises (ConfigError); an empty window raises (DataError).
+    The log is ``target`` (the spec's ``inference_log``), else where ``quantgate serve`` writes by
+    default (:func:`~quantgate.monitor.inference_log.log_target`): ``QUANTGATE_INFERENCE_LOG`` (a
+    ``postgresql://`` URL or a directory), else ``$QUANTGATE_HOME/inference``. A database that
+    cannot be read raises (ConfigError); an empty window raises (DataError).
     """
     from quantgate.monitor.inference_log import read_served
 
@@ -149,7 +172,7 @@ def _served_window(
         since = now - timedelta(hours=hours or 24.0)
     else:
         since = datetime.fromisoformat(last_run_at)
-    logged, where = read_served(qname, since=since, until=now, settings=settings)
+    logged, where = read_served(qname, since=since, until=now, target=target, settings=settings)
     logged = logged[logged["version"] == version] if len(logged) else logged
     if logged.empty:
         raise DataError(
@@ -217,7 +240,7 @@ def run_monitor(
     else:
         last = (mv.tags or {}).get(TAG_LAST_MONITOR_AT)
         hours = log_hours if log_hours is not None else (None if last else spec.log_hours)
-        current, window_end = _served_window(qname, str(mv.version), last, hours, s)
+        current, window_end = _served_window(qname, str(mv.version), last, hours, s, spec_log_target(spec, s))
         preds = current[[col for col in ("label", "score", "probability") if col in current.columns]]
         source = f"inference log, {len(current)} rows"
     cols = spec.columns or [col for col in wrapped.input_columns if col in reference.columns]
