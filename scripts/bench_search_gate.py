@@ -288,8 +288,10 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: flo
         )
         + " Each search judged its trials either by the point estimate of the accuracy drop against "
         "the tolerance, or by the gate's own blocking rules on the calibration rows (upper bound of the "
-        "paired-bootstrap interval). The gate column judges the chosen candidate by the policy's blocking "
-        "rules on predictions, on the evaluation rows.",
+        "paired-bootstrap interval), at the policy's confidence and at a Bonferroni-corrected one over the "
+        "search's trial budget, both required (as `quantgate` searches). The gate column judges the chosen "
+        "candidate by the policy's blocking rules on predictions, at the policy's confidence, on the "
+        "evaluation rows.",
         "",
         "| accuracy-drop threshold | search judged on | seeds | gate accepted the choice | choices |",
         "|---|---|---|---|---|",
