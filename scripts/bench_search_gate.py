@@ -199,7 +199,7 @@ def main() -> None:
         model, test = _cached_model(args.train_rows, args.model_cache)
         args.calibration_rows = args.calibration_rows or DemoSize().adult_calibration
     print(f"trained the demo {args.model} model in {time.perf_counter() - t0:.0f} s", flush=True)
-    modes = {"point": ("point estimate", None), "gate": ("gate rule", "gate")}
+    modes = {"point": "point estimate", "gate": "gate rule"}
     rows: list[dict[str, Any]] = []
     for thr in [None, *args.tolerance]:
         policy, thr_label = _with_threshold(shipped, cfg.name, thr)
@@ -210,8 +210,8 @@ def main() -> None:
             calib = shuffled.iloc[:n_cal]
             evaluation = shuffled.iloc[n_cal : n_cal + args.evaluation_rows if args.evaluation_rows else None]
             batches = model.batches(calib, 32)[:8]
-            for mode, how in (modes[m] for m in args.modes):
-                judge = gate_judge(cfg, policy) if how == "gate" else None
+            for m in args.modes:
+                mode, judge = modes[m], (gate_judge(cfg, policy) if m == "gate" else None)
                 t_run = time.perf_counter()
                 res = tune(
                     model,

@@ -78,11 +78,14 @@ class Settings(BaseSettings):
     def embedded_mlflow(self) -> bool:
         return self.mlflow_tracking_uri is None or self.mlflow_tracking_uri.startswith("sqlite:")
 
+    def expand(self, text: str) -> str:
+        """A config value with ``${QUANTGATE_HOME}`` as this home (absolute) and other ``${VARS}``
+        from the environment."""
+        return os.path.expandvars(text.replace("${QUANTGATE_HOME}", str(self.home_abs)))
+
     def path(self, rel: str | Path) -> Path:
-        """Resolve a path from a config file: ``${QUANTGATE_HOME}`` is this home (absolute),
-        other ``${VARS}`` come from the environment, relative paths are from the project dir."""
-        text = str(rel).replace("${QUANTGATE_HOME}", str(self.home_abs))
-        p = Path(os.path.expandvars(text)).expanduser()
+        """Resolve a path from a config file (:meth:`expand`); relative paths are from the project dir."""
+        p = Path(self.expand(str(rel))).expanduser()
         return p if p.is_absolute() else (self.project_dir / p).resolve()
 
 

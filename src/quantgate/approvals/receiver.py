@@ -188,12 +188,18 @@ def handle(cfg: ReceiverConfig, deliveries: DeliveryLog, headers: dict[str, str]
         record_review(name, version, decision, actor="unknown (webhook payload carries no user)")
         event_id = emit_approval(name, version, delivery_id) if decision == "approved" else None
     except Exception as exc:
-        deliveries.release(delivery_id)  # MLflow retries with the same id; let it through
-        log.error("delivery %s (%s/%s %s) failed: %s", delivery_id, name, version, decision, exc)
-        return Outcome(503, f"could not record or emit: {type(exc).__name__}: {exc}")
+        return _not_done(deliveries, delivery_id, f"{name}/{version} {decision}", "record or emit", exc)
     detail = f"{name}/{version} {decision}" + (f": emitted {APPROVAL_EVENT} {event_id}" if event_id else "")
     log.info(detail)
     return Outcome(200, detail, event_id)
+
+
+def _not_done(deliveries: DeliveryLog, delivery_id: str, what: str, action: str, exc: Exception) -> Outcome:
+    """A delivery that could not be acted on: its id is released (MLflow retries with the same id;
+    let it through) and the answer is 503."""
+    deliveries.release(delivery_id)
+    log.error("delivery %s (%s) failed: %s", delivery_id, what, exc)
+    return Outcome(503, f"could not {action}: {type(exc).__name__}: {exc}")
 
 
 def onboarded_source(name: str, tags: dict[str, str] | None = None) -> bool:
@@ -217,9 +223,7 @@ def _source_created(deliveries: DeliveryLog, delivery_id: str, data: dict[str, o
     try:
         event_id = emit_source_registered(name, version, drift_run, via="mlflow-webhook")
     except Exception as exc:
-        deliveries.release(delivery_id)
-        log.error("delivery %s (%s/%s created) failed: %s", delivery_id, name, version, exc)
-        return Outcome(503, f"could not emit {SOURCE_EVENT}: {type(exc).__name__}: {exc}")
+        return _not_done(deliveries, delivery_id, f"{name}/{version} created", f"emit {SOURCE_EVENT}", exc)
     detail = f"{name}/{version} created: emitted {SOURCE_EVENT} {event_id}"
     log.info(detail)
     return Outcome(200, detail, event_id)

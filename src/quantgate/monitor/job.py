@@ -140,13 +140,11 @@ def _deployed_version(cl: Any, name: str, alias: str) -> tuple[Any, str]:
 def spec_log_target(spec: MonitorSpec, settings: Settings) -> str | Path | None:
     """The spec's ``inference_log`` (a ``postgresql://`` URL as written, ``${VARS}`` expanded; a
     directory resolved like the spec's other paths), or None for the default."""
-    import os
-
     from quantgate.pg import is_pg_url
 
     if spec.inference_log is None:
         return None
-    text = os.path.expandvars(spec.inference_log.replace("${QUANTGATE_HOME}", str(settings.home_abs)))
+    text = settings.expand(spec.inference_log)
     return text if is_pg_url(text) else settings.path(text)
 
 

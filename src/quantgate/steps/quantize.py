@@ -123,14 +123,16 @@ def gate_judge(
 
     rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
     judged = policy.model_copy(update={"rules": rules, "overrides": {}})
-    conf, resamples = search_confidence(policy)
-    strict = policy.model_copy(
-        update={"bootstrap": policy.bootstrap.model_copy(update={"confidence": conf, "resamples": resamples})}
-    )
-    levels = (
-        f"{policy.bootstrap.confidence:.0%}",
-        f"{conf:.2%} (Bonferroni over {policy.search.budget_trials} trials)",
-    )
+    levels = [(f"{policy.bootstrap.confidence:.0%}", policy)]  # (label, the policy judged at that confidence)
+    if correct_for_search:
+        conf, resamples = search_confidence(policy)
+        strict = policy.bootstrap.model_copy(update={"confidence": conf, "resamples": resamples})
+        levels.append(
+            (
+                f"{conf:.2%} (Bonferroni over {policy.search.budget_trials} trials)",
+                policy.model_copy(update={"bootstrap": strict}),
+            )
+        )
 
     def judge(
         y: Any, base_proba: Any, cand_proba: Any, rows: Any, candidate: WrappedModel | None = None
@@ -138,7 +140,7 @@ def gate_judge(
         if not rules:
             return True, "no blocking rule on predictions", None
         cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
-        compares = [policy_compare(cfg, p, rows, cols) for p in ((policy, strict) if correct_for_search else (policy,))]
+        compares = [policy_compare(cfg, p, rows, cols) for _, p in levels]
         pos = np.arange(len(rows))
         cmps = [compare(y, base_proba, cand_proba, pos) for compare in compares]
         verdicts = [gate_candidate(cfg.name, judged, cmp) for cmp in cmps]
@@ -150,18 +152,21 @@ def gate_judge(
         else:
             scored: list[tuple[Any, ...]] = []
 
-            def recording(*args: Any) -> Any:  # the served scores, compared again at the strict level below
+            def recording(*args: Any) -> Any:  # the served scores, compared again at the other levels below
                 scored.append(args)
                 return compares[0](*args)
 
             served = served_for(policy, candidate, rows, y, base_proba, recording)
-            verdicts = [gate_candidate(cfg.name, judged, cmps[0], served=served.comparisons)]
-            if correct_for_search:
-                by_size = dict(zip(served.comparisons, [compares[1](*a) for a in scored], strict=True))
-                verdicts.append(gate_candidate(cfg.name, judged, cmps[1], served=by_size))
+            per_level = [served.comparisons] + [
+                dict(zip(served.comparisons, [compare(*a) for a in scored], strict=True)) for compare in compares[1:]
+            ]
+            verdicts = [
+                gate_candidate(cfg.name, judged, cmp, served=by_size)
+                for cmp, by_size in zip(cmps, per_level, strict=True)
+            ]
             where = "judged at the search's batching and at served batch " + ", ".join(map(str, served.batch_sizes))
-        failing = [(lvl, v) for lvl, v in zip(levels[: len(verdicts)], verdicts, strict=True) if v.failed_rules]
-        lvl, verdict = failing[0] if failing else (levels[len(verdicts) - 1], verdicts[-1])
+        failing = [(lvl, v) for (lvl, _), v in zip(levels, verdicts, strict=True) if v.failed_rules]
+        lvl, verdict = failing[0] if failing else (levels[-1][0], verdicts[-1])
         failed = set(verdict.failed_rules)
         shown = [r for r in verdict.results if r.rule_id in failed] or verdict.results
         text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
