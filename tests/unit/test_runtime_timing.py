@@ -4,12 +4,13 @@ least its length), so a loaded host cannot make it flaky."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import torch
 from torch import nn
 
-from quantgate.evaluate.runtime import SAMPLE_SECONDS, forward_latency, paired_times
+from quantgate.evaluate.runtime import SAMPLE_SECONDS, forward_latency, paired_times, settle
 
 
 class Counted(nn.Module):
@@ -33,18 +34,71 @@ def test_paired_times_warms_up_sizes_samples_and_interleaves() -> None:
     times = paired_times({"slow": slow, "fast": fast}, (torch.zeros(1),), min_rounds=6, min_seconds=0.0, warmup=3)
     n = len(times["slow"])
     assert n == len(times["fast"]) == 6
-    assert slow.calls == 3 + n  # warm-up, then one call per sample (it lasts longer than SAMPLE_SECONDS)
-    k, rest = divmod(fast.calls - 3, n)
+    # warm-up: 2 calls, then the sizing sample (an untimed call and a timed one); each sample after
+    # that is an untimed call and the timed ones: one for slow (longer than SAMPLE_SECONDS), k for fast
+    assert slow.calls == 4 + 2 * n
+    k, rest = divmod(fast.calls - 4 - n, n)
     assert k > 1 and rest == 0  # a sub-millisecond module is timed over k calls per sample
     assert min(times["slow"]) >= 2 * SAMPLE_SECONDS * 1000  # milliseconds per call
-    rounds = log[6:]  # after both warm-ups: even rounds slow first, odd rounds reversed
-    assert len(rounds) == n * (1 + k)
-    assert rounds[:: 1 + k] == ["slow", "fast", "slow", "fast", "slow", "fast"]  # what each round starts with
-    assert rounds[1 : 1 + k] == ["fast"] * k and rounds[1 + k + k] == "slow"
+    rounds = log[8:]  # after both warm-ups: even rounds slow first, odd rounds reversed
+    width = 2 + 1 + k
+    assert len(rounds) == n * width
+    assert rounds[::width] == ["slow", "fast", "slow", "fast", "slow", "fast"]  # what each round starts with
+    assert rounds[2:width] == ["fast"] * (1 + k) and rounds[width + 1 + k] == "slow"
 
 
 def test_forward_latency_summarises_the_same_loop() -> None:
     m = Counted("m", SAMPLE_SECONDS, [])
     out = forward_latency({"m": m}, (torch.zeros(1),), rounds=2, repeats=2, warmup=1, min_seconds=0.0)["m"]
-    assert out["n"] == 4 and m.calls == 1 + 4
+    assert out["n"] == 4 and m.calls == 2 + 2 * 4  # sizing sample, then 4 samples
     assert out["p95_ms"] >= out["p50_ms"] >= SAMPLE_SECONDS * 1000
+
+
+class Spinner(nn.Module):
+    """Returns at once but leaves a thread busy for ``spin`` seconds, as ONNX Runtime's and
+    OpenMP's worker threads spin after a call."""
+
+    def __init__(self, spin: float) -> None:
+        super().__init__()
+        self.spin = spin
+        self.busy = threading.Event()
+
+    def _loop(self) -> None:
+        end = time.perf_counter() + self.spin
+        while time.perf_counter() < end:
+            pass
+        self.busy.clear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.busy.set()
+        threading.Thread(target=self._loop, daemon=True).start()
+        return x
+
+
+class Probe(nn.Module):
+    """Records, at each call, whether the spinner's thread was still busy."""
+
+    def __init__(self, spinner: Spinner) -> None:
+        super().__init__()
+        self.spinner, self.seen = spinner, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(self.spinner.busy.is_set())
+        time.sleep(2 * SAMPLE_SECONDS)
+        return x
+
+
+def test_settle_waits_for_spinning_threads() -> None:
+    spinner = Spinner(0.05)
+    spinner(torch.zeros(1))
+    assert spinner.busy.is_set()
+    waited = settle()
+    assert not spinner.busy.is_set() and waited >= 0.01
+
+
+def test_no_sample_starts_while_the_previous_module_spins() -> None:
+    spinner = Spinner(0.03)
+    probe = Probe(spinner)
+    times = paired_times({"spin": spinner, "probe": probe}, (torch.zeros(1),), min_rounds=4, min_seconds=0.0)
+    assert len(times["probe"]) == 4 and len(probe.seen) == 2 * (1 + 4)  # sizing sample, then 4: two calls each
+    assert not any(probe.seen)

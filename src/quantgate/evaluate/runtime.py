@@ -7,6 +7,15 @@ shared host hits all of them alike, and the p50 of the per-call times is the fig
 whose call is shorter than a millisecond is timed over several calls per sample, and the loop
 runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
 
+Before each sample the process is let go idle (:func:`settle`): after a call, ONNX Runtime's
+worker threads spin for tens of milliseconds and torch's OpenMP threads for a few, so the module
+timed next would share the 2 cores with the previous one's spinning threads. One untimed call
+then wakes the module's own threads, so a sample measures back-to-back calls, not a cold start
+(without it, the adult-income MLP's 0.08 ms call measured 6 ms). Measured on a
+2-core AMD EPYC with MiniLM at batch 32, alternating without it inflated torch eager from
+339 ms alone to 488 ms (and ORT fp32 from 238 to 282 ms), which overstated every speedup vs
+eager.
+
 A speed *ratio* is only as good as its spread: :func:`speed_ratio` (pure) takes the per-round
 times of two modules and says whether the ratio was measured reliably. A ratio whose per-round
 values spread too much (IQR / median above :data:`MAX_RATIO_SPREAD`: the host's load changed
@@ -42,6 +51,12 @@ MIN_ROUNDS = 5
 MIN_TIMER_TICKS = 100
 #: a sample of a fast module lasts at least this long (several calls timed together)
 SAMPLE_SECONDS = 1e-3
+#: :func:`settle` polls the process's CPU time in steps this long ...
+SETTLE_STEP_SECONDS = 0.01
+#: ... until a step uses less than this share of one core ...
+SETTLE_IDLE_SHARE = 0.1
+#: ... or this long has passed
+SETTLE_MAX_SECONDS = 0.3
 
 
 def artifact_size(path: Path) -> int:
@@ -121,6 +136,31 @@ def _seconds_per_call(module: nn.Module, batch: tuple[torch.Tensor, ...], calls:
     return (time.perf_counter() - t) / calls
 
 
+def _sample(module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1) -> float:
+    """One sample: wait for the process to go idle (:func:`settle`), one untimed call (the
+    module's own threads wake up, as they are between a server's back-to-back calls), then
+    :func:`_seconds_per_call`."""
+    settle()
+    module(*batch)
+    return _seconds_per_call(module, batch, calls)
+
+
+def settle(max_seconds: float = SETTLE_MAX_SECONDS) -> float:
+    """Sleep until this process's threads are idle: a :data:`SETTLE_STEP_SECONDS` step in which
+    the process used under :data:`SETTLE_IDLE_SHARE` of one core's CPU time (runtime worker
+    threads that spin after a call have parked). Returns the seconds waited; stops at
+    ``max_seconds`` whatever the threads do."""
+    start = time.perf_counter()
+    while True:
+        cpu = time.process_time()
+        time.sleep(SETTLE_STEP_SECONDS)
+        if time.process_time() - cpu < SETTLE_IDLE_SHARE * SETTLE_STEP_SECONDS:
+            break
+        if time.perf_counter() - start >= max_seconds:
+            break
+    return time.perf_counter() - start
+
+
 @torch.inference_mode()
 def paired_times(
     modules: Mapping[str, nn.Module],
@@ -135,27 +175,30 @@ def paired_times(
 
     Each round runs every module once (several calls for a module faster than
     :data:`SAMPLE_SECONDS`, divided back to one call), in the given order on even rounds and
-    reversed on odd ones. Rounds continue until both ``min_rounds`` and ``min_seconds`` are
-    reached, or ``max_seconds`` has passed (after at least 3 rounds)."""
+    reversed on odd ones, each sample after :func:`settle` and one untimed call. Rounds continue until both
+    ``min_rounds`` and ``min_seconds`` of timed calls are reached, or ``max_seconds`` has passed
+    (after at least 3 rounds)."""
     names = list(modules)
     number: dict[str, int] = {}
     for name in names:
         module = modules[name]
         for _ in range(max(0, warmup - 1)):
             module(*batch)
-        dt = _seconds_per_call(module, batch)  # the last warm-up call, timed to size the samples
+        dt = _sample(module, batch)  # the last warm-up call, timed to size the samples
         number[name] = max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(dt, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
     rounds = 0
+    timed = 0.0
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            times[name].append(_seconds_per_call(modules[name], batch, number[name]) * 1000)
+            seconds = _sample(modules[name], batch, number[name])
+            times[name].append(seconds * 1000)
+            timed += seconds * number[name]
         rounds += 1
-        elapsed = time.perf_counter() - start
-        if rounds >= min_rounds and elapsed >= min_seconds:
+        if rounds >= min_rounds and timed >= min_seconds:
             break
-        if elapsed >= max_seconds and rounds >= 3:
+        if time.perf_counter() - start >= max_seconds and rounds >= 3:
             break
     return times
 
