@@ -35,22 +35,23 @@ def test_paired_times_warms_up_sizes_samples_and_interleaves() -> None:
     n = len(times["slow"])
     assert n == len(times["fast"]) == 6
     # warm-up: 2 calls, then the sizing sample (an untimed call and a timed one); each sample after
-    # that is an untimed call and the timed ones: one for slow (longer than SAMPLE_SECONDS), k for fast
-    assert slow.calls == 4 + 2 * n
-    k, rest = divmod(fast.calls - 4 - n, n)
-    assert k > 1 and rest == 0  # a sub-millisecond module is timed over k calls per sample
+    # that is one timed call for slow (longer than SAMPLE_SECONDS and WARM_SECONDS) and, for fast,
+    # untimed calls for WARM_SECONDS and then k timed calls
+    assert slow.calls == 4 + n
+    per, rest = divmod(fast.calls - 4, n)
+    assert per > 2 and rest == 0
     assert min(times["slow"]) >= 2 * SAMPLE_SECONDS * 1000  # milliseconds per call
     rounds = log[8:]  # after both warm-ups: even rounds slow first, odd rounds reversed
-    width = 2 + 1 + k
+    width = 1 + per
     assert len(rounds) == n * width
     assert rounds[::width] == ["slow", "fast", "slow", "fast", "slow", "fast"]  # what each round starts with
-    assert rounds[2:width] == ["fast"] * (1 + k) and rounds[width + 1 + k] == "slow"
+    assert rounds[1:width] == ["fast"] * per and rounds[width + per] == "slow"
 
 
 def test_forward_latency_summarises_the_same_loop() -> None:
     m = Counted("m", SAMPLE_SECONDS, [])
     out = forward_latency({"m": m}, (torch.zeros(1),), rounds=2, repeats=2, warmup=1, min_seconds=0.0)["m"]
-    assert out["n"] == 4 and m.calls == 2 + 2 * 4  # sizing sample, then 4 samples
+    assert out["n"] == 4 and m.calls == 2 + 4  # the sizing sample (two calls), then 4 samples of one
     assert out["p95_ms"] >= out["p50_ms"] >= SAMPLE_SECONDS * 1000
 
 
@@ -100,5 +101,5 @@ def test_no_sample_starts_while_the_previous_module_spins() -> None:
     spinner = Spinner(0.03)
     probe = Probe(spinner)
     times = paired_times({"spin": spinner, "probe": probe}, (torch.zeros(1),), min_rounds=4, min_seconds=0.0)
-    assert len(times["probe"]) == 4 and len(probe.seen) == 2 * (1 + 4)  # sizing sample, then 4: two calls each
+    assert len(times["probe"]) == 4 and len(probe.seen) == 2 + 4  # the sizing sample (two calls), then 4 samples
     assert not any(probe.seen)

@@ -4,14 +4,16 @@ Every latency figure in quantgate (the evaluation, the tuner's trials and final 
 ``quantgate bench``) comes from :func:`forward_latency`: the modules are interleaved call by call
 (A/B alternation, the order reversed every round, after a warm-up call), so machine noise on a
 shared host hits all of them alike, and the p50 of the per-call times is the figure. A module
-whose call is shorter than a millisecond is timed over several calls per sample, and the loop
+whose call is shorter than :data:`SAMPLE_SECONDS` is timed over several calls per sample, and the loop
 runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
 
 Before each sample the process is let go idle (:func:`settle`): after a call, ONNX Runtime's
 worker threads spin for tens of milliseconds and torch's OpenMP threads for a few, so the module
-timed next would share the 2 cores with the previous one's spinning threads. One untimed call
-then wakes the module's own threads, so a sample measures back-to-back calls, not a cold start
-(without it, the adult-income MLP's 0.08 ms call measured 6 ms). Measured on a
+timed next would share the 2 cores with the previous one's spinning threads. A few
+milliseconds of untimed calls then wake the module's own threads, so a sample measures
+back-to-back calls, not a cold start (without them, the adult-income MLP's 0.08 ms call
+measured 6 ms). A sample of a fast module lasts :data:`SAMPLE_SECONDS`, so the wait costs less
+than the measurement. Measured on a
 2-core AMD EPYC with MiniLM at batch 32, alternating without it inflated torch eager from
 339 ms alone to 488 ms (and ORT fp32 from 238 to 282 ms), which overstated every speedup vs
 eager.
@@ -49,10 +51,14 @@ MIN_ROUNDS = 5
 #: a per-call time under this many timer ticks (or ten times the cost of reading the timer) is
 #: below what the timer resolves
 MIN_TIMER_TICKS = 100
-#: a sample of a fast module lasts at least this long (several calls timed together)
-SAMPLE_SECONDS = 1e-3
+#: a sample of a fast module lasts at least this long (several calls timed together), so that
+#: the wait before it (:func:`settle`) costs less than the sample itself
+SAMPLE_SECONDS = 0.02
+#: before each sample, untimed calls of the module for at least this long (none for a module
+#: whose call is longer): its own threads wake up, as between a server's back-to-back calls
+WARM_SECONDS = 0.005
 #: :func:`settle` polls the process's CPU time in steps this long ...
-SETTLE_STEP_SECONDS = 0.01
+SETTLE_STEP_SECONDS = 0.005
 #: ... until a step uses less than this share of one core ...
 SETTLE_IDLE_SHARE = 0.1
 #: ... or this long has passed
@@ -136,12 +142,12 @@ def _seconds_per_call(module: nn.Module, batch: tuple[torch.Tensor, ...], calls:
     return (time.perf_counter() - t) / calls
 
 
-def _sample(module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1) -> float:
-    """One sample: wait for the process to go idle (:func:`settle`), one untimed call (the
-    module's own threads wake up, as they are between a server's back-to-back calls), then
-    :func:`_seconds_per_call`."""
+def _sample(module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1, warm: int = 1) -> float:
+    """One sample: wait for the process to go idle (:func:`settle`), ``warm`` untimed calls (the
+    module's own threads wake up), then :func:`_seconds_per_call`."""
     settle()
-    module(*batch)
+    for _ in range(warm):
+        module(*batch)
     return _seconds_per_call(module, batch, calls)
 
 
@@ -175,24 +181,26 @@ def paired_times(
 
     Each round runs every module once (several calls for a module faster than
     :data:`SAMPLE_SECONDS`, divided back to one call), in the given order on even rounds and
-    reversed on odd ones, each sample after :func:`settle` and one untimed call. Rounds continue until both
-    ``min_rounds`` and ``min_seconds`` of timed calls are reached, or ``max_seconds`` has passed
-    (after at least 3 rounds)."""
+    reversed on odd ones, each sample after :func:`settle` and :data:`WARM_SECONDS` of untimed
+    calls. Rounds continue until both ``min_rounds`` and ``min_seconds`` of timed calls are
+    reached, or ``max_seconds`` has passed (after at least 3 rounds)."""
     names = list(modules)
     number: dict[str, int] = {}
+    warm: dict[str, int] = {}
     for name in names:
         module = modules[name]
         for _ in range(max(0, warmup - 1)):
             module(*batch)
-        dt = _sample(module, batch)  # the last warm-up call, timed to size the samples
-        number[name] = max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(dt, 1e-9))))
+        dt = max(_sample(module, batch), 1e-9)  # the last warm-up call, timed to size the samples
+        number[name] = max(1, min(1000, math.ceil(SAMPLE_SECONDS / dt)))
+        warm[name] = math.ceil(WARM_SECONDS / dt) if dt < WARM_SECONDS else 0
     times: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
     rounds = 0
     timed = 0.0
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            seconds = _sample(modules[name], batch, number[name])
+            seconds = _sample(modules[name], batch, number[name], warm[name])
             times[name].append(seconds * 1000)
             timed += seconds * number[name]
         rounds += 1
