@@ -9,14 +9,13 @@ runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
 
 Before each sample the process is let go idle (:func:`settle`): after a call, ONNX Runtime's
 worker threads spin for tens of milliseconds and torch's OpenMP threads for a few, so the module
-timed next would share the 2 cores with the previous one's spinning threads. A few
-milliseconds of untimed calls then wake the module's own threads, so a sample measures
-back-to-back calls, not a cold start (without them, the adult-income MLP's 0.08 ms call
-measured 6 ms). A sample of a fast module lasts :data:`SAMPLE_SECONDS`, so the wait costs less
-than the measurement. Measured on a
-2-core AMD EPYC with MiniLM at batch 32, alternating without it inflated torch eager from
+timed next would share the 2 cores with the previous one's spinning threads. Measured on a
+2-core AMD EPYC with MiniLM at batch 32, alternating without the wait inflated torch eager from
 339 ms alone to 488 ms (and ORT fp32 from 238 to 282 ms), which overstated every speedup vs
-eager.
+eager. A few milliseconds of untimed calls then wake the module's own threads, so a sample
+measures back-to-back calls, not a cold start (without them, the adult-income MLP's 0.08 ms
+call measured 6 ms). A sample of a fast module lasts :data:`SAMPLE_SECONDS`, so the wait costs
+less than the measurement.
 
 A speed *ratio* is only as good as its spread: :func:`speed_ratio` (pure) takes the per-round
 times of two modules and says whether the ratio was measured reliably. A ratio whose per-round
