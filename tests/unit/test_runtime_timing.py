@@ -10,6 +10,7 @@ import time
 import torch
 from torch import nn
 
+from quantgate.evaluate import runtime
 from quantgate.evaluate.runtime import SAMPLE_SECONDS, forward_latency, paired_times, settle
 
 
@@ -28,7 +29,21 @@ class Counted(nn.Module):
         return x
 
 
-def test_paired_times_warms_up_sizes_samples_and_interleaves() -> None:
+def _runs(log: list[str]) -> list[tuple[str, int]]:
+    """``log`` as consecutive runs: ``[(name, how many calls in a row), ...]``."""
+    runs: list[tuple[str, int]] = []
+    for name in log:
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1] + 1)
+        else:
+            runs.append((name, 1))
+    return runs
+
+
+def test_paired_times_warms_up_sizes_samples_and_interleaves(monkeypatch) -> None:
+    waits: list[int] = []
+    real_settle = runtime.settle
+    monkeypatch.setattr(runtime, "settle", lambda *a, **k: waits.append(1) or real_settle(*a, **k))
     log: list[str] = []
     slow, fast = Counted("slow", 2 * SAMPLE_SECONDS, log), Counted("fast", 0.0, log)
     times = paired_times({"slow": slow, "fast": fast}, (torch.zeros(1),), min_rounds=6, min_seconds=0.0, warmup=3)
@@ -36,22 +51,30 @@ def test_paired_times_warms_up_sizes_samples_and_interleaves() -> None:
     assert n == len(times["fast"]) == 6
     # warm-up: 2 calls, then the sizing sample (an untimed call and a timed one); each sample after
     # that is one timed call for slow (longer than SAMPLE_SECONDS and WARM_SECONDS) and, for fast,
-    # untimed calls for WARM_SECONDS and then k timed calls
+    # k timed calls, after untimed calls for WARM_SECONDS when another module ran just before
     assert slow.calls == 4 + n
-    per, rest = divmod(fast.calls - 4, n)
-    assert per > 2 and rest == 0
     assert min(times["slow"]) >= 2 * SAMPLE_SECONDS * 1000  # milliseconds per call
-    rounds = log[8:]  # after both warm-ups: even rounds slow first, odd rounds reversed
-    width = 1 + per
-    assert len(rounds) == n * width
-    assert rounds[::width] == ["slow", "fast", "slow", "fast", "slow", "fast"]  # what each round starts with
-    assert rounds[1:width] == ["fast"] * per and rounds[width + per] == "slow"
+    # rounds (even: slow, fast; odd: fast, slow): S F | F S | S F | F S | S F | F S, so fast's
+    # samples come in pairs: one after slow (warm + k calls) and one straight after (k calls)
+    runs = _runs(log[8:])
+    assert [name for name, _ in runs] == ["slow", "fast", "slow", "fast", "slow", "fast", "slow"]
+    assert [c for name, c in runs if name == "slow"] == [1, 2, 2, 1]
+    fast_runs = {c for name, c in runs if name == "fast"}
+    assert len(fast_runs) == 1 and 3 * fast_runs.pop() == fast.calls - 4
+    assert fast.calls - 4 > 3 * (1 + 2 * 2)  # each pair: at least one warm call and k > 2 twice
+    # the wait: before each sizing sample, both samples of round 0, then once per round (the turn
+    # of a round follows the same module)
+    assert len(waits) == 2 + 2 + (n - 1)
 
 
-def test_forward_latency_summarises_the_same_loop() -> None:
+def test_forward_latency_summarises_the_same_loop(monkeypatch) -> None:
+    waits: list[int] = []
+    real_settle = runtime.settle
+    monkeypatch.setattr(runtime, "settle", lambda *a, **k: waits.append(1) or real_settle(*a, **k))
     m = Counted("m", SAMPLE_SECONDS, [])
     out = forward_latency({"m": m}, (torch.zeros(1),), rounds=2, repeats=2, warmup=1, min_seconds=0.0)["m"]
     assert out["n"] == 4 and m.calls == 2 + 4  # the sizing sample (two calls), then 4 samples of one
+    assert len(waits) == 1  # a module timed alone waits only before its sizing sample
     assert out["p95_ms"] >= out["p50_ms"] >= SAMPLE_SECONDS * 1000
 
 

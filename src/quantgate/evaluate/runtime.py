@@ -7,15 +7,17 @@ shared host hits all of them alike, and the p50 of the per-call times is the fig
 whose call is shorter than :data:`SAMPLE_SECONDS` is timed over several calls per sample, and the loop
 runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
 
-Before each sample the process is let go idle (:func:`settle`): after a call, ONNX Runtime's
-worker threads spin for tens of milliseconds and torch's OpenMP threads for a few, so the module
-timed next would share the 2 cores with the previous one's spinning threads. Measured on a
+Before a sample of a module other than the one timed just before, the process is let go idle
+(:func:`settle`): after a call, ONNX Runtime's worker threads spin for tens of milliseconds and
+torch's OpenMP threads for a few, so the module timed next would share the 2 cores with the
+previous one's spinning threads. Measured on a
 2-core AMD EPYC with MiniLM at batch 32, alternating without the wait inflated torch eager from
 339 ms alone to 488 ms (and ORT fp32 from 238 to 282 ms), which overstated every speedup vs
 eager. A few milliseconds of untimed calls then wake the module's own threads, so a sample
 measures back-to-back calls, not a cold start (without them, the adult-income MLP's 0.08 ms
 call measured 6 ms). A sample of a fast module lasts :data:`SAMPLE_SECONDS`, so the wait costs
-less than the measurement.
+less than the measurement. A sample that follows one of the same module (a module timed alone,
+and the turn of each round) needs neither: nothing else ran in between.
 
 A speed *ratio* is only as good as its spread: :func:`speed_ratio` (pure) takes the per-round
 times of two modules and says whether the ratio was measured reliably. A ratio whose per-round
@@ -141,9 +143,14 @@ def _seconds_per_call(module: nn.Module, batch: tuple[torch.Tensor, ...], calls:
     return (time.perf_counter() - t) / calls
 
 
-def _sample(module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1, warm: int = 1) -> float:
-    """One sample: wait for the process to go idle (:func:`settle`), ``warm`` untimed calls (the
-    module's own threads wake up), then :func:`_seconds_per_call`."""
+def _sample(
+    module: nn.Module, batch: tuple[torch.Tensor, ...], calls: int = 1, warm: int = 1, *, wait: bool = True
+) -> float:
+    """One sample: when ``wait``, wait for the process to go idle (:func:`settle`) and make
+    ``warm`` untimed calls (the module's own threads wake up); then :func:`_seconds_per_call`.
+    ``wait=False`` is for a sample that follows one of the same module."""
+    if not wait:
+        return _seconds_per_call(module, batch, calls)
     settle()
     for _ in range(warm):
         module(*batch)
@@ -180,9 +187,10 @@ def paired_times(
 
     Each round runs every module once (several calls for a module faster than
     :data:`SAMPLE_SECONDS`, divided back to one call), in the given order on even rounds and
-    reversed on odd ones, each sample after :func:`settle` and :data:`WARM_SECONDS` of untimed
-    calls. Rounds continue until both ``min_rounds`` and ``min_seconds`` of timed calls are
-    reached, or ``max_seconds`` has passed (after at least 3 rounds)."""
+    reversed on odd ones. A sample of a module other than the one sampled just before starts
+    after :func:`settle` and :data:`WARM_SECONDS` of untimed calls. Rounds continue until both
+    ``min_rounds`` and ``min_seconds`` of timed calls are reached, or ``max_seconds`` has passed
+    (after at least 3 rounds)."""
     names = list(modules)
     number: dict[str, int] = {}
     warm: dict[str, int] = {}
@@ -197,9 +205,12 @@ def paired_times(
     start = time.perf_counter()
     rounds = 0
     timed = 0.0
+    last = names[-1]  # the sizing sample just taken
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            seconds = _sample(modules[name], batch, number[name], warm[name])
+            wait = name != last
+            seconds = _sample(modules[name], batch, number[name], warm[name], wait=wait)
+            last = name
             times[name].append(seconds * 1000)
             timed += seconds * number[name]
         rounds += 1
