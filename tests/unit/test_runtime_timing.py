@@ -29,21 +29,21 @@ class Counted(nn.Module):
         return x
 
 
-def _runs(log: list[str]) -> list[tuple[str, int]]:
-    """``log`` as consecutive runs: ``[(name, how many calls in a row), ...]``."""
-    runs: list[tuple[str, int]] = []
-    for name in log:
-        if runs and runs[-1][0] == name:
-            runs[-1] = (name, runs[-1][1] + 1)
-        else:
-            runs.append((name, 1))
-    return runs
+def _count_waits(monkeypatch) -> list[int]:
+    """Calls of :func:`settle` (the real one still runs), one list item per call."""
+    waits: list[int] = []
+    real_settle = runtime.settle
+
+    def counted(*args, **kwargs) -> float:
+        waits.append(1)
+        return real_settle(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "settle", counted)
+    return waits
 
 
 def test_paired_times_warms_up_sizes_samples_and_interleaves(monkeypatch) -> None:
-    waits: list[int] = []
-    real_settle = runtime.settle
-    monkeypatch.setattr(runtime, "settle", lambda *a, **k: waits.append(1) or real_settle(*a, **k))
+    waits = _count_waits(monkeypatch)
     log: list[str] = []
     slow, fast = Counted("slow", 2 * SAMPLE_SECONDS, log), Counted("fast", 0.0, log)
     times = paired_times({"slow": slow, "fast": fast}, (torch.zeros(1),), min_rounds=6, min_seconds=0.0, warmup=3)
@@ -51,26 +51,21 @@ def test_paired_times_warms_up_sizes_samples_and_interleaves(monkeypatch) -> Non
     assert n == len(times["fast"]) == 6
     # warm-up: 2 calls, then the sizing sample (an untimed call and a timed one); each sample after
     # that is one timed call for slow (longer than SAMPLE_SECONDS and WARM_SECONDS) and, for fast,
-    # k timed calls, after untimed calls for WARM_SECONDS when another module ran just before
+    # untimed calls for WARM_SECONDS and then k timed calls
     assert slow.calls == 4 + n
+    per, rest = divmod(fast.calls - 4, n)
+    assert per > 2 and rest == 0
     assert min(times["slow"]) >= 2 * SAMPLE_SECONDS * 1000  # milliseconds per call
-    # rounds (even: slow, fast; odd: fast, slow): S F | F S | S F | F S | S F | F S, so fast's
-    # samples come in pairs: one after slow (warm + k calls) and one straight after (k calls)
-    runs = _runs(log[8:])
-    assert [name for name, _ in runs] == ["slow", "fast", "slow", "fast", "slow", "fast", "slow"]
-    assert [c for name, c in runs if name == "slow"] == [1, 2, 2, 1]
-    fast_runs = {c for name, c in runs if name == "fast"}
-    assert len(fast_runs) == 1 and 3 * fast_runs.pop() == fast.calls - 4
-    assert fast.calls - 4 > 3 * (1 + 2 * 2)  # each pair: at least one warm call and k > 2 twice
-    # the wait: before each sizing sample, both samples of round 0, then once per round (the turn
-    # of a round follows the same module)
-    assert len(waits) == 2 + 2 + (n - 1)
+    rounds = log[8:]  # after both warm-ups: even rounds slow first, odd rounds reversed
+    width = 1 + per
+    assert len(rounds) == n * width
+    assert rounds[::width] == ["slow", "fast", "slow", "fast", "slow", "fast"]  # what each round starts with
+    assert rounds[1:width] == ["fast"] * per and rounds[width + per] == "slow"
+    assert len(waits) == 2 + 2 * n  # two modules: a wait before every sample, sizing ones included
 
 
 def test_forward_latency_summarises_the_same_loop(monkeypatch) -> None:
-    waits: list[int] = []
-    real_settle = runtime.settle
-    monkeypatch.setattr(runtime, "settle", lambda *a, **k: waits.append(1) or real_settle(*a, **k))
+    waits = _count_waits(monkeypatch)
     m = Counted("m", SAMPLE_SECONDS, [])
     out = forward_latency({"m": m}, (torch.zeros(1),), rounds=2, repeats=2, warmup=1, min_seconds=0.0)["m"]
     assert out["n"] == 4 and m.calls == 2 + 4  # the sizing sample (two calls), then 4 samples of one

@@ -7,8 +7,8 @@ shared host hits all of them alike, and the p50 of the per-call times is the fig
 whose call is shorter than :data:`SAMPLE_SECONDS` is timed over several calls per sample, and the loop
 runs at least ``min_seconds`` (and at least ``rounds * repeats`` rounds).
 
-Before a sample of a module other than the one timed just before, the process is let go idle
-(:func:`settle`): after a call, ONNX Runtime's worker threads spin for tens of milliseconds and
+When several modules are timed, before each sample the process is let go idle (:func:`settle`):
+after a call, ONNX Runtime's worker threads spin for tens of milliseconds and
 torch's OpenMP threads for a few, so the module timed next would share the 2 cores with the
 previous one's spinning threads. Measured on a
 2-core AMD EPYC with MiniLM at batch 32, alternating without the wait inflated torch eager from
@@ -16,8 +16,10 @@ previous one's spinning threads. Measured on a
 eager. A few milliseconds of untimed calls then wake the module's own threads, so a sample
 measures back-to-back calls, not a cold start (without them, the adult-income MLP's 0.08 ms
 call measured 6 ms). A sample of a fast module lasts :data:`SAMPLE_SECONDS`, so the wait costs
-less than the measurement. A sample that follows one of the same module (a module timed alone,
-and the turn of each round) needs neither: nothing else ran in between.
+less than the measurement. A module timed alone (the tuner's trials) waits only before its first
+sample: nothing else runs in between. (Skipping the wait at the turn of each round, where a module
+follows itself, was tried and not kept: with three or more modules only the first and the last
+get that turn, so the samples would not all start alike.)
 
 A speed *ratio* is only as good as its spread: :func:`speed_ratio` (pure) takes the per-round
 times of two modules and says whether the ratio was measured reliably. A ratio whose per-round
@@ -148,7 +150,7 @@ def _sample(
 ) -> float:
     """One sample: when ``wait``, wait for the process to go idle (:func:`settle`) and make
     ``warm`` untimed calls (the module's own threads wake up); then :func:`_seconds_per_call`.
-    ``wait=False`` is for a sample that follows one of the same module."""
+    ``wait=False`` is for a module timed alone, after its first sample."""
     if not wait:
         return _seconds_per_call(module, batch, calls)
     settle()
@@ -187,8 +189,9 @@ def paired_times(
 
     Each round runs every module once (several calls for a module faster than
     :data:`SAMPLE_SECONDS`, divided back to one call), in the given order on even rounds and
-    reversed on odd ones. A sample of a module other than the one sampled just before starts
-    after :func:`settle` and :data:`WARM_SECONDS` of untimed calls. Rounds continue until both
+    reversed on odd ones. When several modules are timed, each sample starts after
+    :func:`settle` and :data:`WARM_SECONDS` of untimed calls (a module timed alone needs them only
+    before its sizing sample). Rounds continue until both
     ``min_rounds`` and ``min_seconds`` of timed calls are reached, or ``max_seconds`` has passed
     (after at least 3 rounds)."""
     names = list(modules)
@@ -205,12 +208,10 @@ def paired_times(
     start = time.perf_counter()
     rounds = 0
     timed = 0.0
-    last = names[-1]  # the sizing sample just taken
+    wait = len(names) > 1  # alone, a module follows only itself: nothing to wait out
     while True:
         for name in names if rounds % 2 == 0 else reversed(names):
-            wait = name != last
             seconds = _sample(modules[name], batch, number[name], warm[name], wait=wait)
-            last = name
             times[name].append(seconds * 1000)
             timed += seconds * number[name]
         rounds += 1
