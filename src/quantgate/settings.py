@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         description="MLflow UI base URL for links in alerts (default: an http(s) tracking URI, else quantgate ui's).",
     )
     torch_threads: int = Field(default=2, ge=1, description="Threads for torch inference.")
+    dask_address: str | None = Field(
+        default=None,
+        description="Dask scheduler (e.g. tcp://host:8786) the nightly sweep fans its source versions out to, "
+        "one task each; unset: one after another in the flow's own process.",
+    )
     # read once, at start-up: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI itself,
     # so looking at the environment later cannot tell a server from our own SQLite store
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
