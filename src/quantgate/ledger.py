@@ -271,10 +271,20 @@ class MlflowLedger:
         return entry
 
     def _describe(self, model: str) -> None:
-        """The registered model's description keeps its own text and ends with the recent history."""
+        """The registered model's description keeps its own text and ends with the recent history
+        (as many of the last :data:`DESCRIPTION_ROWS` entries as MLflow's description limit holds)."""
         rm = self.client.get_registered_model(model)
         own = (rm.description or "").split(DESCRIPTION_MARKER, 1)[0]
         rows = [s.entry for s in self.entries(model)][-DESCRIPTION_ROWS:]
+        while True:
+            text = own + DESCRIPTION_MARKER + self._history(model, rows)
+            if len(text) <= c.MAX_DESCRIPTION_CHARS or len(rows) <= 1:
+                break
+            rows = rows[1:]  # MLflow's SQL stores refuse a longer description: show fewer entries
+        self.client.update_registered_model(model, description=text)
+
+    @staticmethod
+    def _history(model: str, rows: Sequence[Mapping[str, Any]]) -> str:
         lines = [
             f"**Ledger** (last {len(rows)}; all: experiment `{c.LEDGER_EXPERIMENT}`, "
             f"`quantgate history {model}`, `quantgate verify --ledger {model}`)",
@@ -288,7 +298,7 @@ class MlflowLedger:
                 f"| {e.get('seq')} | {str(e.get('at', ''))[:19]} | {e.get('action')} | {e.get('version') or ''} | "
                 f"{e.get('previous_champion') or '-'} → {e.get('champion') or '-'} | {e.get('actor')} | {reason} |"
             )
-        self.client.update_registered_model(model, description=own + DESCRIPTION_MARKER + "\n".join(lines))
+        return "\n".join(lines)
 
     def verify(self, model: str, champion: str | None = None, check_champion: bool = True) -> LedgerReport:
         """Chain, tags, head and deleted runs of ``model``'s ledger; and, when ``check_champion``,

@@ -247,3 +247,27 @@ def test_approval_bound_to_provenance(two_passing: tuple[str, str, str], setting
     mv, _ = promote(name, target, verify=verify_for_promotion)
     assert str(mv.version) == target and _entries(name)[-1]["provenance_digest"] == digest
     cl.delete_model_version_tag(name, target, c.TAG_APPROVED_DIGEST)
+
+
+def test_the_history_in_the_description_fits_mlflows_limit(settings: Any) -> None:
+    """A registered model whose own description is long keeps it whole, and the ledger's table
+    shows as many recent entries as fit MLflow's 5,000 characters (PostgreSQL refuses more)."""
+    from quantgate.registry.contract import MAX_DESCRIPTION_CHARS
+    from quantgate.registry.mlflow_registry import client, ledger
+
+    cl = client(settings)
+    name = "ledger-description-bound"
+    own = "Team notes. " + "x" * 4200
+    cl.create_registered_model(name, description=own)
+    try:
+        book = ledger(settings)
+        for i in range(6):
+            book.append(action="refusal", model=name, version=str(i + 1), actor="tester", reason="r" * 120)
+        desc = cl.get_registered_model(name).description
+        assert len(desc) <= MAX_DESCRIPTION_CHARS
+        assert desc.startswith(own)  # the team's own text is never cut
+        shown = [line for line in desc.splitlines() if line.startswith("| ") and line[2].isdigit()]
+        assert 1 <= len(shown) < 6 and shown[0].startswith("| 6 |")  # the newest first, the oldest dropped
+        assert f"**Ledger** (last {len(shown)};" in desc
+    finally:
+        cl.delete_registered_model(name)

@@ -239,3 +239,49 @@ def test_wilson_interval() -> None:
     low, high = wilson(0.5, 100) or (0, 0)
     assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
     assert wilson(float("nan"), 10) is None and wilson(0.5, 0) is None
+
+
+def test_a_long_card_fits_mlflows_description_limit(proj_settings: Settings) -> None:
+    """MLflow's SQL stores keep at most 5,000 characters of a description (PostgreSQL refuses more):
+    a long card keeps its opening and its most useful sections, and says what it left out."""
+    from quantgate.cards.card import fit_sections
+    from quantgate.registry.contract import MAX_DESCRIPTION_CHARS
+
+    ctx = make_context()
+    full = card_description(render_card(ctx, proj_settings), limit=10**9)
+    limit = len(full) - 200  # too long by a little: something must go
+    desc = card_description(render_card(ctx, proj_settings), limit=limit)
+    assert len(desc) <= limit < len(full)
+    assert desc.startswith("# Model card: adult-income-quantized")
+    assert "Gate verdict:" in desc and "Accuracy on" in desc  # the opening, with the key figures
+    assert "## Verdict, rule by rule" in desc  # first in priority
+    left_out = desc.rsplit("Left out here: ", 1)[1].split(". The whole card", 1)[0].split(", ")
+    assert left_out and all(f"## {h}" not in desc and f"### {h}" not in desc for h in left_out)
+    assert "`model_card.md`" in desc
+    # kept sections come in the card's order
+    kept = [line for line in desc.splitlines() if line.startswith("## ")]
+    assert kept == [line for line in full.splitlines() if line.startswith("## ") and line in kept]
+    assert MAX_DESCRIPTION_CHARS == 5000
+
+    body = (
+        "# T\nopening\n\n## A\n"
+        + "a" * 50
+        + "\n## Q\nintro\n### Overall\n"
+        + "o" * 40
+        + "\n### By group\n"
+        + "g" * 400
+        + "\n## Verdict\n"
+        + "v" * 60
+        + "\n"
+    )
+    out = fit_sections(body, 420, priority=("## Verdict", "### Overall"))
+    assert len(out) <= 420
+    assert "## Verdict" in out and "### Overall" in out and "intro" in out  # a subsection brings its section's head
+    assert "### By group" not in out and "Left out here: By group" in out
+    assert out.index("## A") < out.index("## Q") < out.index("## Verdict")  # the card's order
+
+
+def test_a_short_card_is_the_whole_description(proj_settings: Settings) -> None:
+    md = render_card(make_context(), proj_settings)
+    desc = card_description(md, limit=10**9)
+    assert "Left out here" not in desc and desc == card_description(md, limit=len(desc))

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import ConfigError
+from quantgate.registry.contract import MAX_DESCRIPTION_CHARS
 from quantgate.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -432,12 +433,84 @@ def render_model_card(context: dict[str, Any], settings: Settings | None = None)
     return text, card_twin(context)
 
 
-def card_description(card_md: str) -> str:
+#: the parts of a long card the description keeps first (headings starting so), then the rest in order
+DESCRIPTION_PRIORITY = (
+    "## Verdict",
+    "## How quantgate read",
+    "## Plots",
+    "### Overall",
+    "## Model details",
+    "### By group",
+    "## Recipe search",
+    "## Flip audit",
+)
+
+
+def card_description(card_md: str, limit: int = MAX_DESCRIPTION_CHARS) -> str:
     """The card without its YAML header: the registered version's description (the MLflow UI
-    renders Markdown but would show the YAML as text)."""
+    renders Markdown but would show the YAML as text). A card longer than ``limit`` keeps its
+    opening and the sections of :data:`DESCRIPTION_PRIORITY` that fit, in the card's order, and
+    ends with a note naming what was left out and where the whole card is."""
     from huggingface_hub import ModelCard
 
-    return str(ModelCard(card_md).text).lstrip("\n")
+    body = str(ModelCard(card_md).text).lstrip("\n")
+    return body if len(body) <= limit else fit_sections(body, limit)
+
+
+def _units(body: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """``body`` as its opening and units ``(heading, text, head)``: each ``## `` section, or for
+    one with ``### `` subsections each subsection, whose ``head`` is its section's text before
+    the first subsection (written once, before the first subsection kept)."""
+    parts = re.split(r"(?m)^(?=## )", body)
+    units: list[tuple[str, str, str]] = []
+    for part in parts[1:]:
+        subs = re.split(r"(?m)^(?=### )", part)
+        if len(subs) == 1:
+            units.append((part.splitlines()[0], part, ""))
+        else:
+            units.extend((sub.splitlines()[0], sub, subs[0]) for sub in subs[1:])
+    return parts[0], units
+
+
+def fit_sections(body: str, limit: int, priority: tuple[str, ...] = DESCRIPTION_PRIORITY) -> str:
+    """Markdown ``body`` cut to at most ``limit`` characters by whole sections (pure): the opening,
+    then the units (see :func:`_units`) in ``priority`` order and then the card's, each if it still
+    fits; written in the card's order, with a closing note naming the headings left out."""
+    opening, units = _units(body)
+    order = sorted(
+        range(len(units)),
+        key=lambda i: (next((k for k, pre in enumerate(priority) if units[i][0].startswith(pre)), len(priority)), i),
+    )
+
+    def note(left_out: list[int], kept: int) -> str:
+        names = ", ".join(units[i][0].lstrip("# ").strip() for i in left_out)
+        return (
+            f"\n\n---\n*MLflow keeps at most {limit:,} characters of a description: this is {kept:,} of the card's "
+            f"{len(body):,}. Left out here: {names}. The whole card is `model_card.md` on this version's run "
+            "(Artifacts tab).*\n"
+        )
+
+    def render(chosen: set[int]) -> str:
+        out, heads = [opening], set()
+        for i, (_, text, head) in enumerate(units):
+            if i in chosen:
+                if head and head not in heads:
+                    heads.add(head)
+                    out.append(head)
+                out.append(text)
+        text = "".join(out).rstrip("\n")
+        return text + note([i for i in range(len(units)) if i not in chosen], len(text))
+
+    chosen: set[int] = set()
+    for i in order:
+        if len(render(chosen | {i})) <= limit:
+            chosen.add(i)
+    text = render(chosen)
+    if len(text) > limit:  # the opening alone is too long: cut it at a line
+        end = note(list(range(len(units))), 0)
+        cut = opening[: max(0, limit - len(end) - 40)].rsplit("\n", 1)[0]
+        text = cut + "\n\n(opening cut)" + note(list(range(len(units))), len(cut))
+    return text[:limit]
 
 
 def render_card(context: dict[str, Any], settings: Settings | None = None) -> str:

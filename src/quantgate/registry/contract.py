@@ -44,3 +44,8 @@ def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
         name, version = ref.rsplit("/", 1)
         return name, version, None
     return ref, None, None
+
+
+#: MLflow keeps a version's and a registered model's description in a VARCHAR(5000) column: a
+#: PostgreSQL or MySQL store refuses a longer one (SQLite does not check)
+MAX_DESCRIPTION_CHARS = 5000
