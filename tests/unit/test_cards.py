@@ -285,3 +285,14 @@ def test_a_short_card_is_the_whole_description(proj_settings: Settings) -> None:
     md = render_card(make_context(), proj_settings)
     desc = card_description(md, limit=10**9)
     assert "Left out here" not in desc and desc == card_description(md, limit=len(desc))
+
+
+def test_the_environment_names_the_target_or_says_there_is_none(proj_settings: Settings) -> None:
+    host = {"isa": "avx512_vnni", "cpu_model": "Test CPU", "cpu_count": 2, "torch_threads": 2}
+    ctx = make_context()
+    ctx["hardware"] = {"target": "any", "host": host}
+    md = render_card(ctx, proj_settings)
+    assert "Not built for a particular ISA" in md and "gated on host avx512_vnni, Test CPU, 2 CPUs" in md
+    ctx["hardware"] = {"target": "avx2", "requested_target": "avx2", "host": host, "matches_host": False}
+    md = render_card(ctx, proj_settings)
+    assert "Built and gated for **avx2**" in md and "the target differs from the host" in md

@@ -237,6 +237,19 @@ def test_torch_dynamic_picks_the_engine_of_its_target() -> None:
     assert torch.backends.quantized.engine == before  # restored
 
 
+@pytest.mark.parametrize("label", ["bf16", "fp16", "int8-weight-only"])
+def test_recipes_without_an_isa_kernel_record_any_target_and_the_host(label: str) -> None:
+    """A float cast or a weight-only recipe is not built for an ISA: its record says so (``any``,
+    which no host warns about) and still names the host that measured it, for the card and tag."""
+    from quantgate.quantize.recipes import get_recipe
+
+    torch.manual_seed(0)
+    res = apply_recipe(TabularMLP(16).eval(), get_recipe(label))
+    assert res.hardware["target"] == "any"
+    assert res.hardware["host"] == hardware.host_info()
+    assert hardware.host_mismatch(res.hardware["target"]) is None
+
+
 # --- ort-fp32 ----------------------------------------------------------------------------------
 
 

@@ -115,6 +115,9 @@ def apply_recipe(module: nn.Module, recipe: Recipe, calibration: Calibration | N
     if result.resolved is None:
         result.resolved = replace(recipe)
     result.hardware.setdefault("host", host_info())
+    # a recipe with no ISA-specific int8 kernel (float casts, weight-only dequantizing to float, the
+    # ORT export) gives the same predictions on any ISA; its speed is still the measuring host's
+    result.hardware.setdefault("target", "any")
     if result.n_quantized == 0 and not recipe.LOSSLESS:
         if recipe.exclude and all(excluded(n, recipe.exclude) for n in result.kept_float):
             raise UnsupportedModel(
