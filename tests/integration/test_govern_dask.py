@@ -43,8 +43,9 @@ print("RESULT " + json.dumps({"versions": versions, "results": results, "workers
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("dask")
-    # a named recipe instead of the search: the fan-out is under test, not the search
-    project = project_copy(tmp, {"registry/models/adult-income.yaml": ("recipe: auto", "recipe: dynamic-int8")})
+    # a named lossless recipe instead of the search: the fan-out is under test, not the search or
+    # the gate's margins (the verdict may still be pass or fail: a speed rule depends on the host)
+    project = project_copy(tmp, {"registry/models/adult-income.yaml": ("recipe: auto", "recipe: ort-fp32")})
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
     env |= {"QUANTGATE_HOME": str(tmp / "home"), "QUANTGATE_PROJECT_DIR": str(project)}
     proc = subprocess.run(
@@ -74,8 +75,8 @@ def test_candidates_are_in_the_sweeps_registry(swept: dict[str, Any]) -> None:
 
     client = MlflowClient(f"sqlite:///{swept['home'] / 'mlflow.db'}")
     sources = {mv.tags.get("quantgate.source") for mv in client.search_model_versions("name='adult-income-quantized'")}
-    governed = {r["model"] for r in swept["results"] if r["verdict"] == "pass"}
-    assert governed and governed <= sources
+    # every judged version is registered, a failing one too (without the candidate alias)
+    assert sources == {r["model"] for r in swept["results"]}
 
 
 def test_an_unreachable_scheduler_is_named(settings: Any) -> None:
