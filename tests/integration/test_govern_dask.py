@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import ROOT, project_copy
+from helpers import ROOT, client, project_copy
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +71,9 @@ def test_each_version_is_governed_on_a_dask_worker(swept: dict[str, Any]) -> Non
 
 
 def test_candidates_are_in_the_sweeps_registry(swept: dict[str, Any]) -> None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{swept['home'] / 'mlflow.db'}")
-    sources = {mv.tags.get("quantgate.source") for mv in client.search_model_versions("name='adult-income-quantized'")}
+    # the sweep's own store, tracking and registry both (the session's registry holds other versions)
+    versions = client(swept["home"]).search_model_versions("name='adult-income-quantized'")
+    sources = {mv.tags.get("quantgate.source") for mv in versions}
     # every judged version is registered, a failing one too (without the candidate alias)
     assert sources == {r["model"] for r in swept["results"]}
 
