@@ -281,6 +281,23 @@ def test_a_long_card_fits_mlflows_description_limit(proj_settings: Settings) -> 
     assert out.index("## A") < out.index("## Q") < out.index("## Verdict")  # the card's order
 
 
+def test_an_opening_longer_than_the_limit_is_cut_at_a_line_and_says_so() -> None:
+    """When the opening alone (title, source description, key figures) is longer than the limit,
+    it is cut at a whole line, marked as cut, and the closing note names every section left out."""
+    from quantgate.cards.card import fit_sections
+
+    opening = "# T\n" + "".join(f"line {i:03d} " + "x" * 90 + "\n" for i in range(60))  # ~6,000 chars
+    body = opening + "\n## Verdict\n" + "v" * 50 + "\n## Details\n" + "d" * 50 + "\n"
+    out = fit_sections(body, 1000, priority=("## Verdict",))
+    assert len(out) <= 1000
+    assert out.startswith("# T\nline 000 ") and "(opening cut)" in out
+    kept = out.split("\n\n(opening cut)", 1)[0]
+    assert kept.endswith("x" * 90)  # cut after a whole line, never inside one
+    assert "## Verdict" not in out and "Left out here: Verdict, Details." in out
+    assert out.endswith("(Artifacts tab).*\n")  # the note is whole: the final slice cut nothing
+    assert f"this is {len(kept):,} of the card's {len(body):,}" in out
+
+
 def test_a_short_card_is_the_whole_description(proj_settings: Settings) -> None:
     md = render_card(make_context(), proj_settings)
     desc = card_description(md, limit=10**9)

@@ -257,6 +257,7 @@ def test_ort_fp32_is_lossless_and_round_trips(cnn: SmallCNN) -> None:
     res = apply_recipe(cnn, OrtFp32Recipe(), _images())
     assert res.n_quantized == 0 and res.quantized_param_share == 0.0
     assert sorted(res.kept_float) == ["features.0", "features.2", "head"]
+    assert res.hardware["target"] == "any" and res.hardware["host"] == hardware.host_info()  # no ISA kernel
     assert recipe_from_dict(json.loads(json.dumps(res.recipe_json))) == OrtFp32Recipe()
     x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     buf = io.BytesIO()

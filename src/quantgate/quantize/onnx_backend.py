@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from quantgate.errors import ConfigError, UnsupportedModel
-from quantgate.hardware import TARGETS, describe, host_info, resolve_target
+from quantgate.hardware import TARGETS, describe, resolve_target
 from quantgate.quantize.base import (
     Calibration,
     QuantizationResult,
@@ -571,7 +571,7 @@ def _ort_fp32(module: nn.Module, recipe: OrtFp32Recipe, calibration: Calibration
         layers = list(_graph_kinds(OrtDynamicInt8Recipe(), onnx.load_from_string(data)))
     else:
         layers = weight_layers(module, ("Linear", "Conv1d", "Conv2d"))
-    res = _result(module, recipe, data, data, names, layers, {"target": "any", "host": host_info()})
+    res = _result(module, recipe, data, data, names, layers)  # apply_recipe records target "any" + host
     res.notes.append("runtime change only (ONNX Runtime fp32): no parameter is quantized")
     return res
 
