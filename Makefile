@@ -23,8 +23,8 @@ demo: setup
 	$(BIN)/quantgate demo
 
 test: setup
-	# Debian chromium for the browser test (Playwright drives it; its own download cannot work here)
-	bash scripts/install-browser.sh
+	# Debian packages the tests drive: chromium (browser tests), qemu-user (emulated AVX2 CPU)
+	bash scripts/install-test-tools.sh
 	bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-fast: setup

@@ -1,4 +1,4 @@
-"""Playwright with Debian's chromium (scripts/install-browser.sh) for the e2e UI tests: one set of
+"""Playwright with Debian's chromium (scripts/install-test-tools.sh) for the e2e UI tests: one set of
 launch arguments, the skip when chromium is missing, per-user pages for the quantgate server app,
 the approval edit in the version page's Tags table, and where screenshots go.
 
@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 30_000  # every locator wait / navigation
 needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-browser.sh"
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: run scripts/install-test-tools.sh"
 )
 
 

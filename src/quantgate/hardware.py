@@ -7,7 +7,12 @@ for a *target* ISA, and the target, the host it was measured on and the backend 
 target chose are recorded with the candidate.
 
 Targets: ``avx2``, ``avx512``, ``avx512_vnni``, ``arm64``; ``auto`` resolves to the host's.
-Nothing here is cached across processes; detection reads ``/proc/cpuinfo`` once per process.
+
+Detection asks the CPU itself (CPUID, through the cpuinfo library torch ships), because that is
+what torch's and ONNX Runtime's kernels dispatch on; ``/proc/cpuinfo`` is the fallback. The two
+can disagree: under an emulator (``qemu-x86_64 -cpu EPYC-Rome``, how the AVX2 check in the
+README runs) ``/proc/cpuinfo`` still lists the real host's AVX512 flags while the kernels see
+AVX2. Nothing here is cached across processes; detection runs once per process.
 """
 
 from __future__ import annotations
@@ -40,11 +45,30 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[set[str], str]:
     return flags, model
 
 
-def isa_from(machine: str, flags: set[str], torch_capability: str = "") -> str:
-    """The best target ISA a CPU supports (pure: tested with made-up flag sets)."""
+def _cpuid() -> dict[str, bool] | None:
+    """What the CPU reports through CPUID (torch's cpuinfo), or None where torch cannot say."""
+    import torch
+
+    try:
+        return {
+            "avx2": bool(torch.cpu._is_avx2_supported()),
+            "avx512": bool(torch.cpu._is_avx512_supported()),
+            "avx512_vnni": bool(torch.cpu._is_vnni_supported()),  # AVX512-VNNI (torch's note: not AVX-VNNI)
+        }
+    except (AttributeError, RuntimeError):  # another torch build: /proc/cpuinfo decides
+        return None
+
+
+def isa_from(machine: str, flags: set[str], torch_capability: str = "", cpuid: dict[str, bool] | None = None) -> str:
+    """The best target ISA a CPU supports (pure: tested with made-up flag sets). ``cpuid``, when
+    known, wins over ``flags``: it is what the kernels dispatch on."""
     m = machine.lower()
     if m in ("arm64", "aarch64") or m.startswith("armv8"):
         return "arm64"
+    if cpuid is not None:
+        if cpuid.get("avx512"):
+            return "avx512_vnni" if cpuid.get("avx512_vnni") else "avx512"
+        return "avx2"  # AVX2, or an older x86 CPU: the most conservative x86 configuration
     cap = torch_capability.upper()
     if "avx512f" in flags or cap.startswith("AVX512"):
         return "avx512_vnni" if "avx512_vnni" in flags else "avx512"
@@ -65,15 +89,17 @@ def host_info() -> dict[str, Any]:
     except Exception:  # older torch or an unusual build: detection falls back to the flags
         capability = ""
     machine = platform.machine()
+    cpuid = _cpuid() if machine.lower() in ("x86_64", "amd64", "i686", "x86") else None
     return {
-        "isa": isa_from(machine, flags, capability),
+        "isa": isa_from(machine, flags, capability, cpuid),
         "machine": machine,
         "cpu_model": model or platform.processor() or "unknown",
         "cpu_count": os.cpu_count() or 0,
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": capability,
         "torch_quantized_engine": torch.backends.quantized.engine,
-        "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "vnni": bool(cpuid["avx512_vnni"]) if cpuid else "avx512_vnni" in flags or "avx_vnni" in flags,
+        "detected_by": "cpuid" if cpuid else "/proc/cpuinfo",
     }
 
 

@@ -1,5 +1,5 @@
 """A reviewer approves the candidate in the real MLflow UI (`quantgate ui`), driven by Playwright
-with Debian's chromium (scripts/install-browser.sh); then `quantgate promote` accepts it.
+with Debian's chromium (scripts/install-test-tools.sh); then `quantgate promote` accepts it.
 
 Runs after tests/e2e/test_demo_loop.py, which checks that promotion is refused while pending.
 """

@@ -183,6 +183,13 @@ def test_isa_detection_is_pure() -> None:
     assert hardware.isa_from("x86_64", {"avx2", "avx512f", "avx512_vnni"}) == "avx512_vnni"
     assert hardware.isa_from("aarch64", {"asimd"}) == "arm64"
     assert hardware.isa_from("x86_64", set(), "AVX2") == "avx2"
+    # what CPUID says wins over /proc/cpuinfo (an emulated AVX2 CPU on an AVX512 host)
+    rome = {"avx2": True, "avx512": False, "avx512_vnni": False}
+    assert hardware.isa_from("x86_64", {"avx2", "avx512f", "avx512_vnni"}, "AVX2", rome) == "avx2"
+    assert hardware.isa_from("x86_64", {"avx2"}, "", {"avx2": True, "avx512": True, "avx512_vnni": True}) == (
+        "avx512_vnni"
+    )
+    assert hardware.isa_from("x86_64", set(), "", {"avx2": True, "avx512": True, "avx512_vnni": False}) == "avx512"
     info = hardware.host_info()
     assert info["isa"] in hardware.ISAS and info["cpu_count"] >= 1 and info["torch_quantized_engine"]
     assert hardware.resolve_target("auto") == info["isa"]
