@@ -99,16 +99,18 @@ def _report(work: Path, meta: dict, seconds: float, command: str) -> str:
         f"Command: `{command}`",
         "",
         "| model | candidate | rows | accuracy here | accuracy on emulated AVX2 | predictions changed "
-        "| max logit change |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| rows whose logits moved | median / max logit move |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, c in meta["candidates"].items():
         y = np.asarray(meta["labels"][c["model"]])
         here, there = np.load(work / f"logits_here_{key}.npy"), np.load(work / f"logits_avx2_{key}.npy")
         ph, pt = here.argmax(1), there.argmax(1)
+        move = np.abs(here - there).max(axis=1)
         lines.append(
             f"| {c['model']} | {c['recipe']} | {len(y)} | {(ph == y).mean():.4f} | {(pt == y).mean():.4f} | "
-            f"{int((ph != pt).sum())} ({(ph != pt).mean():.1%}) | {float(np.abs(here - there).max()):.3g} |"
+            f"{int((ph != pt).sum())} ({(ph != pt).mean():.1%}) | {int((move > 1e-4).sum())} | "
+            f"{float(np.median(move)):.3g} / {float(move.max()):.3g} |"
         )
     return "\n".join(lines) + "\n"
 

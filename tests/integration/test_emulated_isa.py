@@ -3,9 +3,13 @@ and gated here, run on a CPU that reports AVX2 and no AVX512 or VNNI (``qemu-x86
 EPYC-Rome``, Debian's qemu-user, installed by scripts/install-test-tools.sh).
 
 torch and ONNX Runtime pick their kernels from CPUID, so the emulated CPU runs the AVX2 ones.
-Emulation says nothing of speed, but predictions are exact: a candidate built for ``avx2``
-predicts there as it did when it was gated, and one built for ``avx512_vnni`` does not (its u8 x
-s8 products saturate without VNNI), which shows the emulated kernels really are other kernels.
+Emulation says nothing of speed, but it says exactly which predictions change. Measured on 400
+evaluation rows (README, Benchmark): the Adult MLP's ``ort-fp32`` and ``avx2`` candidates give
+the same logits bit for bit; the MiniLM ``avx2`` candidate changed 2 predictions (0.5%: its float
+layers sum in another order, and dynamic activation quantization can round a value the other
+way), its ``avx512_vnni`` twin 16 (4.0%: u8 x s8 products saturate without VNNI, every row's
+logits move). The test runs one batch of 16 rows and checks that contrast: there the median
+logit move was 0.024 for the ``avx2`` candidate and 0.239 for its VNNI twin.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def test_detection_follows_the_cpu_the_kernels_see() -> None:
     assert warn_avx2 is None
 
 
-def test_an_avx2_candidate_predicts_on_avx2_as_it_did_when_gated(tmp_path: Path) -> None:
+def test_on_an_avx2_cpu_the_avx2_candidate_holds_and_the_vnni_one_moves(tmp_path: Path) -> None:
     from quantgate.hardware import host_info
 
     _qemu()
@@ -72,21 +76,27 @@ def test_an_avx2_candidate_predicts_on_avx2_as_it_did_when_gated(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     meta = json.loads((work / "meta.json").read_text())
-    seen = set()
+    moved: dict[tuple[str, str], tuple[float, float]] = {}  # (share of rows whose logits moved, median move)
     for key, c in meta["candidates"].items():
         here, there = np.load(work / f"logits_here_{key}.npy"), np.load(work / f"logits_avx2_{key}.npy")
         assert here.shape == there.shape == (16, 2)
-        change = float(np.abs(here - there).max())
-        seen.add((c["model"], c["recipe"]))
+        change = np.abs(here - there).max(axis=1)
+        rows_moved = change > 1e-4
+        agree = float((here.argmax(1) == there.argmax(1)).mean())
+        moved[(c["model"], c["recipe"])] = (float(rows_moved.mean()), float(np.median(change)))
         if "avx512_vnni" in c["recipe"]:
             assert c["ort_config"]["reduce_range"] is False
-            if host_info()["vnni"]:  # gated with VNNI kernels: the AVX2 kernels give other logits
-                assert change > 1e-3, f"{key}: the emulated CPU ran the same kernels ({change})"
-        else:  # built for avx2 (7-bit weights: no saturation) or float: the verdict's predictions hold
-            if "avx2" in c["recipe"]:
-                assert c["ort_config"]["reduce_range"] is True
-            assert np.array_equal(here.argmax(1), there.argmax(1)), key
-            assert change < 1e-4, f"{key}: logits moved by {change} on the emulated AVX2 CPU"
-    assert ("rt-sentiment", "ort-dynamic-int8 (target avx2)") in seen and ("adult-income", "ort-fp32") in seen
+        elif "avx2" in c["recipe"]:
+            assert c["ort_config"]["reduce_range"] is True and agree >= 15 / 16, (key, agree)
+        if c["model"] == "adult-income" and "avx512_vnni" not in c["recipe"]:  # the MLP: bit for bit
+            assert not rows_moved.any(), f"{key}: logits moved on the emulated AVX2 CPU"
+    avx2, vnni = "ort-dynamic-int8 (target avx2)", "ort-dynamic-int8 (target avx512_vnni)"
+    assert set(moved) == {(m, r) for m in ("adult-income", "rt-sentiment") for r in (avx2, vnni)} | {
+        ("adult-income", "ort-fp32")
+    }
+    if host_info()["vnni"]:  # gated with VNNI kernels: on AVX2 the VNNI-config candidate moves, row by row
+        assert moved[("rt-sentiment", vnni)][0] >= 0.5, moved
+        # the avx2 candidate's logits move far less (16 rows: median 0.024 against 0.239)
+        assert moved[("rt-sentiment", avx2)][1] < 0.5 * moved[("rt-sentiment", vnni)][1], moved
     table = out.read_text()
     assert f"qemu-x86_64 -cpu {CPU}" in table and "| rt-sentiment | ort-dynamic-int8 (target avx2) | 16 |" in table
