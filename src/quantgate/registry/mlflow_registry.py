@@ -121,14 +121,7 @@ def register_candidate(
     """
     cl = client(settings)
     name = c.quantized_name(source.name)
-    created_model = False
-    if not _exists(cl, name):
-        cl.create_registered_model(
-            name,
-            tags={"quantgate.source_model": source.name},
-            description=f"Governed quantized versions of `{source.name}` (quantgate).",
-        )
-        created_model = True
+    created_model = not _exists(cl, name) and _create_unless_there(cl, name, source.name)
     previous = _alias_version(cl, name, c.ALIAS_CANDIDATE)
     mv = None
     try:
@@ -143,12 +136,43 @@ def register_candidate(
             cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)
         return cl.get_model_version(name, mv.version)
     except BaseException:
-        if mv is not None:
-            cl.delete_model_version(name, mv.version)
-        if previous is not None:
-            cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, previous)
-        if created_model:
-            cl.delete_registered_model(name)
+        _undo_registration(cl, name, mv.version if mv is not None else None, previous, created_model)
+        raise
+
+
+def _undo_registration(
+    cl: MlflowClient, name: str, version: str | None, previous: str | None, created_model: bool
+) -> None:
+    """Delete the version this run created, restore the previous ``candidate``, and delete the
+    registered model if this run created it and no version is left in it: a run governing
+    another version at the same time may have registered into it since."""
+    if version is not None:
+        cl.delete_model_version(name, version)
+    if previous is not None:
+        cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, previous)
+    if created_model and not cl.search_model_versions(f"name='{name}'"):
+        cl.delete_registered_model(name)
+
+
+def _create_unless_there(cl: MlflowClient, name: str, source_name: str) -> bool:
+    """Create the registered model ``name``; False when the store answers that it already exists.
+
+    Two governance runs at once (a Dask sweep over two versions of one source) can both find it
+    missing; the second create is refused with RESOURCE_ALREADY_EXISTS and that run registers
+    into the first's model."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        cl.create_registered_model(
+            name,
+            tags={"quantgate.source_model": source_name},
+            description=f"Governed quantized versions of `{source_name}` (quantgate).",
+        )
+        return True
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            return False
         raise
 
 
