@@ -10,7 +10,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "$(uname -m)" = x86_64 ] && [ ! -x /usr/bin/qemu-x86_64 ]; then missing+=(qemu-user); fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools present: $(/usr/bin/chromium --version 2>/dev/null || echo chromium); qemu-user"
+  echo "test tools present: $(/usr/bin/chromium --version 2>/dev/null || echo chromium)$([ -x /usr/bin/qemu-x86_64 ] && echo '; qemu-user')"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -56,12 +56,11 @@ def _build(work: Path, rows: int) -> dict:
     from quantgate.quantize.recipes import apply_recipe
 
     models = _models(quick=True)
-    meta: dict = {"host": host_info(), "batches": {}, "labels": {}, "candidates": {}, "rows": {}}
+    meta: dict = {"host": host_info(), "batches": {}, "labels": {}, "candidates": {}}
     for model_name, m in models.items():
         ev = m["eval"].head(rows)
         y = ev[m["label"]].to_numpy()
         meta["labels"][model_name] = [int(v) for v in y]
-        meta["rows"][model_name] = len(ev)
         files = []
         for i, tensors in enumerate(m["model"].batches(ev, 32)):
             names = []
