@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -69,3 +69,20 @@ def quiet_libraries(configure: bool = True) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         for name in ("mlflow", "alembic", "great_expectations", "torchao", "httpx", "torch.utils._pytree"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _NoTracebackForUserErrors) for f in logger.filters):
+                logger.addFilter(_NoTracebackForUserErrors())
+
+
+class _NoTracebackForUserErrors:
+    """Prefect logs a failed run's exception with its traceback. For a :class:`QuantgateError` (bad
+    input, a refused move: the CLI prints it as one line) the log keeps its message line and drops
+    the traceback; any other exception keeps it. ``--debug`` installs no filter."""
+
+    def filter(self, record: Any) -> bool:
+        from quantgate.errors import QuantgateError
+
+        if record.exc_info and isinstance(record.exc_info[1], QuantgateError):
+            record.exc_info, record.exc_text = None, None
+        return True

@@ -207,6 +207,25 @@ def test_misdeclared_output_is_refused_and_nothing_registered(world: World) -> N
     proc = run_cli(world.env, "quantize", "--model", "bc-sigmoid")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "differs from the model's own predictions" in proc.stderr
+    assert "Traceback" not in proc.stderr  # Prefect's log keeps the error's line, not its traceback
+    assert _snapshot(world) == before
+
+
+def test_regression_model_is_refused_by_name_and_nothing_registered(world: World) -> None:
+    """A one-output regression model (sklearn's diabetes) must not be read as a binary classifier."""
+    data = world.home.parent / "diabetes"
+    env = {**world.env, "MLFLOW_TRACKING_URI": f"sqlite:///{world.home / 'mlflow.db'}"}
+    _script(env, world.home, str(SCRIPTS / "log_diabetes.py"), "diabetes", str(data))
+    files = {role: data / f"{role}.parquet" for role in ("calibration", "evaluation", "reference")}
+    _onboard(world.project, "diabetes", files, "target")
+    before = _snapshot(world)
+    proc = run_cli(world.env, "quantize", "--model", "diabetes")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith("error: the label column has") and "a regression model" in errors[0]
+    assert "does not quantize regression models" in errors[0]
+    assert "Traceback" not in proc.stderr
     assert _snapshot(world) == before
 
 

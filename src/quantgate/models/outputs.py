@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from quantgate.errors import DataError
+from quantgate.errors import DataError, UnsupportedModel
 
 OutputKind = Literal["logits", "probabilities", "labels"]
 OUTPUT_CHOICES = ("auto", "logits", "probabilities", "labels")
@@ -175,10 +175,29 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
         return [0, 1]
     if set(map(str, seen)) <= {str(i) for i in range(k)}:
         return list(range(k))
+    if width == 1 or _continuous(seen):
+        shown = ", ".join(map(str, seen[:5])) + (", ..." if len(seen) > 5 else "")
+        raise UnsupportedModel(
+            f"the label column has {len(seen)} distinct values ({shown}) for a model that returns "
+            f"{'one score' if width == 1 else f'{width} scores'} per row: a regression model, or a label "
+            "column that does not hold the classes",
+            "quantgate governs classifiers (accuracy, per-group drops, prediction flips) and does not quantize "
+            "regression models; for a classifier, point label: at its class column, or set classes: in the "
+            "onboarding (in output order)",
+        )
     raise DataError(
         f"the model returns {width} score(s) per row ({k} classes) but the data has labels {list(seen)[:10]}",
         "set classes: in the onboarding (the model's classes in output order)",
     )
+
+
+def _continuous(values: Sequence[Any]) -> bool:
+    """Numeric label values that cannot all be class ids: one of them has a fractional part."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return bool(arr.size) and not np.all(np.isfinite(arr) & (arr == np.round(arr)))
 
 
 def _native(v: Any) -> Any:

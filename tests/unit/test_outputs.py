@@ -1,0 +1,42 @@
+"""How a model's classes are inferred from its output width and the data's labels (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantgate.errors import DataError, UnsupportedModel
+from quantgate.models.outputs import infer_classes
+
+
+def test_one_score_is_binary_over_the_two_label_values() -> None:
+    assert infer_classes(1, "logits", ["no", "yes", "no"], None) == ["no", "yes"]
+    assert infer_classes(1, "logits", [1, 1, 1], None) == [0, 1]
+
+
+def test_declared_classes_win() -> None:
+    assert infer_classes(1, "logits", [3.5, 7.25, 9.0], ["low", "high"]) == ["low", "high"]
+
+
+def test_k_scores_with_ids_as_labels() -> None:
+    assert infer_classes(10, "logits", [0, 3, 9], None) == list(range(10))
+
+
+def test_a_regression_target_is_named_not_taken_for_classes() -> None:
+    """sklearn's diabetes target (integers stored as floats) read by a one-output model."""
+    labels = [151.0, 75.0, 141.0, 206.0, 135.0, 97.0, 138.0]
+    with pytest.raises(UnsupportedModel) as info:
+        infer_classes(1, "logits", labels, None)
+    msg = info.value.one_line()
+    assert "7 distinct values (75.0, 97.0, 135.0, 138.0, 141.0, ...)" in msg
+    assert "one score per row" in msg and "regression" in msg and "label:" in msg
+
+
+def test_fractional_labels_for_k_scores_are_named_as_regression() -> None:
+    with pytest.raises(UnsupportedModel, match="3 scores per row: a regression model"):
+        infer_classes(3, "logits", [0.5, 1.25, 2.0, 3.0], None)
+
+
+def test_k_scores_and_other_class_names_ask_for_classes() -> None:
+    with pytest.raises(DataError, match="set classes:") as info:
+        infer_classes(3, "logits", ["cat", "dog"], None)
+    assert not isinstance(info.value, UnsupportedModel)
