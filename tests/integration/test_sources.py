@@ -236,3 +236,28 @@ def _snapshot(world: World) -> list[tuple[str, str, dict[str, str]]]:
         for m in cl.search_registered_models()
         for v in cl.search_model_versions(f"name='{m.name}'")
     )
+
+
+def test_missing_inputs_the_model_cannot_score_are_named_and_nothing_registered(world: World) -> None:
+    """One evaluation row with a missing feature, outside the rows the output is probed with: the
+    one-logit MLP answers NaN for it. That is a named data error before anything is judged."""
+    onboarding = world.project / "registry" / "models" / "bc-pt2.yaml"
+    kept = onboarding.read_text()
+    evaluation = pd.read_parquet(world.files["bc"]["evaluation"])
+    evaluation.iloc[200, evaluation.columns.get_loc("mean area")] = np.nan
+    holed = world.home.parent / "bc-holed.parquet"
+    evaluation.to_parquet(holed)
+    onboarding.write_text(kept.replace(str(world.files["bc"]["evaluation"]), str(holed)))
+    before = _snapshot(world)
+    try:
+        proc = run_cli(world.env, "quantize", "--model", "bc-pt2")
+    finally:
+        onboarding.write_text(kept)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        f"error: bc-pt2/1 returned NaN or infinite scores on 1 of the {len(evaluation)} evaluation rows, each of "
+        "them a row with missing values (column(s) mean area) — the model does not handle missing values: drop or "
+        "impute them in the evaluation data"
+    ], proc.stderr[-3000:]
+    assert _snapshot(world) == before

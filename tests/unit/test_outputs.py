@@ -1,11 +1,18 @@
-"""How a model's classes are inferred from its output width and the data's labels (pure)."""
+"""How a model's classes are inferred from its output width and the data's labels, and what a
+probe that returns NaN scores is told (pure)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from quantgate.errors import DataError, UnsupportedModel
 from quantgate.models.outputs import infer_classes
+from quantgate.sources.base import SourceContext
+from quantgate.sources.layout import resolve_outputs
 
 
 def test_one_score_is_binary_over_the_two_label_values() -> None:
@@ -40,3 +47,34 @@ def test_k_scores_and_other_class_names_ask_for_classes() -> None:
     with pytest.raises(DataError, match="set classes:") as info:
         infer_classes(3, "logits", ["cat", "dog"], None)
     assert not isinstance(info.value, UnsupportedModel)
+
+
+def _ctx(sample: pd.DataFrame) -> SourceContext:
+    return SourceContext(
+        version=SimpleNamespace(name="m", version="1"),  # type: ignore[arg-type]
+        meta=None,  # type: ignore[arg-type]
+        config=SimpleNamespace(label="y"),  # type: ignore[arg-type]
+        sample=sample,
+        labels=[0, 1],
+    )
+
+
+def _linear(df: pd.DataFrame) -> np.ndarray:
+    """A model that does not impute: a missing input gives a NaN score."""
+    return (df["a"] - df["b"]).to_numpy()[:, None]
+
+
+def test_nan_scores_from_missing_inputs_name_the_columns() -> None:
+    sample = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "b": [0.5, 1.0, np.nan, 2.0], "y": [1, 0, 1, np.nan]})
+    with pytest.raises(DataError) as info:
+        resolve_outputs(_ctx(sample), _linear)
+    msg = info.value.one_line()
+    assert "on 2 of the 4 evaluation rows" in msg and "column(s) a, b" in msg and "impute" in msg
+
+
+def test_nan_scores_without_missing_inputs_blame_the_model() -> None:
+    sample = pd.DataFrame({"a": [1.0, 2.0], "b": [0.5, 1.0], "y": [1, 0]})
+    with pytest.raises(DataError) as info:
+        resolve_outputs(_ctx(sample), lambda df: np.array([[np.inf], [0.1]]))
+    assert "on 1 of the 2 evaluation rows" in str(info.value) and "check the model" in str(info.value)
+    assert "missing" not in str(info.value)

@@ -84,7 +84,7 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
             "quantgate governs models that answer one row per input row",
         )
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise DataError(f"{ctx.ref} returned NaN or infinite scores on the evaluation rows", "check the model")
+        raise _non_finite_scores(ctx, ~np.isfinite(arr).all(axis=1))
     reading = detect_output(arr, str(ctx.onboarding("output", "auto")))
     classes = infer_classes(reading.width, reading.kind, ctx.labels, ctx.onboarding("classes"))
     return {
@@ -94,6 +94,29 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
         "classes": classes,
         "output_note": reading.describe(),
     }
+
+
+def _non_finite_scores(ctx: SourceContext, bad: np.ndarray) -> DataError:
+    assert ctx.sample is not None
+    label = getattr(ctx.config, "label", None)
+    inputs = ctx.sample.drop(columns=[label], errors="ignore")
+    return non_finite_scores(ctx.ref, inputs, bad, f"of the {len(bad)} evaluation rows it was probed with")
+
+
+def non_finite_scores(ref: str, inputs: pd.DataFrame, bad: np.ndarray, among: str) -> DataError:
+    """The error for NaN/inf scores on the rows ``bad`` of ``inputs``, naming the input columns with
+    missing values when every bad row has one (the usual cause: a model that does not impute)."""
+    missing = inputs.isna().to_numpy()
+    where = f"on {int(bad.sum())} {among}"
+    if missing.any() and bool(missing.any(axis=1)[bad].all()):
+        cols = [str(c) for c in inputs.columns[missing[bad].any(axis=0)]]
+        shown = ", ".join(cols[:5]) + (f" and {len(cols) - 5} more" if len(cols) > 5 else "")
+        return DataError(
+            f"{ref} returned NaN or infinite scores {where}, each of them a row with missing values "
+            f"(column(s) {shown})",
+            "the model does not handle missing values: drop or impute them in the evaluation data",
+        )
+    return DataError(f"{ref} returned NaN or infinite scores {where}", "check the model")
 
 
 def tensor_model(ctx: SourceContext, module: Any, **spec_extra: Any) -> Any:

@@ -39,8 +39,26 @@ def check_source_faithful(source: Source, model: WrappedModel, data: Datasets) -
 
     uri = f"models:/{source.version.name}/{source.version.version}"
     report = check_faithful(uri, model, data.evaluation, what=f"source {source.ref}")
+    check_missing_inputs(source, model, data)
     warnings: list[str] = []
     if model.spec.get("output_ambiguous"):
         warnings.append(f"the model's output ({model.spec.get('output_note')}) was read as declared by output:")
     logged = logged_accuracy(client().get_run(source.version.run_id).data.metrics) if source.version.run_id else None
     return Faithfulness(report.to_dict(), warnings, logged)
+
+
+def check_missing_inputs(source: Source, model: WrappedModel, data: Datasets) -> None:
+    """Evaluation rows with missing inputs are scored by the source before anything is judged: a
+    model that returns NaN for them is an error naming the columns (not, later, a failed metric)."""
+    import numpy as np
+
+    from quantgate.sources.layout import non_finite_scores
+
+    ev = data.evaluation
+    cols = [c for c in model.input_columns if c in ev.columns]
+    rows = ev[ev[cols].isna().any(axis=1)]
+    if not len(rows):
+        return
+    bad = ~np.isfinite(model.predict_proba(rows)).all(axis=1)
+    if bad.any():
+        raise non_finite_scores(source.ref, rows[cols], bad, f"of the {len(ev)} evaluation rows")
