@@ -8,7 +8,7 @@ from quantgate.steps.context import PROFILE_ARTIFACT, Datasets, Evaluation, Fait
 from quantgate.steps.data import load_datasets, signature_columns, stored_profile
 from quantgate.steps.discover import discover_source, ungoverned_versions
 from quantgate.steps.evaluate import evaluate_candidate
-from quantgate.steps.gate import gate
+from quantgate.steps.gate import check_measurable, gate
 from quantgate.steps.quantize import calibration_batches, quantize_candidate, resolve_recipe, search_recipe
 from quantgate.steps.record import EXPERIMENT, card_context, record_candidate
 from quantgate.steps.source import check_source_faithful, load_source_model
@@ -24,6 +24,7 @@ __all__ = [
     "Source",
     "calibration_batches",
     "card_context",
+    "check_measurable",
     "check_source_faithful",
     "discover_source",
     "evaluate_candidate",

@@ -211,6 +211,19 @@ def test_misdeclared_output_is_refused_and_nothing_registered(world: World) -> N
     assert _snapshot(world) == before
 
 
+def test_default_policy_refuses_a_model_without_groups_before_any_work(world: World) -> None:
+    """The breast-cancer MLP names no sensitive attribute or slice; the default policy blocks on
+    group rules: refused up front (exit 2, nothing registered), not after a whole failing search."""
+    before = _snapshot(world)
+    proc = run_cli(world.env, "quantize", "--model", "bc-pt2", "--policy", "policies/default.yaml")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "blocks on group rule(s) group-accuracy-drop, flips-concentrated" in errors[0]
+    assert "policies/permissive.yaml" in errors[0]
+    assert "Task run 'load-data" not in proc.stderr  # refused before the data was read
+    assert _snapshot(world) == before
+
+
 def test_regression_model_is_refused_by_name_and_nothing_registered(world: World) -> None:
     """A one-output regression model (sklearn's diabetes) must not be read as a binary classifier."""
     data = world.home.parent / "diabetes"

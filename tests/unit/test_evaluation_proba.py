@@ -95,6 +95,16 @@ def test_flip_audit_without_flips() -> None:
     assert audit.max_ratio == 1.0  # no significant excess anywhere
 
 
+def test_flip_audit_without_groups_is_not_measured() -> None:
+    """No group column (or every group under the minimum size): concentration cannot be judged,
+    so the ratio is NaN (not measured), never the 1.0 of "no group stands out"."""
+    y = np.array([0, 1] * 50)
+    base, cand = _proba(np.where(y == 1, 0.9, 0.1)), _proba(np.where(y == 1, 0.4, 0.1))
+    assert np.isnan(flip_audit(pd.DataFrame({"g": ["x"] * 100}), y, base, cand, group_columns=[]).max_ratio)
+    small = flip_audit(pd.DataFrame({"g": ["x", "y"] * 50}), y, base, cand, group_columns=["g"], min_group_size=60)
+    assert small.groups == [] and np.isnan(small.max_ratio)
+
+
 # --- multi-class (k > 2) ----------------------------------------------------------------------
 
 

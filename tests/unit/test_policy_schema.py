@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from quantgate.errors import ConfigError
+from quantgate.onboarding import ModelConfig
 from quantgate.policy.schema import (
     KNOWN_METRICS,
     Policy,
@@ -338,3 +339,41 @@ def test_policy_model_accepts_dict() -> None:
         {"name": "x", "rules": [{"id": "a", "kind": "min", "metric": "speedup", "threshold": 1.0}]}
     )
     assert p.digest == ""
+
+
+# --- a policy a model's onboarding cannot be measured against -----------------------------------
+
+
+def _cfg(**groups: list[str]) -> ModelConfig:
+    return ModelConfig(
+        name="m", task="tensor-classification", label="y", calibration_data="c", evaluation_data="e", **groups
+    )
+
+
+def test_group_blocks_of_the_shipped_policies() -> None:
+    assert [r.id for r in load_policy(DEFAULT_POLICY).group_blocks("m")] == [
+        "group-accuracy-drop",
+        "flips-concentrated",
+    ]
+    assert load_policy(DEFAULT_POLICY.parent / "permissive.yaml").group_blocks("m") == []
+
+
+def test_a_model_without_groups_is_refused_before_any_work_by_group_rules() -> None:
+    from quantgate.steps.gate import check_measurable
+
+    policy = load_policy(DEFAULT_POLICY)
+    with pytest.raises(ConfigError) as info:
+        check_measurable(_cfg(), policy, "policies/default.yaml")
+    msg = info.value.one_line()
+    assert "group-accuracy-drop, flips-concentrated" in msg and "names no sensitive attributes or slices" in msg
+    assert "registry/models/m.yaml" in msg and "policies/permissive.yaml" in msg
+    check_measurable(_cfg(slices=["length_bucket"]), policy, "policies/default.yaml")
+    check_measurable(_cfg(sensitive_attributes=["sex"]), policy, "policies/default.yaml")
+    check_measurable(_cfg(), load_policy(DEFAULT_POLICY.parent / "permissive.yaml"), "policies/permissive.yaml")
+
+
+def test_a_policy_slice_counts_as_a_group() -> None:
+    from quantgate.steps.gate import check_measurable
+
+    text = DEFAULT_POLICY.read_text().replace("overrides: {}", "slices: [length_bucket]\noverrides: {}")
+    check_measurable(_cfg(), parse_policy(text, "p.yaml"), "p.yaml")

@@ -114,7 +114,9 @@ BAD = CheckResult.judged("sex: rows per group", False, "Female: 0 (missing)", ">
 
 def test_report_summary_names_failed_checks_on_one_line() -> None:
     line = _report([OK, BAD]).summary()
-    assert line == "calibration data for 'm': 1 of 2 checks failed: sex: rows per group (Female: 0 (missing))"
+    assert line == (
+        "calibration data for 'm': 1 of 2 checks failed: sex: rows per group (Female: 0 (missing); wanted >= 30)"
+    )
     assert [c.name for c in _report([OK, BAD]).failed()] == ["sex: rows per group"]
     assert _report([OK]).summary() == "calibration data for 'm': all 1 checks passed on 300 rows"
 

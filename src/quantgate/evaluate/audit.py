@@ -45,7 +45,10 @@ class FlipAudit:
     def max_ratio(self) -> float:
         """Largest flip-share / base-share ratio among groups whose excess is significant
         (binomial test, Holm-adjusted over the groups); 1.0 when no group is: a handful of flips
-        proves nothing."""
+        proves nothing. NaN (not measured) when no group was audited at all: no group columns,
+        or every group under the minimum size."""
+        if not self.groups:
+            return float("nan")
         significant = [g.ratio for g in self.groups if g.p_adjusted < self.alpha]
         return max(significant) if significant else 1.0
 

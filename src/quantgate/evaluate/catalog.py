@@ -24,6 +24,8 @@ RATES = frozenset(
     }
 )
 KNOWN_METRICS = tuple(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
+#: measured over the groups (sensitive attributes, slices, the policy's slices): none named, none measured
+GROUP_METRICS = frozenset({"worst_group_accuracy", "max_flip_ratio"})
 
 #: what each evaluated metric means, for k classes (binary is k = 2); the card and policy docs
 #: can quote these. Point estimates come from sklearn / fairlearn (see evaluate/metrics.py).

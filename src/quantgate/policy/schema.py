@@ -15,7 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import ConfigError
-from quantgate.evaluate.catalog import HIGHER_IS_BETTER, KNOWN_METRICS, LOWER_IS_BETTER, RATES
+from quantgate.evaluate.catalog import (
+    GROUP_METRICS,
+    HIGHER_IS_BETTER,
+    KNOWN_METRICS,
+    LOWER_IS_BETTER,
+    RATES,
+)
 from quantgate.validate.schema import CalibrationPolicy
 
 RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
@@ -158,6 +164,16 @@ class Policy(_Strict):
         overall = min((r.threshold for r in rules if r.kind == "max_drop"), default=0.01)
         group = min((r.threshold for r in rules if r.kind == "max_group_drop"), default=None)
         return overall, group
+
+    def group_blocks(self, model: str) -> list[Rule]:
+        """This model's blocking rules measured over groups (sensitive attributes and slices):
+        with no group named, no candidate can pass them (a rule not measured fails the gate).
+        Fairness gaps are not among them: without sensitive attributes they are "n/a"."""
+        return [
+            r
+            for r in self.rules_for(model)
+            if r.severity == "block" and (r.kind == "max_group_drop" or r.metric in GROUP_METRICS)
+        ]
 
     def rules_for(self, model: str) -> list[Rule]:
         """The rules with this model's overrides applied."""

@@ -181,12 +181,19 @@ def failed_summary(title: str, checks: Sequence[CheckResult], row_count: int) ->
         ran = len(checks) - len(not_run)
         listed = "; ".join(f"{c.name} ({clip(c.observed, 90)})" for c in not_run)
         return f"{title}: all {ran} checks that ran passed on {row_count} rows; {len(not_run)} not run: {listed}"
-    parts = "; ".join(f"{c.name} ({clip(c.observed, 90)})" for c in bad)
+    parts = "; ".join(f"{c.name} ({clip(c.observed, 90)}{_wanted(c)})" for c in bad)
     line = f"{title}: {len(bad)} of {len(checks)} checks failed: {parts}"
     dependent = sum(c.blocked_by is not None for c in checks if c not in bad)
     if dependent:
         line += f"; {dependent} more could not run because of them"
     return line
+
+
+def _wanted(check: CheckResult) -> str:
+    """What a failed check wanted, beside what it saw (a check that could not run says why instead)."""
+    if check.status != "failed" or check.observed.startswith("could not run") or check.expected in ("", "-"):
+        return ""
+    return f"; wanted {clip(check.expected, 70)}"
 
 
 class ValidationReport(BaseModel):
