@@ -105,11 +105,11 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     cfg = source.config
     policy_path = get_settings().path(policy or cfg.policy)
     pol = load_policy(policy_path)
-    pipeline.check_measurable(cfg, pol, str(policy or cfg.policy))
     rec = pipeline.resolve_recipe(recipe, cfg, pol)
     log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label if rec else "auto (search)")
     data = load_data(source)
     baseline = load_source(source, data)
+    pipeline.check_measurable(cfg, pol, str(policy or cfg.policy))  # a model quantgate can read, first
     faithful = check_faithful(source, baseline, data)
     log.info("reading of %s reproduces the model on %d rows", source.ref, faithful.report["rows"])
     report = validate(source, baseline, data, pol)

@@ -220,7 +220,7 @@ def test_default_policy_refuses_a_model_without_groups_before_any_work(world: Wo
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "blocks on group rule(s) group-accuracy-drop, flips-concentrated" in errors[0]
     assert "policies/permissive.yaml" in errors[0]
-    assert "Task run 'load-data" not in proc.stderr  # refused before the data was read
+    assert "Task run 'validate-calibration" not in proc.stderr  # refused before any check or trial
     assert _snapshot(world) == before
 
 

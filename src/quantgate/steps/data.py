@@ -36,6 +36,14 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
             raise DataError(
                 f"{role} data {resolved[role]} has no label column '{cfg.label}'", "set label: in the onboarding file"
             )
+        unlabelled = frames[role][cfg.label].isna()
+        if unlabelled.any():
+            rows = ", ".join(map(repr, frames[role].index[unlabelled][:5].tolist()))
+            raise DataError(
+                f"{role} data {resolved[role]} has {int(unlabelled.sum())} of {len(unlabelled)} rows with no label in "
+                f"column '{cfg.label}' (rows {rows}{', ...' if unlabelled.sum() > 5 else ''})",
+                "drop those rows or fill their labels: every evaluation row is scored against its label",
+            )
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
 
 

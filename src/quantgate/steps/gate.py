@@ -25,8 +25,8 @@ def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
 
 
 def check_measurable(cfg: ModelConfig, policy: Policy, policy_path: str) -> None:
-    """Refuse, before any work, a policy that blocks on group rules for a model that names no
-    groups: every candidate would fail them as not measured, after a whole search."""
+    """Refuse, before any check or trial, a policy that blocks on group rules for a model that names
+    no groups: every candidate would fail them as not measured, after a whole search."""
     rules = [] if [*cfg.group_columns, *policy.slices] else policy.group_blocks(cfg.name)
     if not rules:
         return
