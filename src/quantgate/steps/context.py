@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from quantgate.evaluate.batching import ServedBatching
     from quantgate.evaluate.metrics import Comparison
     from quantgate.models.wrapped import WrappedModel
+    from quantgate.policy.schema import Policy
     from quantgate.quantize.recipes import QuantizationResult, Recipe
 
 
@@ -24,6 +25,12 @@ PROFILE_ARTIFACT = "quantgate/data_profile.json"
 #: the candidate's gate-time evaluation scores (labels, class probabilities, groups), logged with
 #: its run so monitoring can fit a label-free accuracy estimator on the rows the gate judged
 EVAL_SCORES_ARTIFACT = "quantgate/eval_scores.parquet"
+
+
+def group_columns(cfg: ModelConfig, policy: Policy) -> list[str]:
+    """The columns whose groups are judged for this model under this policy: the onboarding's
+    sensitive attributes and slices, then the policy's slices, each once, in that order."""
+    return list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
 
 
 @dataclass

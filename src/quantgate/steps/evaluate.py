@@ -11,7 +11,7 @@ import pandas as pd
 from quantgate.errors import DataError
 from quantgate.onboarding import ModelConfig
 from quantgate.settings import get_settings
-from quantgate.steps.context import Datasets, Evaluation
+from quantgate.steps.context import Datasets, Evaluation, group_columns
 
 if TYPE_CHECKING:
     from quantgate.models.wrapped import WrappedModel
@@ -35,7 +35,7 @@ def evaluate_candidate(
 
     y = class_index(ev[cfg.label], baseline.classes, what=f"evaluation labels (column '{cfg.label}')")
     base_proba, cand_proba = baseline.predict_proba(ev), candidate.predict_proba(ev)
-    declared = list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
+    declared = group_columns(cfg, policy)
     missing = [g for g in declared if g not in ev.columns]
     if missing:
         raise DataError(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from quantgate.errors import ConfigError
 from quantgate.onboarding import ModelConfig
-from quantgate.steps.context import Evaluation
+from quantgate.steps.context import Evaluation, group_columns
 
 if TYPE_CHECKING:
     from quantgate.policy import Policy, Verdict
@@ -27,7 +27,7 @@ def gate(cfg: ModelConfig, policy: Policy, ev: Evaluation) -> Verdict:
 def check_measurable(cfg: ModelConfig, policy: Policy, policy_path: str) -> None:
     """Refuse, before any check or trial, a policy that blocks on group rules for a model that names
     no groups: every candidate would fail them as not measured, after a whole search."""
-    rules = [] if [*cfg.group_columns, *policy.slices] else policy.group_blocks(cfg.name)
+    rules = [] if group_columns(cfg, policy) else policy.group_blocks(cfg.name)
     if not rules:
         return
     raise ConfigError(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import DataError
 from quantgate.onboarding import ModelConfig
-from quantgate.steps.context import Datasets, Search
+from quantgate.steps.context import Datasets, Search, group_columns
 
 if TYPE_CHECKING:
     from quantgate.models.wrapped import WrappedModel
@@ -139,7 +139,7 @@ def gate_judge(
     ) -> tuple[bool, str, dict[str, Any] | None]:
         if not rules:
             return True, "no blocking rule on predictions", None
-        cols = [c for c in dict.fromkeys([*cfg.group_columns, *policy.slices]) if c in rows.columns]
+        cols = [c for c in group_columns(cfg, policy) if c in rows.columns]
         compares = [policy_compare(cfg, p, rows, cols) for _, p in levels]
         pos = np.arange(len(rows))
         cmps = [compare(y, base_proba, cand_proba, pos) for compare in compares]
