@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,26 +252,58 @@ def _snapshot(world: World) -> list[tuple[str, str, dict[str, str]]]:
     )
 
 
-def test_missing_inputs_the_model_cannot_score_are_named_and_nothing_registered(world: World) -> None:
-    """One evaluation row with a missing feature, outside the rows the output is probed with: the
-    one-logit MLP answers NaN for it. That is a named data error before anything is judged."""
-    onboarding = world.project / "registry" / "models" / "bc-pt2.yaml"
+def _quantize_with_evaluation(
+    world: World, name: str, data: str, edit: Callable[[pd.DataFrame], None]
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``quantize --model name`` on a copy of its evaluation data changed by ``edit``; the
+    registry must be left exactly as it was. Returns the run and the number of evaluation rows."""
+    onboarding = world.project / "registry" / "models" / f"{name}.yaml"
     kept = onboarding.read_text()
-    evaluation = pd.read_parquet(world.files["bc"]["evaluation"])
-    evaluation.iloc[200, evaluation.columns.get_loc("mean area")] = np.nan
-    holed = world.home.parent / "bc-holed.parquet"
-    evaluation.to_parquet(holed)
-    onboarding.write_text(kept.replace(str(world.files["bc"]["evaluation"]), str(holed)))
+    evaluation = pd.read_parquet(world.files[data]["evaluation"])
+    edit(evaluation)
+    changed = world.home.parent / f"{name}-edited.parquet"
+    evaluation.to_parquet(changed)
+    onboarding.write_text(kept.replace(str(world.files[data]["evaluation"]), str(changed)))
     before = _snapshot(world)
     try:
-        proc = run_cli(world.env, "quantize", "--model", "bc-pt2")
+        proc = run_cli(world.env, "quantize", "--model", name)
     finally:
         onboarding.write_text(kept)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert errors == [
-        f"error: bc-pt2/1 returned NaN or infinite scores on 1 of the {len(evaluation)} evaluation rows, each of "
+    assert "Traceback" not in proc.stderr
+    assert _snapshot(world) == before
+    return proc, len(evaluation)
+
+
+def _errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+
+
+def test_missing_inputs_the_model_cannot_score_are_named_and_nothing_registered(world: World) -> None:
+    """One evaluation row with a missing feature, outside the rows the output is probed with: the
+    one-logit MLP answers NaN for it. That is a named data error before anything is judged."""
+
+    def hole(ev: pd.DataFrame) -> None:
+        ev.iloc[200, ev.columns.get_loc("mean area")] = np.nan
+
+    proc, n = _quantize_with_evaluation(world, "bc-pt2", "bc", hole)
+    assert _errors(proc) == [
+        f"error: bc-pt2/1 returned NaN or infinite scores on 1 of the {n} evaluation rows, each of "
         "them a row with missing values (column(s) mean area) — the model does not handle missing values: drop or "
         "impute them in the evaluation data"
     ], proc.stderr[-3000:]
-    assert _snapshot(world) == before
+
+
+def test_evaluation_rows_with_no_text_are_named_not_scored_as_nan(world: World) -> None:
+    """A text pipeline's evaluation rows with no text (None): quantgate's reading would score the
+    string 'None'; the serving pipeline would be sent nothing. A named data error instead."""
+
+    def blank(ev: pd.DataFrame) -> None:
+        ev.loc[ev.index[[3, 150]], "text"] = None
+
+    proc, n = _quantize_with_evaluation(world, "rt-transformers", "rt", blank)
+    errors = _errors(proc)
+    assert len(errors) == 1, proc.stderr[-3000:]
+    wanted = f"error: 2 of the {n} evaluation rows for rt-transformers/1 have no text in column 'text'"
+    assert errors[0].startswith(wanted), errors[0]
+    assert "fill them with the text the model is sent for them in serving" in errors[0]

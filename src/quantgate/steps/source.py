@@ -38,6 +38,7 @@ def check_source_faithful(source: Source, model: WrappedModel, data: Datasets) -
     from quantgate.sources.faithful import check_faithful, logged_accuracy
 
     uri = f"models:/{source.version.name}/{source.version.version}"
+    check_missing_text(source, model, data)
     report = check_faithful(uri, model, data.evaluation, what=f"source {source.ref}")
     check_missing_inputs(source, model, data)
     warnings: list[str] = []
@@ -45,6 +46,26 @@ def check_source_faithful(source: Source, model: WrappedModel, data: Datasets) -
         warnings.append(f"the model's output ({model.spec.get('output_note')}) was read as declared by output:")
     logged = logged_accuracy(client().get_run(source.version.run_id).data.metrics) if source.version.run_id else None
     return Faithfulness(report.to_dict(), warnings, logged)
+
+
+def check_missing_text(source: Source, model: WrappedModel, data: Datasets) -> None:
+    """Evaluation rows with no text cannot be judged: quantgate's reading would score the string
+    'nan' (or 'None'), which is not what the model would be sent in serving."""
+    if model.task != "text-classification":
+        return
+    from quantgate.errors import DataError
+
+    ev = data.evaluation
+    col = model.input_columns[0]
+    missing = ev[col].isna().to_numpy()
+    if missing.any():
+        rows = ", ".join(map(repr, ev.index[missing][:5].tolist()))
+        raise DataError(
+            f"{int(missing.sum())} of the {len(ev)} evaluation rows for {source.ref} have no text in column '{col}' "
+            f"(rows {rows}{', ...' if missing.sum() > 5 else ''})",
+            "drop them from the evaluation data, or fill them with the text the model is sent for them in serving "
+            "(an empty string, say)",
+        )
 
 
 def check_missing_inputs(source: Source, model: WrappedModel, data: Datasets) -> None:
