@@ -32,6 +32,8 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
     ``configure=False`` for commands that touch no store (``init``, ``policy validate|explain``): no
     ``QUANTGATE_HOME`` is created and mlflow is not imported.
     """
+    from rich.markup import escape
+
     from quantgate.errors import GateFailed, QuantgateError, ValidationFailed
 
     quiet_libraries(configure=configure)
@@ -40,7 +42,7 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
     except QuantgateError as exc:
         if state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)  # its text is not markup
         raise typer.Exit(EXIT_GATE if isinstance(exc, (ValidationFailed, GateFailed)) else EXIT_USER) from None
     except (KeyboardInterrupt, typer.Exit):
         raise
@@ -49,7 +51,8 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
         err.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {first} (run with --debug for the traceback)", highlight=False
+            f"[bold red]error:[/] {type(exc).__name__}: {escape(first)} (run with --debug for the traceback)",
+            highlight=False,
         )
         raise typer.Exit(1) from None
 

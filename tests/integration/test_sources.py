@@ -307,3 +307,18 @@ def test_evaluation_rows_with_no_text_are_named_not_scored_as_nan(world: World) 
     wanted = f"error: 2 of the {n} evaluation rows for rt-transformers/1 have no text in column 'text'"
     assert errors[0].startswith(wanted), errors[0]
     assert "fill them with the text the model is sent for them in serving" in errors[0]
+
+
+def test_string_labels_in_the_wrong_order_for_a_one_logit_model_are_refused(world: World) -> None:
+    """sklearn's breast-cancer target spelled out (0 malignant, 1 benign): the one-logit MLP's
+    output names no class, and the sorted labels put 'benign' first. Measured that way the source
+    would score ~4% and every candidate be judged against that; refused with the order to declare."""
+
+    def spell(ev: pd.DataFrame) -> None:
+        ev["target"] = ev["target"].map({0: "malignant", 1: "benign"})
+
+    proc, _ = _quantize_with_evaluation(world, "bc-pt2", "bc", spell)
+    errors = _errors(proc)
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "read in the sorted order of the labels ['benign', 'malignant']" in errors[0]
+    assert "set classes: [malignant, benign] in registry/models/bc-pt2.yaml" in errors[0]

@@ -191,6 +191,46 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
     )
 
 
+def classes_origin(classes: Sequence[Any], kind: OutputKind, declared: Sequence[Any] | None) -> str:
+    """Where the order of ``classes`` came from: ``declared`` (the onboarding), ``model`` (the model
+    answers labels), ``positions`` (labels 0..k-1: output i is class i) or ``sorted labels`` (the
+    label values sorted: a guess, since the model's output does not name its classes)."""
+    if declared:
+        return "declared"
+    if kind == "labels":
+        return "model"
+    if [str(c) for c in classes] == [str(i) for i in range(len(classes))]:
+        return "positions"
+    return "sorted labels"
+
+
+@dataclass(frozen=True)
+class ClassOrder:
+    """The agreement of a reading's class order with the labels, and the best order there is."""
+
+    accuracy: float  # of the reading as it is
+    best: list[Any]  # the order of classes that agrees best with the labels
+    best_accuracy: float
+    rows: int
+
+
+def best_class_order(y: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> ClassOrder:
+    """The order of ``classes`` over the model's outputs that agrees most with the labels ``y``
+    (class indices): an assignment problem on the confusion matrix (scipy's linear_sum_assignment)."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import confusion_matrix
+
+    k = len(classes)
+    pred = proba.argmax(axis=1)
+    cm = confusion_matrix(y, pred, labels=list(range(k)))  # rows: true class, columns: output position
+    true_of, position = linear_sum_assignment(cm, maximize=True)
+    best: list[Any] = [None] * k
+    for t, pos in zip(true_of, position, strict=True):
+        best[int(pos)] = classes[int(t)]
+    n = max(len(y), 1)
+    return ClassOrder(float(np.trace(cm)) / n, best, float(cm[true_of, position].sum()) / n, len(y))
+
+
 def _continuous(values: Sequence[Any]) -> bool:
     """Numeric label values that cannot all be class ids: one of them has a fractional part."""
     try:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from quantgate.errors import ConfigError, DataError, UnsupportedModel
-from quantgate.models.outputs import detect_output, infer_classes
+from quantgate.models.outputs import classes_origin, detect_output, infer_classes
 from quantgate.sources.base import SourceContext
 
 
@@ -72,7 +72,7 @@ def numeric_columns(ctx: SourceContext) -> list[str]:
 
 def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) -> dict[str, Any]:
     """Probe the model on the sample rows; return the spec keys ``output``, ``output_width``,
-    ``classes`` and ``output_note`` (how the output was read, for the card)."""
+    ``classes``, ``classes_from`` and ``output_note`` (how the output was read, for the card)."""
     from quantgate.models.outputs import to_array
 
     if ctx.sample is None or not len(ctx.sample):
@@ -86,12 +86,14 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         raise _non_finite_scores(ctx, ~np.isfinite(arr).all(axis=1))
     reading = detect_output(arr, str(ctx.onboarding("output", "auto")))
-    classes = infer_classes(reading.width, reading.kind, ctx.labels, ctx.onboarding("classes"))
+    declared = ctx.onboarding("classes")
+    classes = infer_classes(reading.width, reading.kind, ctx.labels, declared)
     return {
         "output": reading.kind,
         "output_width": reading.width,
         "output_ambiguous": reading.ambiguous,
         "classes": classes,
+        "classes_from": classes_origin(classes, reading.kind, declared),
         "output_note": reading.describe(),
     }
 

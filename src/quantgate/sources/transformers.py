@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from quantgate.errors import ConfigError, UnsupportedModel
-from quantgate.models.outputs import infer_classes
+from quantgate.models.outputs import classes_origin, infer_classes
 from quantgate.models.wrapped import WrappedModel
 from quantgate.sources.base import SourceContext, register_source
 
@@ -69,14 +69,17 @@ def load_transformers(ctx: SourceContext) -> WrappedModel:
     names = [str(id2label.get(i, f"LABEL_{i}")) for i in range(k)]
     seen = {str(v) for v in ctx.labels}
     declared = ctx.onboarding("classes")
-    classes = (
-        list(declared) if declared else (names if seen <= set(names) else infer_classes(k, "logits", ctx.labels, None))
-    )
+    if not declared and seen <= set(names):
+        classes, origin = names, "model"  # the pipeline's own labels
+    else:
+        classes = list(declared) if declared else infer_classes(k, "logits", ctx.labels, None)
+        origin = classes_origin(classes, "logits", declared)
     spec = {
         "task": "text-classification",
         "text_column": _text_column(ctx),
         "max_length": int(min(getattr(tokenizer, "model_max_length", 128) or 128, 128)),
         "classes": classes,
+        "classes_from": origin,
         "label_names": names,  # what the pipeline answers, position by position
         "output": "logits",
         "output_width": k,

@@ -42,10 +42,54 @@ def check_source_faithful(source: Source, model: WrappedModel, data: Datasets) -
     report = check_faithful(uri, model, data.evaluation, what=f"source {source.ref}")
     check_missing_inputs(source, model, data)
     warnings: list[str] = []
+    order = check_class_order(source, model, data)
+    if order:
+        warnings.append(order)
     if model.spec.get("output_ambiguous"):
         warnings.append(f"the model's output ({model.spec.get('output_note')}) was read as declared by output:")
     logged = logged_accuracy(client().get_run(source.version.run_id).data.metrics) if source.version.run_id else None
     return Faithfulness(report.to_dict(), warnings, logged)
+
+
+#: evaluation rows the guessed class order is checked on, and by how much another order must agree
+#: better with the labels to be called a mis-reading (a weak model is near chance either way)
+CLASS_ORDER_ROWS = 512
+CLASS_ORDER_MARGIN = 0.10
+
+
+def check_class_order(source: Source, model: WrappedModel, data: Datasets) -> str | None:
+    """When the classes' order is the label values sorted (the model's output does not name them),
+    check it against the labels: an order that agrees much better (a one-logit model whose
+    positive class sorts first, say) is a ConfigError naming the order to declare; otherwise a
+    warning for the card that the order was inferred."""
+    if model.spec.get("classes_from") != "sorted labels":
+        return None
+    from quantgate.errors import ConfigError
+    from quantgate.models.outputs import best_class_order, class_index
+
+    cfg = source.config
+    rows = data.evaluation.head(CLASS_ORDER_ROWS)
+    classes = model.classes
+    y = class_index(rows[cfg.label], classes, what=f"evaluation labels (column '{cfg.label}')")
+    order = best_class_order(y, model.predict_proba(rows), classes)
+    if order.best != classes and order.best_accuracy - order.accuracy > CLASS_ORDER_MARGIN:
+        raise ConfigError(
+            f"{source.ref}'s output does not name its classes; read in the sorted order of the labels {classes}, "
+            f"it is right on {order.accuracy:.1%} of {order.rows} evaluation rows, in the order {order.best} on "
+            f"{order.best_accuracy:.1%}",
+            f"set classes: {_yaml_list(order.best)} in registry/models/{cfg.name}.yaml (the model's classes in "
+            "output order); nothing was judged or registered",
+        )
+    return (
+        f"classes {classes} are the label values in sorted order (the model's output does not name them; "
+        f"checked against the labels on {order.rows} rows): declare classes: to make the order explicit"
+    )
+
+
+def _yaml_list(values: list[object]) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(values, default_flow_style=True, width=1_000_000)).strip()
 
 
 def check_missing_text(source: Source, model: WrappedModel, data: Datasets) -> None:
