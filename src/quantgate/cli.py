@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from quantgate.cli_base import EXIT_GATE, console, err, state
@@ -170,9 +171,11 @@ def _closed_loop_summary(loop: dict[str, Any]) -> None:
     """Drift -> retraining (or why not) -> the new candidate waiting for a reviewer."""
     r, g = loop["retrain"], loop.get("governed")
     if not r["retrained"]:
-        console.print(f"retrain: {r['model']} not retrained ({r['decision']}: {r['reason']}); the event is recorded")
+        reason = escape(str(r["reason"]))
+        console.print(f"retrain: {r['model']} not retrained ({r['decision']}: {reason}); the event is recorded")
         return
-    console.print(f"retrain: drift run {r['drift_run']} → {r['registered']} ({r['how']}; {'; '.join(r['notes'])})")
+    notes = escape("; ".join(r["notes"]))
+    console.print(f"retrain: drift run {r['drift_run']} → {r['registered']} ({r['how']}; {notes})")
     if g:
         pending = "pending approval" if g["verdict"] == "pass" else "rejected by its gate"
         aliases = " ".join("@" + a for a in g["aliases"])
@@ -224,7 +227,7 @@ def _verdict_table(r: dict[str, Any]) -> None:
             f"{rule['observed']:.4f}",
             f"{rule['bound']:.4f}",
             f"[{color}]{rule['outcome']}[/]",
-            rule["evidence"],
+            escape(rule["evidence"]),
         )
     console.print(t)
     console.print(
@@ -278,13 +281,13 @@ def validate(
             result = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]"}.get(
                 str(ch.status), "[red]could not run[/]" if ch.required else "[dim]not run[/]"
             )
-            t.add_row(ch.name, ch.observed, ch.expected, result)
+            t.add_row(escape(ch.name), escape(str(ch.observed)), escape(str(ch.expected)), result)
         console.print(t)
         if out:
             files = report.write_artifacts(out)
             console.print(f"reports: {', '.join(str(f) for f in files.values())}")
         if not report.passed:
-            err.print(f"[bold red]validation failed:[/] {report.summary()}")
+            err.print(f"[bold red]validation failed:[/] {escape(report.summary())}")
             raise typer.Exit(EXIT_GATE)
         ran = sum(ch.status == "passed" for ch in report.checks)
         not_run = len(report.checks) - ran
@@ -341,7 +344,7 @@ def monitor(
             f"({', '.join(m['drifted_columns'])}); run {m['run_id']}"
         )
         for line in m.get("checks", []):
-            console.print(f"  {line}")
+            console.print(f"  {escape(line)}")
         for d in m["deliveries"]:
             console.print(
                 f"  {d.get('alert', 'drift')} alert → {d['route']}: {'delivered' if d['ok'] else 'NOT delivered'}"
