@@ -24,6 +24,7 @@ def test_where_the_order_came_from() -> None:
     assert classes_origin(["no", "yes"], "labels", None) == "model"
     assert classes_origin([0, 1, 2], "logits", None) == "positions"
     assert classes_origin(["0", "1"], "probabilities", None) == "positions"
+    assert classes_origin([0.0, 1.0], "logits", None) == classes_origin([False, True], "logits", None) == "positions"
     assert classes_origin(["benign", "malignant"], "logits", None) == "sorted labels"
     assert classes_origin([1, 2], "logits", None) == "sorted labels"  # 1/2 labels for a one-logit model
 

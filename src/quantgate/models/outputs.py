@@ -199,9 +199,16 @@ def classes_origin(classes: Sequence[Any], kind: OutputKind, declared: Sequence[
         return "declared"
     if kind == "labels":
         return "model"
-    if [str(c) for c in classes] == [str(i) for i in range(len(classes))]:
+    if all(_as_number(c) == i for i, c in enumerate(classes)):  # 0/1, 0.0/1.0, "0"/"1", False/True
         return "positions"
     return "sorted labels"
+
+
+def _as_number(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
