@@ -85,6 +85,7 @@ def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, s
     mv, prev = promote(name, va, verify=verify_for_promotion, actor="tester")
     assert (str(mv.version), prev) == (va, champion_before)
     row_a = next(r for r in registry_snapshot() if r["name"] == name and str(r["version"]) == va)
+    assert "champion" in row_a["aliases"]  # `quantgate status` and every before/after snapshot see aliases
 
     cl.set_model_version_tag(name, vb, "quantgate.approval", "approved")
     mv, prev = promote(name, vb, verify=verify_for_promotion, actor="tester")

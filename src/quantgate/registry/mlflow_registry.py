@@ -484,7 +484,7 @@ def registry_snapshot(settings: Settings | None = None) -> list[dict[str, Any]]:
                 {
                     "name": rm.name,
                     "version": int(mv.version),
-                    "aliases": sorted(aliases.get(mv.version, [])),
+                    "aliases": sorted(aliases.get(str(mv.version), [])),  # MLflow answers versions as int or str
                     "tags": dict(mv.tags),
                     "run_id": mv.run_id,
                     "source": mv.source,
