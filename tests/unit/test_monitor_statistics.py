@@ -137,3 +137,14 @@ def test_performance_alert_says_which_figure_fell_and_reuses_the_checks_verdicts
     assert performance_message(group, estimate)[1]["groups_below_gate"] == ["sex=Female"]
     fine = p.compare_accuracy(341, 400, 0.85, 5000, alpha=0.01) | {"status": "ok", "groups_below_gate": []}
     assert not fine["below_gate"] and not outcome(fine, estimate).performance_alert
+
+
+def test_positive_rate_is_the_share_of_the_second_class_whatever_the_labels_are_called() -> None:
+    from quantgate.monitor.job import positive_rate
+
+    served = pd.Series(["malignant", "benign", "benign", "benign"])  # was: mean() of strings, a crash
+    assert positive_rate(served, ["malignant", "benign"]) == 0.75
+    assert positive_rate(pd.Series([0, 1, 1, 0]), [0, 1]) == 0.5
+    assert positive_rate(pd.Series([3, 1, 2]), [0, 1, 2, 3]) is None  # k > 2: no single rate
+    with pytest.raises(DataError, match="not among the model's classes"):
+        positive_rate(pd.Series(["maybe"]), ["malignant", "benign"])

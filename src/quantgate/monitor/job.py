@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quantgate.errors import ConfigError, DataError, RegistryError
 from quantgate.notify.routes import Route as AlertRoute  # an alerts: item (webhook URL or Prefect block)
+from quantgate.notify.routes import monitoring_example
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
 
@@ -70,11 +71,22 @@ class MonitorSpec(BaseModel):
         return parse_duration(v)
 
 
+def positive_rate(labels: pd.Series, classes: list[Any]) -> float | None:
+    """The share of served predictions of a binary model that are its second class (its positive
+    one, whatever the labels are called); None for k > 2 classes, where the prediction column's
+    drift says more than one rate."""
+    from quantgate.models.outputs import class_index
+
+    if len(classes) != 2 or not len(labels):
+        return None
+    return float((class_index(labels, classes, what="served predictions") == 1).mean())
+
+
 def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSpec:
     s = settings or get_settings()
     path = s.path(Path("monitoring") / f"{model}.yaml")
     if not path.exists():
-        raise ConfigError(f"no monitoring spec for '{model}'", f"create {path} (see monitoring/adult-income.yaml)")
+        raise ConfigError(f"no monitoring spec for '{model}'", f"create {path} ({monitoring_example(path.parent)})")
     try:
         return MonitorSpec.model_validate(yaml.safe_load(path.read_text()) or {})
     except ValidationError as exc:
@@ -270,12 +282,13 @@ def run_monitor(
                 "quantgate.window": source,
             }
         )
+        rate = positive_rate(preds["label"], list(wrapped.classes))
         mlflow.log_metrics(
             {
                 "drifted_share": result.drifted_share,
                 "n_drifted": result.n_drifted,
                 "rows": len(current),
-                "positive_rate": float(preds["label"].mean()),
+                **({"positive_rate": rate} if rate is not None else {}),
             }
         )
         html = Path(tmp) / "drift_report.html"

@@ -109,13 +109,20 @@ def _errors(exc: ValidationError) -> str:
     )
 
 
+def monitoring_example(folder: Path) -> str:
+    """What to copy a monitoring spec from: a spec or example in the project's monitoring/ folder
+    (a `quantgate init` project has example-model.yaml.example, this repository adult-income.yaml)."""
+    found = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yaml.example"))
+    return f"see {found[0]}" if found else "see the README's 'Monitoring what was served' section"
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must be a mapping", "see monitoring/adult-income.yaml")
+        raise ConfigError(f"{path} must be a mapping", monitoring_example(path.parent))
     return data
 
 
