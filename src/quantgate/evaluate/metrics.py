@@ -31,6 +31,9 @@ import pandas as pd
 
 from quantgate.evaluate.catalog import HIGHER_IS_BETTER
 
+#: resampled row indices per vectorized call of a bootstrap statistic: each (resamples, n) array
+#: it makes (indices, weights) stays under ~160 MB, so a million evaluation rows fit on a laptop
+BOOTSTRAP_CELLS = 20_000_000
 #: an interval computed from fewer finite bootstrap draws than this share is flagged
 MIN_FINITE_SHARE = 0.9
 #: equal-width confidence bins of the expected calibration error
@@ -317,6 +320,7 @@ def paired_bootstrap(
             paired=True,
             vectorized=True,
             n_resamples=resamples,
+            batch=max(1, BOOTSTRAP_CELLS // n),  # memory O(batch * n); the same draws for a seed
             confidence_level=confidence,
             method="percentile",
             rng=np.random.default_rng(seed),
