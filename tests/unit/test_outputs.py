@@ -78,3 +78,21 @@ def test_nan_scores_without_missing_inputs_blame_the_model() -> None:
         resolve_outputs(_ctx(sample), lambda df: np.array([[np.inf], [0.1]]))
     assert "on 1 of the 2 evaluation rows" in str(info.value) and "check the model" in str(info.value)
     assert "missing" not in str(info.value)
+
+
+def test_score_columns_named_by_class_give_the_order() -> None:
+    """A PythonModel answering ``pd.DataFrame(proba, columns=classes)``: the columns name the
+    classes, in their order, so nothing is guessed (sorted, they would be the other way round)."""
+    sample = pd.DataFrame({"a": [0.1, 0.9, 0.4], "y": ["yes", "no", "no"]})
+    ctx = _ctx(sample)
+    ctx.labels = ["yes", "no", "no"]
+
+    def probe(df: pd.DataFrame) -> pd.DataFrame:
+        p = df["a"].to_numpy()
+        return pd.DataFrame({"yes": 1 - p, "no": p})
+
+    spec = resolve_outputs(ctx, probe)
+    assert spec["classes"] == ["yes", "no"] and spec["classes_from"] == "model"
+    ctx.labels = ["yes", "maybe"]  # a label the columns do not name: back to the checked guess
+    spec = resolve_outputs(ctx, probe)
+    assert spec["classes"] == ["maybe", "yes"] and spec["classes_from"] == "sorted labels"

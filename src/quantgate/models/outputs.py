@@ -191,6 +191,19 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
     )
 
 
+def class_columns(raw: Any, labels: Sequence[Any]) -> list[Any] | None:
+    """The classes a score DataFrame names by its columns (``pd.DataFrame(proba, columns=classes)``,
+    as a PythonModel often answers), in column order, when every label value is one of them."""
+    if not isinstance(raw, pd.DataFrame) or "label" in raw.columns or raw.shape[1] < 2:
+        return None
+    columns = [_native(c) for c in raw.columns]
+    seen = {str(v) for v in pd.Series(list(labels)).dropna()}
+    names = [str(c) for c in columns]
+    if not seen or len(set(names)) != len(names) or not seen <= set(names):
+        return None
+    return columns
+
+
 def classes_origin(classes: Sequence[Any], kind: OutputKind, declared: Sequence[Any] | None) -> str:
     """Where the order of ``classes`` came from: ``declared`` (the onboarding), ``model`` (the model
     answers labels), ``positions`` (labels 0..k-1: output i is class i) or ``sorted labels`` (the

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from quantgate.errors import ConfigError, DataError, UnsupportedModel
-from quantgate.models.outputs import classes_origin, detect_output, infer_classes
+from quantgate.models.outputs import class_columns, classes_origin, detect_output, infer_classes
 from quantgate.sources.base import SourceContext
 
 
@@ -77,7 +77,8 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
 
     if ctx.sample is None or not len(ctx.sample):
         raise DataError(f"no rows to probe {ctx.ref}'s output with", "the evaluation data is empty")
-    arr = to_array(probe(ctx.sample))
+    raw = probe(ctx.sample)
+    arr = to_array(raw)
     if arr.shape[0] != len(ctx.sample):
         raise DataError(
             f"{ctx.ref} returned {arr.shape[0]} rows of output for {len(ctx.sample)} input rows",
@@ -87,13 +88,14 @@ def resolve_outputs(ctx: SourceContext, probe: Callable[[pd.DataFrame], Any]) ->
         raise _non_finite_scores(ctx, ~np.isfinite(arr).all(axis=1))
     reading = detect_output(arr, str(ctx.onboarding("output", "auto")))
     declared = ctx.onboarding("classes")
-    classes = infer_classes(reading.width, reading.kind, ctx.labels, declared)
+    named = None if declared else class_columns(raw, ctx.labels)
+    classes = named or infer_classes(reading.width, reading.kind, ctx.labels, declared)
     return {
         "output": reading.kind,
         "output_width": reading.width,
         "output_ambiguous": reading.ambiguous,
         "classes": classes,
-        "classes_from": classes_origin(classes, reading.kind, declared),
+        "classes_from": "model" if named else classes_origin(classes, reading.kind, declared),
         "output_note": reading.describe(),
     }
 
