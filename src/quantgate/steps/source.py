@@ -68,7 +68,8 @@ def check_class_order(source: Source, model: WrappedModel, data: Datasets) -> st
     from quantgate.models.outputs import best_class_order, class_index
 
     cfg = source.config
-    rows = data.evaluation.head(CLASS_ORDER_ROWS)
+    ev = data.evaluation  # a seeded sample: a file sorted by label would put one class in its head
+    rows = ev.sample(n=min(CLASS_ORDER_ROWS, len(ev)), random_state=0) if len(ev) > CLASS_ORDER_ROWS else ev
     classes = model.classes
     y = class_index(rows[cfg.label], classes, what=f"evaluation labels (column '{cfg.label}')")
     order = best_class_order(y, model.predict_proba(rows), classes)
