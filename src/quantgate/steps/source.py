@@ -78,8 +78,9 @@ def check_class_order(source: Source, model: WrappedModel, data: Datasets) -> st
             f"{source.ref}'s output does not name its classes; read in the sorted order of the labels {classes}, "
             f"it is right on {order.accuracy:.1%} of {order.rows} evaluation rows, in the order {order.best} on "
             f"{order.best_accuracy:.1%}",
-            f"set classes: {_yaml_list(order.best)} in registry/models/{cfg.name}.yaml (the model's classes in "
-            "output order); nothing was judged or registered",
+            f"set classes: {_yaml_list(order.best)} in registry/models/{cfg.name}.yaml (or the source version's "
+            f"tag quantgate.classes={','.join(map(str, order.best))}): the model's classes in output order; "
+            "nothing was judged or registered",
         )
     return (
         f"classes {classes} are the label values in sorted order (the model's output does not name them; "
