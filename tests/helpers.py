@@ -162,3 +162,20 @@ def settled_ledger(book: Any, name: str, champion: str, entries: int, timeout: f
         if time.time() > deadline:
             return found
         time.sleep(1)
+
+
+@contextmanager
+def prefect_server(tmp: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real ``prefect server start`` on a loopback port, with its own PREFECT_HOME under ``tmp``;
+    yields its API URL. CLI processes given it skip starting a temporary server each."""
+    port = free_port()
+    server_env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")}
+    server_env |= {"PREFECT_HOME": str(tmp / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = tmp / "prefect-server.log"
+    prefect = str(Path(sys.executable).parent / "prefect")
+    proc = start_logged([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env, log)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", proc, log)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop_group(proc)

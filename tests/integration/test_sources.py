@@ -14,14 +14,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import client, project_copy, run_cli
+from helpers import client, prefect_server, project_copy, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def _onboard(project: Path, name: str, files: dict[str, Path], label: str, **ext
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from sklearn.datasets import load_breast_cancer, load_digits
 
     from quantgate.data import demo_models as dm
@@ -142,7 +142,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _onboard(project, "adult-pyfunc", adult_files, "income", sensitive_attributes="[sex, race]")
     _onboard(project, "rt-transformers", rt_files, "label", input_columns="[text]")
     files = {"bc": bc_files, "digits": dg_files, "adult": adult_files, "rt": rt_files}
-    return World(home, project, env, files)
+    # one real Prefect server for the module's ~25 governing CLI runs (each would start a temporary one)
+    with prefect_server(tmp, env) as api:
+        yield World(home, project, {**env, "PREFECT_API_URL": api}, files)
 
 
 def _score(world: World, uri: str, data: Path, label: str, mode: str, shape: str | None = None) -> float:
