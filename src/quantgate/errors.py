@@ -6,6 +6,16 @@ wrong and how to fix it. Anything else is a bug and shows a traceback with ``--d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def first_rows(index: pd.Index, limit: int = 5) -> str:
+    """The rows a data error names: '2, 5', or the first ``limit`` of them and '...'."""
+    return ", ".join(map(repr, index[:limit].tolist())) + (", ..." if len(index) > limit else "")
+
 
 class QuantgateError(Exception):
     """A problem with the user's input or environment, reported as one readable line."""

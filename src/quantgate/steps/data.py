@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quantgate.errors import DataError
+from quantgate.errors import DataError, first_rows
 from quantgate.onboarding import ModelConfig
 from quantgate.settings import Settings
 from quantgate.steps.context import PROFILE_ARTIFACT, Datasets, Source
@@ -38,10 +38,9 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
             )
         unlabelled = frames[role][cfg.label].isna()
         if unlabelled.any():
-            rows = ", ".join(map(repr, frames[role].index[unlabelled][:5].tolist()))
             raise DataError(
                 f"{role} data {resolved[role]} has {int(unlabelled.sum())} of {len(unlabelled)} rows with no label in "
-                f"column '{cfg.label}' (rows {rows}{', ...' if unlabelled.sum() > 5 else ''})",
+                f"column '{cfg.label}' (rows {first_rows(frames[role].index[unlabelled])})",
                 "drop those rows or fill their labels: every evaluation row is scored against its label",
             )
     return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)

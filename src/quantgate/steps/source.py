@@ -69,7 +69,7 @@ def check_class_order(source: Source, model: WrappedModel, data: Datasets) -> st
 
     cfg = source.config
     ev = data.evaluation  # a seeded sample: a file sorted by label would put one class in its head
-    rows = ev.sample(n=min(CLASS_ORDER_ROWS, len(ev)), random_state=0) if len(ev) > CLASS_ORDER_ROWS else ev
+    rows = ev.sample(n=CLASS_ORDER_ROWS, random_state=0) if len(ev) > CLASS_ORDER_ROWS else ev
     classes = model.classes
     y = class_index(rows[cfg.label], classes, what=f"evaluation labels (column '{cfg.label}')")
     order = best_class_order(y, model.predict_proba(rows), classes)
@@ -99,16 +99,15 @@ def check_missing_text(source: Source, model: WrappedModel, data: Datasets) -> N
     'nan' (or 'None'), which is not what the model would be sent in serving."""
     if model.task != "text-classification":
         return
-    from quantgate.errors import DataError
+    from quantgate.errors import DataError, first_rows
 
     ev = data.evaluation
     col = model.input_columns[0]
     missing = ev[col].isna().to_numpy()
     if missing.any():
-        rows = ", ".join(map(repr, ev.index[missing][:5].tolist()))
         raise DataError(
             f"{int(missing.sum())} of the {len(ev)} evaluation rows for {source.ref} have no text in column '{col}' "
-            f"(rows {rows}{', ...' if missing.sum() > 5 else ''})",
+            f"(rows {first_rows(ev.index[missing])})",
             "drop them from the evaluation data, or fill them with the text the model is sent for them in serving "
             "(an empty string, say)",
         )
