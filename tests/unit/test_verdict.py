@@ -226,16 +226,23 @@ def test_max_group_drop_group_without_usable_bound() -> None:
     assert _one(est, cmp).outcome == "pass"
 
 
-def test_max_group_drop_on_non_accuracy_metric_is_not_judged_on_accuracy() -> None:
-    text = "name: p\nrules:\n  - {id: g, kind: max_group_drop, metric: f1, threshold: 0.0}\n"
-    try:
-        policy = parse_policy(text)
-    except ConfigError:
-        return  # rejected up front: also a correct behaviour
-    # group accuracy unchanged; nothing is known about per-group f1
+def test_max_group_drop_on_non_accuracy_metric_is_refused_by_the_schema() -> None:
+    """The gate judges max_group_drop on per-group *accuracy* only (GroupMetric holds nothing
+    else), so a policy asking for per-group f1 must never reach it: it would be judged on accuracy
+    under f1's name. The schema refuses it by name, in a policy file and in a Rule built in code;
+    the same rule on accuracy is valid and is judged (the control: only the metric differs)."""
+    from pydantic import ValidationError
+
+    text = "name: p\nrules:\n  - {id: g, kind: max_group_drop, metric: %s, threshold: 0.0}\n"
+    refused = "max_group_drop is evaluated on per-group accuracy only"
+    with pytest.raises(ConfigError, match=rf"rules\.0: rule 'g': {refused}"):
+        parse_policy(text % "f1")
+    with pytest.raises(ValidationError, match=refused):
+        _rule("max_group_drop", "f1", 0.0, rid="g")
+    policy = parse_policy(text % "accuracy")
     groups = [GroupMetric("sex", "Female", 40, 0.875, 0.875)]
     v = gate_candidate("m", policy, _cmp(groups=groups))
-    assert v.results[0].outcome != "pass"
+    assert [(r.rule_id, r.outcome) for r in v.results] == [("g", "pass")]
 
 
 # --- min / max ----------------------------------------------------------------------------
