@@ -6,12 +6,15 @@ safest; when one fails, fall back the ops that hurt most to fp32 until the loss 
 Beyond it: the loss is checked per group as well as overall, every recipe in the budget is
 tried rather than stopping at the first pass (the objective then picks among the passing ones,
 re-measured side by side), per-layer sensitivity is measured once and reused across backends,
-and every trial (recipe JSON, metrics, pass/fail, seconds, reason) is kept for the model card.
+and every trial (recipe JSON, metrics, pass/fail, seconds, reason) is kept for the model card,
+a trial that crashed included (its reason is the error's line: one broken recipe is a result,
+not the end of the search).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +43,7 @@ from quantgate.quantize.recipes import apply_recipe
 from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
 Objective = Literal["latency", "size"]
+log = logging.getLogger(__name__)
 
 #: ``judge(y, baseline_proba, candidate_proba, rows, candidate) -> (passed, reason, served)``: how a
 #: trial is judged on the search rows when the search anticipates the gate
@@ -71,6 +75,9 @@ class Trial:
     served: dict[str, Any] = field(default_factory=dict)
     """the trial at the policy's served batch sizes, as the judge scored it
     (:meth:`quantgate.evaluate.batching.ServedBatching.to_dict`); empty when not scored"""
+    error: str = ""
+    """the error that ended the trial, one line (``"RuntimeError: ..."``: its type and the first
+    line of its message); empty for a trial that was measured. Its ``reason`` is ``"error: " + error``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +106,18 @@ class TuneResult:
     @property
     def group_check_not_run(self) -> bool:
         return self.group_check.startswith("not run")
+
+
+#: how much of an error's first line a trial keeps (ONNX Runtime's lines run to kilobytes)
+ERROR_LINE_CHARS = 400
+
+
+def error_line(exc: BaseException) -> str:
+    """An error as one line: its type and the first line of its message, at most
+    :data:`ERROR_LINE_CHARS` characters."""
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return line if len(line) <= ERROR_LINE_CHARS else line[: ERROR_LINE_CHARS - 3] + "..."
 
 
 def default_candidates(
@@ -272,6 +291,12 @@ def tune(
     kept in the trial (``Trial.served``).
     A speedup not measured reliably (see :func:`quantgate.evaluate.runtime.speed_ratio`) is NaN
     and never meets ``min_speedup``.
+
+    A trial that raises (the recipe cannot be built for this model, or its candidate fails to
+    run or be scored: an ONNX export that breaks inside ONNX Runtime at another batch size, say)
+    is a failed trial: its reason is ``error: <type>: <first line>`` (:attr:`Trial.error`), it gets
+    no fallback, and the search goes on with the next recipe. When every trial fails, ``best`` is
+    None and the trace says why each did.
     """
     if objective not in ("latency", "size"):
         raise ConfigError(f"objective {objective!r} is not 'latency' or 'size'")
@@ -307,12 +332,23 @@ def tune(
         return len(result.trace) >= budget_trials or time.perf_counter() - t0 >= budget_seconds
 
     def run(recipe: Recipe) -> tuple[Trial, QuantizationResult | None]:
+        """One trial; a recipe that cannot be built, run or scored on this model (a backend that
+        refuses it, an export that fails inside ONNX Runtime at another batch size, ...) is a
+        failed trial with its error's line, never the end of the search."""
         start = time.perf_counter()
         try:
-            res = apply_recipe(baseline.module, recipe, calibration)
-        except QuantgateError as exc:
-            trial = Trial(recipe_to_dict(recipe), recipe.label, {}, False, time.perf_counter() - start, f"error: {exc}")
+            return measure(recipe, start)
+        except Exception as exc:
+            line = error_line(exc)
+            log.debug("trial %s failed: %s", recipe.label, line, exc_info=not isinstance(exc, QuantgateError))
+            trial = Trial(
+                recipe_to_dict(recipe), recipe.label, {}, False, time.perf_counter() - start, f"error: {line}"
+            )
+            trial.error = line
             return trial, None
+
+    def measure(recipe: Recipe, start: float) -> tuple[Trial, QuantizationResult | None]:
+        res = apply_recipe(baseline.module, recipe, calibration)
         trial_model = baseline.with_module(res.module)
         proba = trial_model.predict_proba(eval_df)
         drops = _group_drops(base_proba, proba, y, eval_df, group_cols, min_group_rows)

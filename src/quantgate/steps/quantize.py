@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantgate.errors import DataError
+from quantgate.errors import DataError, GateFailed
 from quantgate.onboarding import ModelConfig
 from quantgate.steps.context import Datasets, Search, group_columns
 
@@ -179,13 +179,37 @@ def gate_judge(
     return judge
 
 
-def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets) -> Search:
+def no_recipe_passed(name: str, trace: list[dict[str, Any]], tol_overall: float) -> GateFailed:
+    """The GateFailed of a search in which no trial passed: each recipe and its reason (an error's
+    line, or the rule it broke), and a hint that fits: when every trial crashed, a looser policy
+    would not help."""
+    tried = "; ".join(f"{t['label']}: {t['reason']}" for t in trace) or "no trial ran"
+    errors = sum(1 for t in trace if t.get("error"))
+    if trace and errors == len(trace):
+        return GateFailed(
+            f"no recipe for '{name}' could be tried: all {len(trace)} trial(s) failed with an error: {tried}",
+            "each error names what broke; name a recipe that runs on this model with --recipe "
+            "(quantgate recipes lists them), or fix the model's export",
+        )
+    counts = f"{len(trace)} trial(s), {errors} failed with an error" if errors else f"{len(trace)} trial(s)"
+    return GateFailed(
+        f"no recipe for '{name}' met the tolerance (accuracy drop <= {tol_overall:g}) "
+        f"within the search budget ({counts}): {tried}",
+        "loosen the policy, raise search.budget_*, or name a recipe with --recipe",
+    )
+
+
+def search_recipe(
+    cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets, candidates: list[Recipe] | None = None
+) -> Search:
     """Accuracy-aware search under the policy's tolerances, on the *calibration* data.
 
     The tuner never sees the evaluation rows the gate judges on, so choosing the recipe cannot
-    overfit the gate. Raises GateFailed (nothing registered) when no recipe meets the tolerance.
+    overfit the gate. A recipe that fails on this model (it cannot be built, or its candidate
+    cannot run) is a failed trial with its error's line, and the search goes on. Raises
+    GateFailed (nothing registered; exit 3) when no trial passed, naming each recipe and why.
+    ``candidates``: the recipes to try, in order (default: the tuner's, for the objective).
     """
-    from quantgate.errors import DataError, GateFailed
     from quantgate.quantize.tuner import tune
 
     if cfg.label not in data.calibration.columns:
@@ -208,15 +232,11 @@ def search_recipe(cfg: ModelConfig, policy: Policy, model: WrappedModel, data: D
         min_group_rows=policy.min_group_size,
         target=cfg.target_for(policy.target),
         judge=gate_judge(cfg, policy),
+        candidates=candidates,
     )
     trace = res.trace_dicts()
     if res.best is None or res.result is None:
-        tried = "; ".join(f"{t['label']}: {t['reason']}" for t in trace) or "no trial ran"
-        raise GateFailed(
-            f"no recipe for '{cfg.name}' met the tolerance (accuracy drop <= {tol_overall:g}) "
-            f"within the search budget: {tried}",
-            "loosen the policy, raise search.budget_*, or name a recipe with --recipe",
-        )
+        raise no_recipe_passed(cfg.name, trace, tol_overall)
     search = {
         "trace": trace,
         "sensitivity": res.sensitivity,
