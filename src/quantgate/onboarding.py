@@ -5,6 +5,13 @@ sensitive_attributes, slices, policy, recipe. On a source version the same keys 
 ``quantgate.<key>`` (lists comma-separated). **The YAML file wins** key by key: a tag fills in
 only what the file leaves out, so a reviewed file in git can never be silently overridden by
 someone editing tags in the UI.
+
+A tag that names a file (``policy``, the ``*_data`` keys, a ``recipe`` ending in ``.json``) may
+only name one inside the project directory, relative to it: no absolute path, no ``..``, no
+``${VAR}`` or ``~`` expansion, nothing that resolves (through a symbolic link) outside it
+(:func:`tag_path_refusal`). Whoever can register a source version can set its tags; they must
+not be able to choose any file on the worker. The onboarding file, reviewed in git, keeps its
+paths as they are (absolute, ``${QUANTGATE_HOME}``, ...).
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ ONBOARDING_KEYS = (
     "target",
 )
 LIST_KEYS = {"sensitive_attributes", "slices", "input_columns", "classes"}
+#: keys whose value names a file (``recipe`` only when it ends in ``.json``: else a recipe name)
+PATH_KEYS = ("policy", "calibration_data", "evaluation_data", "reference_data", "recipe")
+#: how a tag names such a file, for the refusal's hint
+_PATH_EXAMPLES = {
+    "policy": "policies/my-policy.yaml",
+    "recipe": "recipes/my-recipe.json",
+}
 
 
 class ModelConfig(BaseModel):
@@ -97,15 +111,66 @@ def _tags_to_keys(tags: dict[str, str]) -> dict[str, object]:
     return out
 
 
+def tag_path_refusal(key: str, value: str, project_dir: Path) -> str | None:
+    """Why the value of tag ``quantgate.<key>`` may not name a file, or None when it may: it must
+    be a path relative to ``project_dir`` that stays inside it once resolved, with nothing a
+    resolver would expand. Keys that name no file (and recipe names) are never refused here."""
+    if key not in PATH_KEYS or (key == "recipe" and Path(value).suffix != ".json"):  # as steps.quantize reads it
+        return None
+    if not value.strip():
+        return "it names no file"
+    if "$" in value:
+        return "it would expand an environment variable"
+    if value.startswith("~"):
+        return "it would expand a home directory ('~')"
+    if "\x00" in value:
+        return "it contains a NUL character"
+    rel = Path(value)
+    if rel.is_absolute():
+        return "it is an absolute path"
+    if ".." in rel.parts:
+        return "it climbs with '..'"
+    root = project_dir.expanduser().resolve()
+    try:
+        resolved = (root / rel).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        return f"it cannot be resolved ({exc})"
+    if not resolved.is_relative_to(root):
+        return f"it resolves outside the project directory, to {resolved} (a symbolic link)"
+    return None
+
+
+def check_tag_paths(name: str, from_tags: dict[str, object], project_dir: Path) -> None:
+    """Refuse, by tag and value, the first file-naming tag that :func:`tag_path_refusal` refuses.
+    ``from_tags``: the onboarding keys whose value comes from a tag of the source version."""
+    for key in PATH_KEYS:
+        value = from_tags.get(key)
+        if not isinstance(value, str):
+            continue
+        reason = tag_path_refusal(key, value, project_dir)
+        if reason is None:
+            continue
+        example = _PATH_EXAMPLES.get(key, f"data/{name}/{key.removesuffix('_data')}.parquet")
+        raise ConfigError(
+            f"tag quantgate.{key}={value!r} on the source version of '{name}' is refused: {reason}; a tag may "
+            f"only name a file inside the project directory {project_dir.expanduser().resolve()}, relative to it",
+            f"put the file in the project and name it relatively (quantgate.{key}={example}), or onboard "
+            f"'{name}' with a reviewed registry/models/{name}.yaml (which may name any path)",
+        )
+
+
 def onboarding_file(name: str, settings: Settings | None = None) -> Path:
     s = settings or get_settings()
     return s.path(Path("registry") / "models" / f"{name}.yaml")
 
 
 def load_model_config(name: str, tags: dict[str, str] | None = None, settings: Settings | None = None) -> ModelConfig:
-    """Merge the onboarding file (wins) over ``quantgate.*`` tags of the source version."""
-    path = onboarding_file(name, settings)
-    data: dict[str, object] = _tags_to_keys(tags or {})
+    """Merge the onboarding file (wins) over ``quantgate.*`` tags of the source version. A tag
+    that fills in a file-naming key must name a file inside the project (:func:`check_tag_paths`)."""
+    s = settings or get_settings()
+    path = onboarding_file(name, s)
+    from_tags = _tags_to_keys(tags or {})
+    data: dict[str, object] = dict(from_tags)
     source = f"tags of {name}"
     if path.exists():
         try:
@@ -115,7 +180,9 @@ def load_model_config(name: str, tags: dict[str, str] | None = None, settings: S
         if not isinstance(file_data, dict):
             raise ConfigError(f"{path} must be a YAML mapping")
         data.update(file_data)
+        from_tags = {k: v for k, v in from_tags.items() if k not in file_data}
         source = str(path)
+    check_tag_paths(name, from_tags, s.project_dir)
     data.setdefault("name", name)
     if data["name"] != name:
         raise ConfigError(f"{path}: name '{data['name']}' does not match the file name '{name}'")

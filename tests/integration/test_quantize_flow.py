@@ -168,13 +168,12 @@ def test_missing_data_file_leaves_registry(
     assert snapshot() == before
 
 
-def test_unsupported_flavor_leaves_registry(adult_result: dict[str, Any], settings: Any) -> None:
-    """An sklearn model, onboarded through tags only, is refused by name."""
+def _register_sklearn(settings: Any, name: str, tags: dict[str, str]) -> str:
+    """An sklearn model (a flavor quantgate does not quantize) registered with these tags."""
     import mlflow
     import mlflow.sklearn
     from sklearn.linear_model import LogisticRegression
 
-    from quantgate.errors import UnsupportedModel
     from quantgate.registry.mlflow_registry import client, ensure_experiment
 
     ev = pd.read_parquet(settings.data_dir / "adult-income" / "evaluation.parquet")
@@ -182,20 +181,78 @@ def test_unsupported_flavor_leaves_registry(adult_result: dict[str, Any], settin
     ensure_experiment("tests-foreign-models", settings)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            LogisticRegression().fit(x, ev["income"]), name="model", registered_model_name="sk-income"
+            LogisticRegression().fit(x, ev["income"]), name="model", registered_model_name=name
         )
     v = str(info.registered_model_version)
+    for k, val in tags.items():
+        client(settings).set_model_version_tag(name, v, k, val)
+    return f"{name}/{v}"
+
+
+def test_unsupported_flavor_leaves_registry(
+    adult_result: dict[str, Any], settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An sklearn model, onboarded through tags only, is refused by name. Its data tags name files
+    inside the project, relative to it (the only paths a tag may name)."""
+    import shutil
+
+    from quantgate.errors import UnsupportedModel
+    from quantgate.settings import reset_settings
+
+    project = project_copy(tmp_path, {})
+    (project / "data").mkdir()
+    for role in ("calibration", "evaluation"):
+        shutil.copy(settings.data_dir / "adult-income" / f"{role}.parquet", project / "data" / f"{role}.parquet")
+    ref = _register_sklearn(
+        settings,
+        "sk-income",
+        {
+            "quantgate.task": "tabular-classification",
+            "quantgate.label": "income",
+            "quantgate.calibration_data": "data/calibration.parquet",
+            "quantgate.evaluation_data": "data/evaluation.parquet",
+        },
+    )
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    before = snapshot()
+    try:
+        with pytest.raises(UnsupportedModel, match="sklearn"):
+            _flow()(ref)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "reason"),
+    [
+        ("quantgate.policy", "/abs/policies/permissive.yaml", "it is an absolute path"),
+        ("quantgate.calibration_data", "${QUANTGATE_HOME}/data/adult-income/calibration.parquet", "environment"),
+        ("quantgate.evaluation_data", "../adult-income/evaluation.parquet", "'..'"),
+    ],
+)
+def test_a_tag_path_out_of_the_project_is_refused(
+    adult_result: dict[str, Any], settings: Any, tag: str, value: str, reason: str
+) -> None:
+    """Tags of a source version name no file outside the project: the flow refuses the tag by
+    name (ConfigError: exit 2 in the CLI) before reading anything, and the registry is untouched."""
+    from quantgate.errors import ConfigError
+
     tags = {
         "quantgate.task": "tabular-classification",
         "quantgate.label": "income",
-        "quantgate.calibration_data": "${QUANTGATE_HOME}/data/adult-income/calibration.parquet",
-        "quantgate.evaluation_data": "${QUANTGATE_HOME}/data/adult-income/evaluation.parquet",
+        "quantgate.calibration_data": "data/calibration.parquet",
+        "quantgate.evaluation_data": "data/evaluation.parquet",
     }
-    for k, val in tags.items():
-        client(settings).set_model_version_tag("sk-income", v, k, val)
+    ref = _register_sklearn(settings, "sk-tag-paths", tags | {tag: value})
     before = snapshot()
-    with pytest.raises(UnsupportedModel, match="sklearn"):
-        _flow()("sk-income")
+    with pytest.raises(ConfigError) as exc:
+        _flow()(ref)
+    assert f"tag {tag}={value!r} on the source version of 'sk-tag-paths' is refused: " in exc.value.message
+    assert reason in exc.value.message
+    assert exc.value.hint is not None and "registry/models/sk-tag-paths.yaml" in exc.value.hint
     assert snapshot() == before
 
 
