@@ -87,17 +87,23 @@ def test_text_model_governed(prefect_harness: None, demo_sources: dict[str, str]
     from quantgate.registry.mlflow_registry import client
 
     # a named recipe: the search on the text model is the demo's (tests/e2e), and which recipe it
-    # settles on depends on the host (ort-fp32 on a Zen 5 EPYC, bf16 on a Xeon with AMX)
+    # settles on depends on the host (ort-fp32 on a Zen 5 EPYC, bf16 on a Xeon with AMX).
+    # The verdict is the fixture's, on any host: naive dynamic int8 on every Linear of MiniLM
+    # changes several % of the predictions (6.5% on the full demo, README "Naive int8 fails"), and
+    # the small demo judges on 400 evaluation rows, so the upper bound of the paired 95% interval
+    # of the accuracy drop is far above the default policy's 1 point: accuracy-drop fails, the
+    # candidate is registered as evidence, rejected, without an alias
     r = _flow()(demo_sources["rt-sentiment"], recipe="dynamic-int8")
+    assert r["verdict"] == "fail" and "accuracy-drop" in r["failed_rules"], r
     name, version = r["registered"].split("/")
     mv = client(settings).get_model_version(name, version)
     assert mv.tags["quantgate.source"] == demo_sources["rt-sentiment"]
-    assert mv.tags["quantgate.verdict"] == r["verdict"]
+    assert mv.tags["quantgate.verdict"] == "fail" and mv.tags["quantgate.approval"] == "rejected"
     # MiniLM has 6 layers x 6 Linear + pooler + head = 38 Linear modules: each quantized or kept in float
     params = client(settings).get_run(mv.run_id).data.params
     assert params["recipe"] == "dynamic-int8" and int(params["n_quantized"]) > 0
     assert int(params["n_quantized"]) + int(params["n_kept_float"]) == 38
-    assert ("candidate" in (mv.aliases or [])) == (r["verdict"] == "pass")
+    assert "candidate" not in (mv.aliases or [])
     card = client(settings).download_artifacts(mv.run_id, "model_card.json", dst_path=str(settings.home_abs / "rt"))
     groups = json.loads(Path(card).read_text())["groups"]
     assert {g["attribute"] for g in groups} == {"length_bucket", "has_negation"}
