@@ -33,16 +33,23 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
         assert len(versions) == 1
         # search results carry no aliases in MLflow 3.17 (SQLite): read the version itself
         mv = cl.get_model_version(f"{source}-quantized", versions[0].version)
-        assert mv.tags["quantgate.verdict"] in {"pass", "fail"}
-        has_alias = "candidate" in (mv.aliases or [])
+        # Both demo candidates pass: the demo searches recipes under the default policy
+        # (registry/models/*.yaml: recipe auto), and the search keeps only a recipe that passes the
+        # gate's blocking rules on the calibration rows, also at a Bonferroni-corrected confidence.
+        # The host decides which recipe it keeps, not the verdict: adult-income ort-fp32 or
+        # ort-dynamic-int8 (every recipe passes on that MLP), rt-sentiment bf16 or ort-fp32 (its
+        # int8 recipes fail the search on the calibration rows on every host measured, README
+        # "Verdicts"). A fail here is a kept recipe the gate then refused: the regression to catch.
+        # adult-income must pass anyway: the demo approves and promotes only a passing candidate.
+        assert mv.tags["quantgate.verdict"] == "pass", (source, mv.tags)
         if source == "rt-sentiment":  # adult-income's @candidate moved on to the retrained version's candidate
-            assert has_alias == (mv.tags["quantgate.verdict"] == "pass")
+            assert "candidate" in (mv.aliases or [])
         if source == "adult-income":  # the demo approves it as a labelled demo reviewer, to monitor it
             assert mv.tags["quantgate.approval"] == "approved"
             assert mv.tags["quantgate.approved_by"] == "demo-reviewer"
             assert "champion" in (mv.aliases or [])
         else:
-            assert mv.tags["quantgate.approval"] == ("pending" if has_alias else "rejected")
+            assert mv.tags["quantgate.approval"] == "pending"
         arts = {a.path for a in cl.list_artifacts(mv.run_id)}
         assert {"model_card.md", "model_card.json", "verdict.json", "validation"} <= arts
         assert "# Model card" in mv.description
@@ -89,10 +96,9 @@ def test_demo_leaves_governed_registry(demo_home: tuple[Path, dict[str, str], st
     ]
     assert len(new) == 1 and runs[0].info.run_id in new[0].description
     newest = cl.get_model_version("adult-income-quantized", new[0].version)
-    assert ("candidate" in (newest.aliases or [])) == (newest.tags["quantgate.verdict"] == "pass")
-    assert newest.tags["quantgate.approval"] == (
-        "pending" if newest.tags["quantgate.verdict"] == "pass" else "rejected"
-    )
+    # the retrained MLP is searched under the default policy like the first one: it passes (above)
+    assert newest.tags["quantgate.verdict"] == "pass", newest.tags
+    assert "candidate" in (newest.aliases or []) and newest.tags["quantgate.approval"] == "pending"
     assert (
         f"retrain: drift run {runs[0].info.run_id} → adult-income/2" in out
         and "governed → adult-income-quantized/2" in out
@@ -118,7 +124,8 @@ def test_promotion_refused_while_pending(demo_home: tuple[Path, dict[str, str], 
     assert "approved by 'demo-reviewer'" in out
     refused = _run(env, "promote", "rt-sentiment", timeout=300)
     assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
-    assert "is not approved" in refused.stderr + refused.stdout or "no 'candidate' alias" in refused.stderr
+    # its candidate passed (test_demo_leaves_governed_registry): refused for the approval, not for a missing alias
+    assert "is not approved" in " ".join((refused.stderr + refused.stdout).split())
     aliases = cl.get_registered_model("rt-sentiment-quantized").aliases or {}
     assert "champion" not in aliases
 
