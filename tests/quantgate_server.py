@@ -2,7 +2,8 @@
 candidate registered through it with the real provenance and signing functions.
 
 Users made by :func:`bootstrap` (through the real ``quantgate users`` commands):
-- ``alice``: approver;  ``rita``: approver, registers the candidates (so cannot approve them);
+- ``alice``: approver;  ``rita``: approver and the pipeline identity (``[quantgate] pipeline``): she
+  registers the candidates with their result tags, so she cannot approve them;
 - ``bob``: EDIT on every model, not an approver;  ``quantgate-promoter``: the promotion identity.
 """
 
@@ -69,7 +70,9 @@ def running_server(
     backend_uri = backend_uri or f"sqlite:///{tmp / 'mlflow.db'}"
     auth_db = auth_db or f"sqlite:///{tmp / 'auth.db'}"
     config = tmp / "auth.ini"
-    made = CliRunner().invoke(app, ["users", "init-config", str(config), "--database-uri", auth_db])
+    made = CliRunner().invoke(
+        app, ["users", "init-config", str(config), "--database-uri", auth_db, "--pipeline", "rita"]
+    )
     assert made.exit_code == 0, made.output
     # basic-auth hashes the password on every request unless its cache is on (one worker here, so
     # no stale credential across workers): without it each request costs a password hash
@@ -218,13 +221,15 @@ def _log_model(tag: str) -> tuple[str, str]:
     return info.model_uri, run.info.run_id
 
 
-def register_governed(server: Server, settings: Any, source: str, registrant: str = "rita") -> tuple[str, str]:
+def register_governed(
+    server: Server, settings: Any, source: str, registrant: str = "rita", verdict: str = "pass"
+) -> tuple[str, str]:
     """``<source>-quantized`` version registered through the server by ``registrant``: a source
     version, a candidate logged in a run, its provenance signed and logged (attach_provenance),
     the version created with the tags the pipeline writes. Returns (name, version)."""
     import mlflow
 
-    from quantgate.cards.provenance import materials_from_context, policy_file_digest, prefect_builder
+    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
     from quantgate.cards.trust import attach_provenance
     from quantgate.registry.mlflow_registry import client, register_candidate
 
@@ -252,8 +257,16 @@ def register_governed(server: Server, settings: Any, source: str, registrant: st
             builder=prefect_builder(flow_run_id="00000000-test", flow_name="quantize-model"),
             settings=settings,
             create_key=True,
+            gate=gate_summary(
+                verdict=verdict,
+                policy_name="server-test",
+                policy_digest=policy_file_digest(policy),
+                rules={"acc": verdict},
+                tags={c.TAG_SOURCE: f"{source}/1", c.TAG_VERDICT: verdict},
+            ),
         )
-        version_tags = {c.TAG_SOURCE: f"{source}/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "pending", **tags}
+        approval = "pending" if verdict == "pass" else "rejected"
+        version_tags = {c.TAG_SOURCE: f"{source}/1", c.TAG_VERDICT: verdict, c.TAG_APPROVAL: approval, **tags}
         # the pipeline's own registration step (record.py calls it the same way)
         mv = register_candidate(
             model_uri=model_uri,
@@ -261,7 +274,7 @@ def register_governed(server: Server, settings: Any, source: str, registrant: st
             run_id=run_id,
             tags=version_tags,
             description=f"test candidate of {source}",
-            passed=True,
+            passed=verdict == "pass",
             settings=settings,
         )
     return name, str(mv.version)

@@ -33,13 +33,24 @@ def serve(
         help="A directory (Parquet), postgresql://user@host:port/db, or 'off'. "
         "Default: $QUANTGATE_INFERENCE_LOG, else $QUANTGATE_HOME/inference.",
     ),
+    allow_unapproved: bool = typer.Option(
+        False,
+        "--allow-unapproved",
+        help="Staging only: serve a verified, passing version whose approval does not hold. Loud, and "
+        "recorded on the version (tag quantgate.served_unapproved).",
+    ),
 ) -> None:
-    """Serve a governed model (MLflow's /invocations and /ping) and log every inference."""
+    """Serve a governed model (MLflow's /invocations and /ping) and log every inference.
+
+    The version is verified before it is loaded: its signed statement (signature, every file's
+    digest, result tags), its signed verdict (pass) and its approval. Anything else is refused
+    (exit 2) with the reason.
+    """
 
     def body() -> None:
         from quantgate.serve.server import serve as run_server
 
-        run_server(model, host=host, port=port, inference_log=inference_log)
+        run_server(model, host=host, port=port, inference_log=inference_log, allow_unapproved=allow_unapproved)
 
     (_runner[0] if _runner else lambda fn: fn())(body)
 

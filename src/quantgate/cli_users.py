@@ -110,7 +110,7 @@ ConfigOption = typer.Option(
     "--config",
     envvar="MLFLOW_AUTH_CONFIG_PATH",
     help="The server's auth ini (default: $MLFLOW_AUTH_CONFIG_PATH); its [quantgate] section names the "
-    "approvers role and the promotion user.",
+    "approvers role, the promotion user and the pipeline user.",
 )
 
 
@@ -125,6 +125,12 @@ def init_config(
     admin: str = typer.Option("admin", "--admin", help="The bootstrap admin's user name."),
     promoter: str = typer.Option("quantgate-promoter", "--promoter", help="The only user that moves @champion."),
     approvers_role: str = typer.Option("approvers", "--approvers-role", help="Role whose members approve."),
+    pipeline: str = typer.Option(
+        "quantgate-pipeline",
+        "--pipeline",
+        help="The pipeline's identity (the worker that registers candidates): the only user that writes "
+        "result tags (verdict, recipe, digests, figures).",
+    ),
 ) -> None:
     """Write the auth config for `mlflow server --app-name quantgate` (MLFLOW_AUTH_CONFIG_PATH).
 
@@ -147,6 +153,7 @@ def init_config(
             "\n[quantgate]\n"
             f"promoter = {promoter}\n"
             f"approvers_role = {approvers_role}\n"
+            f"pipeline = {pipeline}\n"
         )
         console.print(f"wrote {path}; start the server with MLFLOW_AUTH_CONFIG_PATH={path}")
 

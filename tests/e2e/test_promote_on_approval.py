@@ -39,7 +39,7 @@ from pathlib import Path
 from quantgate.settings import configure_mlflow, get_settings
 from quantgate.registry import contract as c
 from quantgate.registry.mlflow_registry import client, ensure_experiment
-from quantgate.cards.provenance import materials_from_context, policy_file_digest, prefect_builder
+from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
 from quantgate.cards.trust import attach_provenance, provenance_digest, verify_version
 from quantgate.models.pyfunc import QuantgatePyfunc
 from quantgate.models.tabular import TabularMLP, TabularPreprocessor
@@ -64,7 +64,9 @@ ctx = {"data": {"paths": {"evaluation": "/d/e.csv"}, "digests": {"evaluation": "
 tags = attach_provenance(uri, run_id, name="tiny-quantized", source={"name": "tiny", "version": "1"},
                          materials=materials_from_context(ctx, policy_path="policies/e2e.yaml"),
                          builder=prefect_builder(flow_run_id="0-e2e", flow_name="quantize-model"),
-                         settings=s, create_key=True)
+                         settings=s, create_key=True,
+                         gate=gate_summary(verdict="pass", policy_name="e2e", policy_digest=ctx["policy"]["digest"],
+                                           rules={"acc": "pass"}, tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass"}))
 mv = mlflow.register_model(uri, "tiny-quantized",
                            tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "pending", **tags})
 digest = provenance_digest(verify_version(mv, settings=s).statement)

@@ -204,3 +204,47 @@ def test_serve_without_champion_exits_2(adult_result: dict[str, Any], settings: 
     finally:
         if previous is not None:
             cl.set_registered_model_alias(name, "champion", previous)
+
+
+def test_serve_verifies_before_loading(adult_result: dict[str, Any], settings: Any) -> None:
+    """Issue 26: after a one-byte change to a candidate's spec.json `quantgate serve` served it and
+    every prediction changed, and a version pending approval was served with a log warning only.
+    Now both are refused before anything is loaded (exit 2, the reason named), and
+    --allow-unapproved serves a verified version loudly and records it on the version."""
+    from urllib.parse import unquote, urlparse
+
+    from quantgate.registry import contract as c
+    from quantgate.registry.mlflow_registry import client
+
+    cl = client(settings)
+    name, version = adult_result["registered"].split("/")
+    assert cl.get_model_version(name, version).tags[c.TAG_APPROVAL] == "pending"  # the shared candidate
+    env = dict(os.environ) | {"COLUMNS": "200"}
+    pending = run_cli(env, "serve", f"{name}/{version}", "--port", str(free_port()), timeout=300)
+    assert pending.returncode == 2, pending.stdout + pending.stderr
+    assert "not approved" in pending.stderr and "--allow-unapproved" in pending.stderr
+
+    stored = Path(unquote(urlparse(cl.get_model_version_download_uri(name, version)).path))
+    arts = sorted(p for p in (stored / "artifacts").rglob("*") if p.is_file())
+    target = next((p for p in arts if p.name == "spec.json"), arts[0])
+    original = target.read_bytes()
+    changed = bytearray(original)
+    changed[len(changed) // 2] ^= 0x01
+    target.write_bytes(bytes(changed))
+    try:
+        altered = run_cli(
+            env, "serve", f"{name}/{version}", "--allow-unapproved", "--port", str(free_port()), timeout=300
+        )
+    finally:
+        target.write_bytes(original)
+    assert altered.returncode == 2, altered.stdout + altered.stderr
+    assert "failed verification" in altered.stderr and target.name in altered.stderr
+    assert c.TAG_SERVED_UNAPPROVED not in cl.get_model_version(name, version).tags  # refused before anything
+
+    server = Server(settings, f"{name}/{version}", "--allow-unapproved", "--inference-log", "off")
+    try:
+        _, out = server.stop()
+        assert "NOT APPROVED" in out and "--allow-unapproved" in out, out
+        assert "not approved" in cl.get_model_version(name, version).tags[c.TAG_SERVED_UNAPPROVED]
+    finally:
+        cl.delete_model_version_tag(name, version, c.TAG_SERVED_UNAPPROVED)

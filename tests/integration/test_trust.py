@@ -49,7 +49,7 @@ def _log_tiny_model(tmp: Path) -> tuple[str, str]:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import mlflow
 
-    from quantgate.cards.provenance import materials_from_context, policy_file_digest, prefect_builder
+    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
     from quantgate.cards.trust import attach_provenance
     from quantgate.registry.mlflow_registry import client, ensure_experiment
     from quantgate.settings import get_settings, reset_settings
@@ -88,6 +88,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             materials=materials_from_context(ctx, policy_path="policies/trust.yaml"),
             builder=prefect_builder(flow_run_id="00000000-test", flow_name="quantize-model"),
             settings=s,
+            gate=gate_summary(
+                verdict="pass",
+                policy_name="trust-test",
+                policy_digest=policy_file_digest(policy),
+                rules={"acc": "pass"},
+                tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass"},
+            ),
         )
         cl.create_registered_model("tiny-quantized")
         version_tags = {c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "approved", **tags}
@@ -166,10 +173,95 @@ def test_verify_version_passes_and_cli_says_what_it_checked(store: dict[str, Any
         "policy",
         "statement.json",
         "binding",
+        "gate",
+        "result tags",
     ]
     result = _cli("verify", "tiny@candidate")  # a source name means its -quantized model
     assert result.exit_code == 0, result.output
-    assert "verifying tiny-quantized/1" in result.output and "verified: 9 checks passed" in result.output
+    assert "verifying tiny-quantized/1" in result.output and "verified: 11 checks passed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (c.TAG_VERDICT, "fail"),  # a changed result tag
+        (c.TAG_TARGET, ""),  # an added one (issue 26: target='' skipped the host check)
+        (c.TAG_POLICY_DIGEST, "sha256:" + "0" * 64),
+        (c.TAG_RECIPE, "fp32-untouched"),
+        (c.TAG_ARTIFACT_DIGEST, "sha256:" + "1" * 64),  # a provenance tag that names another tree
+        (c.TAG_SOURCE, None),  # a deleted one
+    ],
+)
+def test_a_result_tag_that_differs_from_the_signed_statement_fails_verify(
+    store: dict[str, Any], key: str, value: str | None
+) -> None:
+    """Issue 26: an EDIT user rewrote result tags and `quantgate verify` still passed 9/9."""
+    from quantgate.cards.trust import verify_version
+
+    cl, version = store["client"], store["version"]
+    before = cl.get_model_version("tiny-quantized", version).tags.get(key)
+    if value is None:
+        cl.delete_model_version_tag("tiny-quantized", version, key)
+    else:
+        cl.set_model_version_tag("tiny-quantized", version, key, value)
+    try:
+        failed = _failed(verify_version("tiny-quantized@candidate", settings=store["settings"]))
+        assert "result tags" in failed and key in failed["result tags"], failed
+        result = _cli("verify", "tiny-quantized@candidate")
+        assert result.exit_code == 3 and "FAIL  result tags" in result.output
+    finally:
+        if before is None:
+            cl.delete_model_version_tag("tiny-quantized", version, key)
+        else:
+            cl.set_model_version_tag("tiny-quantized", version, key, before)
+    assert verify_version("tiny-quantized@candidate", settings=store["settings"]).passed
+
+
+def test_a_failed_run_registered_again_as_passing_is_never_promoted(store: dict[str, Any]) -> None:
+    """Issue 26: a new version from a signed *failed* run, tagged verdict=pass (and approved in the
+    embedded store, which has no identity), reached @champion. The signed verdict decides."""
+
+    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
+    from quantgate.cards.trust import attach_provenance, signed_verdict, verify_for_promotion, verify_version
+    from quantgate.errors import RegistryError
+    from quantgate.registry.mlflow_registry import promote
+
+    cl, s = store["client"], store["settings"]
+    model_uri, run_id = _log_tiny_model(store["home"] / "failed-files")
+    ctx = {
+        "data": {"paths": {"evaluation": "/d/eval.csv"}, "digests": {"evaluation": "sha256:" + "02" * 32}},
+        "policy": {"name": "trust-test", "digest": policy_file_digest(store["policy"])},
+    }
+    tags = attach_provenance(
+        model_uri,
+        run_id,
+        name="tiny-quantized",
+        source={"name": "tiny", "version": "1"},
+        materials=materials_from_context(ctx, policy_path="policies/trust.yaml"),
+        builder=prefect_builder(flow_run_id="00000000-fail", flow_name="quantize-model"),
+        settings=s,
+        gate=gate_summary(
+            verdict="fail",
+            policy_name="trust-test",
+            policy_digest=ctx["policy"]["digest"],
+            rules={"acc": "fail"},
+            tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "fail"},
+        ),
+    )
+    forged = {c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "approved", **tags}
+    mv = cl.create_model_version("tiny-quantized", model_uri, run_id=run_id, tags=forged)
+    report = verify_version(mv, settings=s)
+    assert not report.passed and "quantgate.verdict='pass' but signed 'fail'" in _failed(report)["result tags"]
+    with pytest.raises(RegistryError, match="failed verification"):
+        promote("tiny", mv.version, settings=s, verify=verify_for_promotion)
+    # the same version with the honest tag verifies, and is still refused: its signed verdict is fail
+    cl.set_model_version_tag("tiny-quantized", mv.version, c.TAG_VERDICT, "fail")
+    report = verify_version(cl.get_model_version("tiny-quantized", mv.version), settings=s)
+    assert report.passed and signed_verdict(report) == "fail"
+    with pytest.raises(RegistryError, match=r"failed its gate|signed gate verdict is fail"):
+        promote("tiny", mv.version, settings=s, verify=verify_for_promotion)
+    assert cl.get_registered_model("tiny-quantized").aliases.get("champion") != mv.version
+    cl.delete_model_version("tiny-quantized", mv.version)
 
 
 def test_flipped_byte_in_the_store_fails_verify_and_promotion(store: dict[str, Any]) -> None:

@@ -33,6 +33,9 @@ DEP_SOURCE = "source_model"
 DEP_POLICY = "policy"
 DEP_RECIPE = "recipe"
 DEP_CODE = "quantgate"
+#: the runDetails byproduct holding the gate's result: verdict, policy, rule outcomes and every
+#: result tag the registered version carries (what approval, promotion and serving decide from)
+GATE_BYPRODUCT = "gate"
 KEY_PACKAGES = (
     "torch",
     "torchao",
@@ -226,6 +229,7 @@ def build_statement(
     code: Mapping[str, Any] | None = None,
     packages: Mapping[str, str] | None = None,
     files: Mapping[str, str] | None = None,
+    gate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The in-toto Statement for the model directory ``model_dir`` (registered as ``name``).
 
@@ -237,6 +241,8 @@ def build_statement(
     - ``builder``: ``{"id", ...}``; :func:`prefect_builder` builds it.
     - ``code`` / ``packages`` default to :func:`code_version` / :func:`package_versions`;
       ``files`` to :func:`digest_tree` of ``model_dir`` (pass it when already computed).
+    - ``gate``: the gate's result (:func:`gate_summary`), signed as the ``gate`` byproduct: the
+      verdict and the result tags live in the signature, not only in writable registry tags.
     """
     files = dict(files) if files is not None else digest_tree(Path(model_dir))
     if not files:
@@ -295,6 +301,7 @@ def build_statement(
                 "byproducts": [
                     {"name": "artifact_tree", "digest": digest_set(tree_digest(files))},
                     *([{"name": "prefect_run", "annotations": run_info}] if run_info else []),
+                    *([{"name": GATE_BYPRODUCT, "annotations": dict(gate)}] if gate is not None else []),
                 ],
             },
         },
@@ -328,3 +335,48 @@ def subject_digests(statement: Mapping[str, Any]) -> dict[str, str]:
             raise ValueError(f"subject {s['name']} appears twice")
         out[s["name"]] = str(s["digest"]["sha256"])
     return out
+
+
+def gate_summary(
+    *,
+    verdict: str,
+    policy_name: str,
+    policy_digest: str,
+    rules: Mapping[str, str],
+    tags: Mapping[str, str],
+) -> dict[str, Any]:
+    """The ``gate`` argument of :func:`build_statement`: the verdict (``pass``/``fail``), the policy
+    (name, digest), each rule's outcome, and the result tags the version is registered with."""
+    if verdict not in ("pass", "fail"):
+        raise ValueError(f"verdict must be pass or fail, not {verdict!r}")
+    return {
+        "verdict": verdict,
+        "policy": {"name": policy_name, "digest": policy_digest},
+        "rules": {str(k): str(v) for k, v in rules.items()},
+        "tags": {str(k): str(v) for k, v in sorted(tags.items())},
+    }
+
+
+def signed_gate(statement: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``gate`` byproduct of a statement (None when absent: signed before gates were signed)."""
+    try:
+        byproducts = statement["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    for b in byproducts if isinstance(byproducts, list) else []:
+        if isinstance(b, dict) and b.get("name") == GATE_BYPRODUCT and isinstance(b.get("annotations"), dict):
+            return dict(b["annotations"])
+    return None
+
+
+def artifact_tree_digest(statement: Mapping[str, Any]) -> str | None:
+    """The ``artifact_tree`` byproduct's digest as ``sha256:<hex>`` (the version's artifact_digest tag)."""
+    try:
+        byproducts = statement["predicate"]["runDetails"]["byproducts"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    for b in byproducts if isinstance(byproducts, list) else []:
+        if isinstance(b, dict) and b.get("name") == "artifact_tree":
+            hexd = (b.get("digest") or {}).get("sha256")
+            return f"sha256:{hexd}" if hexd else None
+    return None

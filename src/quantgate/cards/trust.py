@@ -23,10 +23,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from quantgate.cards.provenance import build_statement, digest_tree, tree_digest
+from quantgate.cards.provenance import build_statement, digest_tree, signed_gate, tree_digest
 from quantgate.cards.signing import canonical_json, ensure_signing_key, load_trusted_keys, sign_statement
 from quantgate.cards.signing import statement_digest as provenance_digest
-from quantgate.cards.verify import Check, VerificationReport, check_policy, recorded_policy_path, verify_model
+from quantgate.cards.verify import (
+    Check,
+    VerificationReport,
+    check_policy,
+    check_result_tags,
+    recorded_policy_path,
+    verify_model,
+)
 from quantgate.errors import RegistryError
 from quantgate.registry import contract as c
 from quantgate.settings import Settings, get_settings
@@ -95,6 +102,7 @@ def attach_provenance(
     builder: Mapping[str, Any],
     settings: Settings | None = None,
     create_key: bool | None = None,
+    gate: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """Digest, sign and log the provenance of the model just logged at ``model_uri`` in ``run_id``.
 
@@ -102,7 +110,8 @@ def attach_provenance(
     (``source_artifact_digest``). A signing key is created on first use only with the embedded
     store (``create_key=None``): a laptop or the demo just works, while a worker of a server
     deployment must be given the team's key (``quantgate keys init`` / ``QUANTGATE_SIGNING_KEY``)
-    instead of inventing one nobody trusts. Returns the tags for the registered version.
+    instead of inventing one nobody trusts. ``gate`` (``provenance.gate_summary``) is the verdict
+    and result tags to sign with it. Returns the provenance tags for the registered version.
     """
     from quantgate.registry.mlflow_registry import client
 
@@ -115,7 +124,9 @@ def attach_provenance(
     key, keyid = ensure_signing_key(s, create=s.embedded_mlflow if create_key is None else create_key)
     with _local_tree(_storage_uri(model_uri, cl)) as d:
         files = digest_tree(d)
-        statement = build_statement(d, name=name, source=src, materials=materials, builder=builder, files=files)
+        statement = build_statement(
+            d, name=name, source=src, materials=materials, builder=builder, files=files, gate=gate
+        )
     envelope = sign_statement(statement, key)
     cl.log_text(run_id, json.dumps(statement, indent=2, sort_keys=True), STATEMENT_FILE)
     cl.log_text(run_id, json.dumps(envelope, indent=2), ENVELOPE_FILE)
@@ -144,6 +155,29 @@ def _read_provenance(cl: MlflowClient, run_id: str, tmp: Path) -> tuple[dict[str
     return envelope, statement, ""
 
 
+def signed_run_gate(run_id: str, *, settings: Settings | None = None) -> tuple[dict[str, Any] | None, str]:
+    """(the gate result signed in run ``run_id`` by a trusted key, or None; why not). What the server
+    checks before a version carrying ``quantgate.verdict=pass`` may be created from that run."""
+    from quantgate.cards.signing import verify_envelope
+    from quantgate.registry.mlflow_registry import client
+
+    if not run_id:
+        return None, "no run_id given"
+    s = settings or get_settings()
+    with tempfile.TemporaryDirectory(prefix="quantgate-prov-") as tmp:
+        envelope, _, problem = _read_provenance(client(s), run_id, Path(tmp))
+    if envelope is None:
+        return None, problem
+    env = verify_envelope(envelope, load_trusted_keys(s))
+    if not env.signed_by or env.payload is None:
+        return None, env.problem or "not signed by a trusted key"
+    try:
+        gate = signed_gate(json.loads(env.payload))
+    except ValueError:
+        return None, "the signed payload is not JSON"
+    return (gate, "") if gate is not None else (None, "the signed statement carries no gate result")
+
+
 def verify_version(
     ref: str | ModelVersion,
     *,
@@ -157,7 +191,8 @@ def verify_version(
     Checks, all reported: the run holds a signed statement; the signature is by a trusted key;
     every stored model file matches its recorded sha256, none missing, none extra; the policy
     file (``policy_file``, else the one recorded, resolved from the project dir) is unchanged;
-    ``statement.json`` is the signed payload; the statement is about this model and source.
+    ``statement.json`` is the signed payload; the statement is about this model and source; the
+    version's result tags (verdict, recipe, policy digest, target, figures) are the signed ones.
     """
     from quantgate.registry.mlflow_registry import client, resolve_version
 
@@ -211,7 +246,25 @@ def verify_version(
         else f"statement is for {ext.get('name')} from {ext.get('source')}, "
         f"not {mv.name} from {want_source or '(no quantgate.source tag)'}",
     )
+    check_result_tags(report, st, dict(mv.tags or {}), provenance_path=STATEMENT_FILE)
     return report
+
+
+def signed_verdict(report: VerificationReport) -> str | None:
+    """The verdict in the verified statement (``pass``/``fail``), None when not verified or absent.
+
+    What approval, promotion and serving decide from: a ``quantgate.verdict`` tag is only a copy.
+    """
+    if not report.passed or report.statement is None:
+        return None
+    gate = signed_gate(report.statement)
+    return str(gate["verdict"]) if gate and gate.get("verdict") in ("pass", "fail") else None
+
+
+def signed_target(report: VerificationReport) -> str:
+    """The instruction set the verified statement says the candidate was gated for ('' if none)."""
+    gate = signed_gate(report.statement) if report.statement is not None else None
+    return str(((gate or {}).get("tags") or {}).get(c.TAG_TARGET, ""))
 
 
 def approval_problems(mv: ModelVersion, report: VerificationReport, *, require_stamp: bool) -> list[str]:
@@ -256,10 +309,15 @@ def verify_for_promotion(mv: ModelVersion, settings: Settings | None = None) -> 
             f"{mv.name}/{mv.version} failed verification, promotion refused ({failed})",
             f"run: quantgate verify {mv.name}/{mv.version}",
         )
+    verdict = signed_verdict(report)
+    if verdict != "pass":
+        raise RegistryError(
+            f"{mv.name}/{mv.version}: promotion refused, its signed gate verdict is {verdict or 'missing'}, not pass"
+        )
     problems = approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
     if problems:
         raise RegistryError(f"{mv.name}/{mv.version}: promotion refused, {'; '.join(problems)}")
-    mismatch = host_mismatch(mv.tags.get("quantgate.target", ""))
+    mismatch = host_mismatch(signed_target(report))
     if mismatch:
         raise RegistryError(
             f"{mv.name}/{mv.version}: promotion refused, {mismatch}",
@@ -279,6 +337,9 @@ __all__ = [
     "approval_problems",
     "attach_provenance",
     "provenance_digest",
+    "signed_run_gate",
+    "signed_target",
+    "signed_verdict",
     "source_artifact_digest",
     "verify_for_promotion",
     "verify_version",

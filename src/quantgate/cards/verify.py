@@ -16,12 +16,15 @@ from quantgate.cards.provenance import (
     DEP_POLICY,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
+    artifact_tree_digest,
     dependency,
     digest_tree,
     policy_file_digest,
+    signed_gate,
     subject_digests,
 )
 from quantgate.cards.signing import TrustedKeys, verify_envelope
+from quantgate.registry import contract as c
 
 
 class Check(NamedTuple):
@@ -178,3 +181,52 @@ def recorded_policy_path(statement: Mapping[str, Any]) -> str | None:
     dep = dependency(statement, DEP_POLICY) or {}
     path = dep.get("annotations", {}).get("path") if isinstance(dep.get("annotations"), dict) else None
     return str(path) if path else None
+
+
+def check_result_tags(
+    report: VerificationReport,
+    statement: Mapping[str, Any],
+    tags: Mapping[str, str],
+    *,
+    provenance_path: str,
+) -> bool:
+    """The version's result tags are the ones signed: the statement's ``gate`` byproduct holds the
+    verdict and every result tag the version was registered with; each must be on the version with
+    the signed value, and no other result tag may be (an added ``quantgate.target`` or verdict is as
+    much a forgery as a changed one). The provenance tags must name this statement: its path, the
+    key that signed it and its artifact tree digest. Monitoring's tags come after the gate.
+    """
+    gate = signed_gate(statement)
+    if gate is None or not isinstance(gate.get("tags"), dict) or gate.get("verdict") not in ("pass", "fail"):
+        report.add(
+            "gate",
+            False,
+            "the statement carries no signed gate result (signed by an older quantgate?): govern it again",
+        )
+        return report.add("result tags", False, "nothing signed to compare the version's tags with")
+    report.add("gate", True, f"signed verdict {gate['verdict']} under policy {gate.get('policy', {}).get('name')}")
+    signed: dict[str, str] = {str(k): str(v) for k, v in gate["tags"].items()}
+    bound = {c.TAG_PROVENANCE: provenance_path, c.TAG_ARTIFACT_DIGEST: artifact_tree_digest(statement) or ""}
+    if report.signed_by:  # an unknown key is the signature check's failure, not a tag's
+        bound[c.TAG_SIGNING_KEY] = report.signed_by
+    problems = []
+    for k, want in {**signed, **bound}.items():
+        have = tags.get(k)
+        if have is None:
+            problems.append(f"{k} missing (signed {want!r})")
+        elif have != want:
+            problems.append(f"{k}={have!r} but signed {want!r}")
+    extra = sorted(
+        k
+        for k in tags
+        if c.result_tag(k) and k not in signed and k not in c.PROVENANCE_TAGS and k not in c.MONITOR_TAGS
+    )
+    problems += [f"{k}={tags[k]!r} is not in the signed statement" for k in extra]
+    if gate["verdict"] != signed.get(c.TAG_VERDICT, gate["verdict"]):
+        problems.append(f"the signed tags say verdict {signed.get(c.TAG_VERDICT)!r}, the gate {gate['verdict']!r}")
+    detail = (
+        "tags disagree with the signed statement: " + _names(problems, limit=4)
+        if problems
+        else f"{len(signed) + len(bound)} result tags match the signed statement"
+    )
+    return report.add("result tags", not problems, detail)

@@ -27,6 +27,50 @@ TAG_APPROVED_DIGEST = "quantgate.approved_digest"  # quantgate.server.stamps.sta
 # verified signed provenance statement at approval time ("sha256:<hex>")
 TAG_REGISTERED_BY = "quantgate.registered_by"  # basic-auth user who created the version
 STAMP_TAGS = (TAG_APPROVED_BY, TAG_APPROVED_AT, TAG_APPROVED_DIGEST, TAG_REGISTERED_BY)
+TAG_TARGET = "quantgate.target"  # the instruction set the candidate was gated for
+#: set on a version served with ``quantgate serve --allow-unapproved`` ("<time> by <user>")
+TAG_SERVED_UNAPPROVED = "quantgate.served_unapproved"
+
+# Who may write (set or delete) which ``quantgate.*`` tag of a governed (``-quantized``) version
+# in server mode. Any other ``quantgate.*`` key is a *result tag*: the pipeline identity only
+# (the verdict, recipe, policy digest, figures, provenance, monitoring results, ...).
+WRITER_SERVER = "server"  # the stamps: written by the server app itself, never by a client
+WRITER_APPROVER = "approver"  # members of the approvers role
+WRITER_PROMOTER = "promoter"  # the promotion identity
+WRITER_OPERATOR = "operator"  # any user with EDIT on the model (basic-auth decides)
+WRITER_PIPELINE = "pipeline"  # the pipeline's identity (the worker that registers candidates)
+APPROVER_TAGS = (TAG_APPROVAL, TAG_APPROVAL_NOTE)
+PROMOTER_TAGS = (TAG_PROMOTED_AT, TAG_PREVIOUS_CHAMPION)
+OPERATOR_TAGS = (TAG_SERVED_UNAPPROVED,)
+#: a tag that is not quantgate's (no ``quantgate.`` prefix): MLflow's permissions alone decide
+WRITER_ANYONE = "anyone"
+
+
+def tag_writer(key: str) -> str:
+    """Who may write the version tag ``key`` of a governed model (one of the ``WRITER_*`` values)."""
+    if key in STAMP_TAGS:
+        return WRITER_SERVER
+    if key in APPROVER_TAGS:
+        return WRITER_APPROVER
+    if key in PROMOTER_TAGS:
+        return WRITER_PROMOTER
+    if key in OPERATOR_TAGS:
+        return WRITER_OPERATOR
+    if key.startswith("quantgate."):
+        return WRITER_PIPELINE
+    return WRITER_ANYONE
+
+
+def result_tag(key: str) -> bool:
+    """A tag only the pipeline identity writes (see :func:`tag_writer`)."""
+    return tag_writer(key) == WRITER_PIPELINE
+
+
+#: result tags bound to the signature by reference rather than value: they name the statement
+#: itself (path, key, artifact digest) and are checked against it by verification
+PROVENANCE_TAGS = (TAG_PROVENANCE, TAG_SIGNING_KEY, TAG_ARTIFACT_DIGEST)
+#: result tags written after the gate, by monitoring (not part of the signed gate)
+MONITOR_TAGS = ("quantgate.last_monitor_run", "quantgate.drift", "quantgate.last_monitor_at")
 PROTECTED_ALIASES = (ALIAS_CHAMPION, ALIAS_PREVIOUS)
 APPROVAL_VALUES = ("pending", "approved", "rejected")
 

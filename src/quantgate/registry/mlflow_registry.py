@@ -204,11 +204,23 @@ def ledger(settings: Settings | None = None) -> MlflowLedger:
     return MlflowLedger(client(s), s.artifacts_dir.as_uri() if s.embedded_mlflow else None)
 
 
-def default_actor() -> str:
-    """Who runs a promotion from this process when nobody says: the OS user, marked as
-    unauthenticated (the store has no identity; the server app's stamp is the approver)."""
+def default_actor(settings: Settings | None = None) -> str:
+    """Who runs a promotion from this process when nobody says.
+
+    Against a tracking server, the identity it authenticates this client as (MLflow's own
+    credentials: ``MLFLOW_TRACKING_USERNAME`` or ``~/.mlflow/credentials``): the server refuses an
+    alias move by anyone but the promotion identity, so that is who acted. Against the embedded
+    store, which has no identity, the OS user, marked as unauthenticated.
+    """
     import getpass
 
+    s = settings or get_settings()
+    if not s.embedded_mlflow:
+        from mlflow.utils.credentials import read_mlflow_creds
+
+        user = read_mlflow_creds().username
+        if user:
+            return f"{user} (authenticated by the MLflow server)"
     try:
         return f"{getpass.getuser()} (os user, unauthenticated)"
     except Exception:  # no passwd entry in some containers
@@ -353,7 +365,7 @@ def _checked_move(
     cl = client(s)
     name = _quantized(cl, source)
     book = ledger(s)
-    who = actor or default_actor()
+    who = actor or default_actor(s)
     current = _alias_version(cl, name, c.ALIAS_CHAMPION)
     target: str | None = None
     mv = None

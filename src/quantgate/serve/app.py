@@ -55,21 +55,30 @@ class ServedModel:
     alias: str | None
     uri: str
     target: str = ""
-    """the ISA its verdict was gated for (tag ``quantgate.target``); empty on older versions"""
+    """the ISA its verdict was gated for (from the verified statement); empty when none was recorded"""
+    unapproved: bool = False
+    """served with ``--allow-unapproved`` although its approval does not hold"""
 
     @property
     def label(self) -> str:
         return f"{self.name}/{self.version}" + (f" (@{self.alias})" if self.alias else "")
 
 
-def resolve_served(ref: str, settings: Settings | None = None) -> ServedModel:
+def resolve_served(ref: str, settings: Settings | None = None, *, allow_unapproved: bool = False) -> ServedModel:
     """``NAME`` -> ``NAME-quantized@champion``; ``NAME[-quantized]@ALIAS`` and ``NAME[-quantized]/VERSION``.
 
-    Only governed versions are served: a version whose gate failed is refused by name. The
-    version number is fixed at start-up, so every logged row names the exact version served.
+    Only a verified, passing, approved version is served. Before anything is loaded the version's
+    signed statement must verify (signature, every file's digest, result tags as signed); its
+    *signed* verdict must be pass; its approval must hold (server-stamped and bound to that
+    statement in server mode). ``allow_unapproved`` (staging) relaxes only the approval: the start
+    is loud and the version is tagged ``quantgate.served_unapproved``. The version number is fixed
+    at start-up, so every logged row names the exact version served.
     """
+    from quantgate.cards.trust import approval_problems, signed_target, signed_verdict, verify_version
     from quantgate.registry.mlflow_registry import resolve_version
+    from quantgate.settings import get_settings
 
+    s = settings or get_settings()
     name, version, alias = c.parse_model_ref(ref.strip())
     if not name:
         raise RegistryError(f"no model named in '{ref}'", "serve NAME, NAME@ALIAS or NAME/VERSION")
@@ -78,7 +87,7 @@ def resolve_served(ref: str, settings: Settings | None = None) -> ServedModel:
         alias = c.ALIAS_CHAMPION
     target = f"{qname}/{version}" if version is not None else f"{qname}@{alias}"
     try:
-        mv = resolve_version(target, settings)
+        mv = resolve_version(target, s)
     except RegistryError as exc:
         if alias == c.ALIAS_CHAMPION:
             raise RegistryError(
@@ -86,13 +95,46 @@ def resolve_served(ref: str, settings: Settings | None = None) -> ServedModel:
                 f"approve a candidate and run: quantgate promote --model {qname.removesuffix(c.SUFFIX)}",
             ) from None
         raise exc
-    verdict = (mv.tags or {}).get(c.TAG_VERDICT)
+    label = f"{qname}/{mv.version}"
+    # the policy file is promotion's concern (a serving host need not hold the project's policies)
+    report = verify_version(mv, settings=s, check_policy_file=False)
+    if not report.passed:
+        raise RegistryError(
+            f"{label} is not served: it failed verification ({report.summary()})",
+            f"run: quantgate verify {label}",
+        )
+    verdict = signed_verdict(report)
     if verdict != "pass":
-        raise RegistryError(f"{qname}/{mv.version} did not pass its gate (verdict={verdict}); it is not served")
-    if (mv.tags or {}).get(c.TAG_APPROVAL) != "approved":
-        log.warning("%s/%s is not approved yet: serving it for testing only", qname, mv.version)
-    target = str((mv.tags or {}).get("quantgate.target", ""))  # written by steps/record.py
-    return ServedModel(qname, str(mv.version), alias, f"models:/{qname}/{mv.version}", target)
+        raise RegistryError(f"{label} did not pass its gate (signed verdict {verdict or 'missing'}); it is not served")
+    approval = (mv.tags or {}).get(c.TAG_APPROVAL)
+    problems = [] if approval == "approved" else [f"it is not approved ({c.TAG_APPROVAL}={approval})"]
+    if approval == "approved":
+        problems = approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
+    if problems and not allow_unapproved:
+        raise RegistryError(
+            f"{label} is not served: {'; '.join(problems)}",
+            "approve it in the MLflow UI, or serve it for staging with --allow-unapproved",
+        )
+    if problems:
+        _mark_unapproved(mv, "; ".join(problems), s)
+    return ServedModel(
+        qname, str(mv.version), alias, f"models:/{qname}/{mv.version}", signed_target(report), unapproved=bool(problems)
+    )
+
+
+def _mark_unapproved(mv: Any, why: str, settings: Settings) -> None:
+    """Say loudly that an unapproved version is served, and record it on the version."""
+    import getpass
+
+    from quantgate.registry.mlflow_registry import client
+
+    log.warning("SERVING AN UNAPPROVED VERSION %s/%s (--allow-unapproved): %s", mv.name, mv.version, why)
+    try:
+        who = getpass.getuser()
+    except Exception:
+        who = "unknown"
+    stamp = f"{datetime.now(UTC).isoformat(timespec='seconds')} by {who}: {why}"
+    client(settings).set_model_version_tag(mv.name, str(mv.version), c.TAG_SERVED_UNAPPROVED, stamp[:500])
 
 
 @dataclass

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from quantgate.monitor.inference_log import WriterStats
     from quantgate.settings import Settings
 
+from quantgate.registry.contract import TAG_SERVED_UNAPPROVED
+
 #: ``--inference-log off`` serves without logging (request ids stay); the benchmark's middle line
 LOG_OFF = "off"
 
@@ -30,6 +32,7 @@ def serve(
     max_batch: int = 512,
     flush_interval: float | None = None,
     settings: Settings | None = None,
+    allow_unapproved: bool = False,
 ) -> WriterStats | None:
     """Serve ``ref`` until stopped; returns the inference log's final stats (None when off).
 
@@ -44,7 +47,8 @@ def serve(
     from quantgate.settings import get_settings
 
     s = settings or get_settings()
-    served = resolve_served(ref, s)  # also points mlflow at the configured registry
+    # verified (signature, file digests, signed verdict, approval) before anything is loaded
+    served = resolve_served(ref, s, allow_unapproved=allow_unapproved)
     model = mlflow.pyfunc.load_model(served.uri)
     writer: InferenceLogWriter | None = None
     where = "off"
@@ -69,6 +73,13 @@ def serve(
     app = build_app(model, served, writer, on_shutdown)
     print(f"serving {served.label} on http://{host}:{port} (inference log: {where})", flush=True)
     print(hardware_line(served.target), flush=True)
+    if served.unapproved:
+        print(
+            f"WARNING: {served.label} is NOT APPROVED and served only because of --allow-unapproved "
+            f"(recorded on the version as tag {TAG_SERVED_UNAPPROVED}); never do this in production",
+            file=sys.stderr,
+            flush=True,
+        )
     config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning", access_log=False)
     try:
         uvicorn.Server(config).run()

@@ -42,6 +42,7 @@ ACTIONS = {
     ("/mlflow/registered-models/alias", "POST"): "set-alias",
     ("/mlflow/registered-models/alias", "DELETE"): "delete-alias",
     ("/mlflow/model-versions/create", "POST"): "create-version",
+    ("/mlflow/registered-models/rename", "POST"): "rename-model",
     ("/mlflow/users/update-password", "PATCH"): "update-password",
 }
 ADMIN_PASSWORD_CHANGED = "admin-password-changed"
@@ -120,6 +121,11 @@ class QuantgateHooks:
         params = _params()
         g.qg_params = params
         name = str(params.get("name", ""))
+        conflict = _conflicting_params()
+        if conflict:  # basic-auth and MLflow's handler would read different requests
+            self._record(user, action, params, "refused", conflict)
+            g.qg_audited = True
+            return _error(400, conflict, name=name)
         try:
             decision = self.decide(action, user, params)
         except Exception as exc:  # a check that could not run refuses, and says so
@@ -142,8 +148,7 @@ class QuantgateHooks:
             value = str(params["value"]) if action == "set-tag" and params.get("value") is not None else None
             if action == "set-tag" and value is None:
                 value = ""
-            governed_key = key in (c.TAG_APPROVAL, c.TAG_APPROVAL_NOTE) or key in c.STAMP_TAGS
-            if not governed_key:
+            if c.tag_writer(key) == c.WRITER_ANYONE:  # not quantgate's: MLflow's permissions decide
                 return rules.Decision.allow()
             tags = self.version_tags(name, version)
             if tags is None:
@@ -157,6 +162,8 @@ class QuantgateHooks:
                 tags=tags,
                 is_approver=approver,
                 approvers_role=self.config.approvers_role,
+                pipeline=self.config.pipeline,
+                promoter=self.config.promoter,
             )
             g.qg_previous_approval = tags.get(c.TAG_APPROVAL)
             if decision.allowed and decision.approving:
@@ -165,28 +172,77 @@ class QuantgateHooks:
         if action in ("set-alias", "delete-alias"):
             alias = str(params.get("alias", ""))
             target = None
-            if action == "set-alias" and alias in c.PROTECTED_ALIASES:
+            if action == "set-alias" and rules.protected_alias(alias):
                 target = self.version_tags(name, version) or {}
-            return rules.alias_write(
+            decision = rules.alias_write(
                 user=user, alias=alias, promoter=self.config.promoter, target_tags=target, model=name
             )
+            if decision.allowed and decision.approving:
+                return self.verify_champion(name, version)
+            return decision
+        if action == "rename-model":
+            return rules.rename(name=name, new_name=str(params.get("new_name", "")))
         if action == "create-version":
             raw = params.get("tags") or []
             tags = {str(t.get("key")): str(t.get("value", "")) for t in raw if isinstance(t, dict)}
-            return rules.version_create(model=name, tags=tags)
+            decision = rules.version_create(model=name, tags=tags, user=user, pipeline=self.config.pipeline)
+            if decision.allowed and rules.governed(name) and tags.get(c.TAG_VERDICT) == "pass":
+                return self.check_signed_pass(name, str(params.get("run_id") or ""))
+            return decision
         return rules.Decision.allow()
+
+    def check_signed_pass(self, name: str, run_id: str) -> rules.Decision:
+        """A version registered as passing must come from a run whose *signed* verdict is pass."""
+        from quantgate.cards.trust import signed_run_gate
+
+        gate, problem = signed_run_gate(run_id, settings=_server_settings())
+        if gate is None:
+            return rules.Decision.refuse(
+                f"a version of {name} registered with verdict pass needs a signed run: {problem}"
+            )
+        if gate.get("verdict") != "pass":
+            return rules.Decision.refuse(
+                f"run {run_id}'s signed verdict is {gate.get('verdict')}: it cannot be registered as passing"
+            )
+        return rules.Decision.allow("signed verdict pass")
+
+    def verify_champion(self, name: str, version: str) -> rules.Decision:
+        """@champion only at a version that verifies now, whose signed verdict is pass and whose
+        approval is stamped and bound to the verified statement."""
+        from quantgate.cards.trust import approval_problems, signed_verdict, verify_version
+
+        mv = self.registry().get_model_version(name, version)
+        report = verify_version(mv, settings=_server_settings())
+        if not report.passed:
+            return rules.Decision.refuse(
+                f"{name}/{version} failed verification, @champion refused ({report.summary()})"
+            )
+        verdict = signed_verdict(report)
+        if verdict != "pass":
+            return rules.Decision.refuse(
+                f"{name}/{version}'s signed verdict is {verdict or 'missing'}: @champion refused"
+            )
+        problems = approval_problems(mv, report, require_stamp=True)
+        if problems:
+            return rules.Decision.refuse(f"{name}/{version}: @champion refused, {'; '.join(problems)}")
+        return rules.Decision.allow("champion verified")
 
     def verify(self, name: str, version: str, decision: rules.Decision) -> rules.Decision:
         """An approval only of a version whose signed evidence verifies now."""
         from flask import g
 
-        from quantgate.cards.trust import verify_version
+        from quantgate.cards.trust import signed_verdict, verify_version
 
         mv = self.registry().get_model_version(name, version)
         report = verify_version(mv, settings=_server_settings())
         if not report.passed or report.statement is None:
             failed = "; ".join(f"{ch.name}: {ch.detail}" for ch in report.failures()) or "no verified statement"
             return rules.Decision.refuse(f"{name}/{version} failed verification, it cannot be approved ({failed})")
+        verdict = signed_verdict(report)
+        if verdict != "pass":
+            return rules.Decision.refuse(
+                f"{name}/{version}'s signed gate verdict is {verdict or 'missing'}, not pass: it can never be approved"
+            )
         g.qg_digest = statement_digest(report.statement)
         return decision
 
@@ -288,14 +344,48 @@ class QuantgateHooks:
         )
 
 
-def _params() -> dict[str, Any]:
+def _body() -> dict[str, Any]:
+    """The JSON body as MLflow's handlers read it: any content type (``force=True``), a
+    double-encoded string decoded once more, no body read as empty."""
+    import json
+
     from flask import request
 
-    body = request.get_json(silent=True)
-    out: dict[str, Any] = dict(request.args.items())
-    if isinstance(body, dict):
-        out.update(body)
-    return out
+    body = request.get_json(force=True, silent=True)
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = None
+    return body if isinstance(body, dict) else {}
+
+
+def _params() -> dict[str, Any]:
+    """The parameters of the request MLflow will execute: the query for GET, the body otherwise
+    (mlflow.server.handlers._get_request_message), whatever the Content-Type says."""
+    from flask import request
+
+    if request.method == "GET":
+        return dict(request.args.items())
+    return _body()
+
+
+def _conflicting_params() -> str:
+    """Why the request is ambiguous ('' when it is not): a parameter in the query string that the
+    body (what MLflow executes) lacks or spells differently. basic-auth reads the query of a
+    DELETE without a JSON Content-Type, so it would authorise one request while MLflow ran another."""
+    from flask import request
+
+    if request.method == "GET" or not request.args:
+        return ""
+    body = _body()
+    for k, v in request.args.items():
+        if k not in body or str(body[k]) != v:
+            return (
+                f"ambiguous request: query parameter {k}={v!r} but the body says "
+                f"{body.get(k)!r}; send the parameters in the JSON body only"
+            )
+    return ""
 
 
 def _error(status: int, message: str, name: str = "") -> Response:

@@ -3,6 +3,7 @@ file (``MLFLOW_AUTH_CONFIG_PATH``), next to MLflow's own ``[mlflow]`` section.
 
     [quantgate]
     promoter = quantgate-promoter   # the only user that may move @champion / @previous
+    pipeline = quantgate-pipeline   # the only user that may write result tags (verdict, recipe, ...)
     approvers_role = approvers      # the basic-auth role (workspace 'default') whose members approve
 """
 
@@ -13,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_PROMOTER = "quantgate-promoter"
+DEFAULT_PIPELINE = "quantgate-pipeline"
 DEFAULT_APPROVERS_ROLE = "approvers"
 ROLE_WORKSPACE = "default"  # basic-auth roles live in a workspace; without workspaces it is 'default'
 SECTION = "quantgate"
@@ -22,6 +24,7 @@ SECTION = "quantgate"
 class ServerConfig:
     promoter: str = DEFAULT_PROMOTER
     approvers_role: str = DEFAULT_APPROVERS_ROLE
+    pipeline: str = DEFAULT_PIPELINE
 
 
 def read_server_config(path: str | None = None) -> ServerConfig:
@@ -34,10 +37,11 @@ def read_server_config(path: str | None = None) -> ServerConfig:
     if not parser.has_section(SECTION):
         return ServerConfig()
     sec = parser[SECTION]
-    unknown = set(sec) - {"promoter", "approvers_role"}
+    unknown = set(sec) - {"promoter", "approvers_role", "pipeline"}
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))} in [{SECTION}] of {path}")
     return ServerConfig(
         promoter=sec.get("promoter", DEFAULT_PROMOTER).strip() or DEFAULT_PROMOTER,
         approvers_role=sec.get("approvers_role", DEFAULT_APPROVERS_ROLE).strip() or DEFAULT_APPROVERS_ROLE,
+        pipeline=sec.get("pipeline", DEFAULT_PIPELINE).strip() or DEFAULT_PIPELINE,
     )

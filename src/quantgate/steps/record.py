@@ -166,7 +166,7 @@ def record_candidate(
     import mlflow
 
     from quantgate.cards.card import card_description, card_json
-    from quantgate.cards.provenance import materials_from_context, prefect_builder
+    from quantgate.cards.provenance import gate_summary, materials_from_context, prefect_builder
     from quantgate.cards.trust import attach_provenance
     from quantgate.models.pyfunc import log_wrapped_model
     from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
@@ -264,6 +264,15 @@ def record_candidate(
             materials=materials_from_context(card_ctx, policy_path=policy_path),
             builder=builder or prefect_builder(flow_run_id=flow_run),
             settings=s,
+            # the verdict and every result tag are signed: approval, promotion and serving read them
+            # from the verified statement, and a tag that differs from it fails verification
+            gate=gate_summary(
+                verdict=verdict.status,
+                policy_name=verdict.policy_name,
+                policy_digest=verdict.policy_digest,
+                rules={r.rule_id: r.outcome for r in verdict.results},
+                tags={k: v for k, v in tags.items() if c.result_tag(k)},
+            ),
         )
         return register_candidate(
             model_uri=info.model_uri,
