@@ -106,8 +106,11 @@ def loop_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     for d in ("policies", "registry", "monitoring"):
         shutil.copytree(ROOT / d, project / d)
     shutil.copy(ROOT / "prefect.yaml", project / "prefect.yaml")
-    onboarding = project / "registry" / "models" / "adult-income.yaml"  # one fixed recipe: no search, twice
-    onboarding.write_text(onboarding.read_text().replace("recipe: auto", "recipe: ort-dynamic-int8"))
+    # one fixed recipe: no search, twice. ort-fp32 (the MLP exported to ONNX, unquantized) predicts
+    # what its source predicts, and the default policy has no speed or size rule, so both
+    # candidates pass on any host: the verdict is the fixture's, and the loop is under test here
+    onboarding = project / "registry" / "models" / "adult-income.yaml"
+    onboarding.write_text(onboarding.read_text().replace("recipe: auto", "recipe: ort-fp32"))
     spec = project / "monitoring" / "adult-income.yaml"
     spec.write_text("".join(line for line in spec.read_text().splitlines(True) if not line.startswith("window:")))
     # the outbox retries quickly here (the default waits 30 s after the first failure)
@@ -294,10 +297,9 @@ def test_served_drift_retrains_once_and_governs_a_new_candidate(loop_env: dict[s
     mv = cl.get_model_version(QNAME, cand[0].version)
     assert mv.tags["quantgate.trigger.drift_run"] == monitor_run
     assert monitor_run in mv.description  # the card says which drift run caused it
-    if mv.tags["quantgate.verdict"] == "pass":
-        assert mv.tags["quantgate.approval"] == "pending" and "candidate" in (mv.aliases or [])
-    else:
-        assert mv.tags["quantgate.approval"] == "rejected"
+    # ort-fp32 under the default policy (loop_env): the retrained version's candidate passes too
+    assert mv.tags["quantgate.verdict"] == "pass", mv.tags
+    assert mv.tags["quantgate.approval"] == "pending" and "candidate" in (mv.aliases or [])
     marks["governed"] = time.monotonic()
 
     # --- the burst: three retrain flow runs, exactly one retraining, the rest recorded
