@@ -21,6 +21,7 @@ from typing import Any
 from helpers import free_port, pg_database, pg_down, start_logged, stop_group, wait_http  # noqa: F401  (re-exported for the server tests)
 
 from quantgate.registry import contract as c
+from quantgate.server.config import server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_PASSWORD = "bootstrap-Admin-0001"
@@ -89,12 +90,13 @@ def running_server(
     }
     env |= extra_env or {}
     log = tmp / "server.log"
-    cmd = [
-        *(str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "quantgate"),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-        *("--backend-store-uri", backend_uri, "--default-artifact-root", str(tmp / "artifacts")),
-        "--no-serve-artifacts",
-    ]
+    cmd = server_command(  # the command line infra/docker-compose.yml runs (tests/unit/test_compose.py)
+        host="127.0.0.1",
+        port=port,
+        backend_store_uri=backend_uri,
+        default_artifact_root=str(tmp / "artifacts"),
+        mlflow=str(Path(sys.executable).parent / "mlflow"),
+    )
     server = Server(f"http://127.0.0.1:{port}", tmp, home, project, auth_db, config, log=log, env=env)
     with serving(cmd, env, log, f"{server.url}/health", cwd=tmp) as server.proc:
         yield server

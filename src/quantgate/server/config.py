@@ -45,3 +45,27 @@ def read_server_config(path: str | None = None) -> ServerConfig:
         approvers_role=sec.get("approvers_role", DEFAULT_APPROVERS_ROLE).strip() or DEFAULT_APPROVERS_ROLE,
         pipeline=sec.get("pipeline", DEFAULT_PIPELINE).strip() or DEFAULT_PIPELINE,
     )
+
+
+def server_command(
+    *,
+    host: str,
+    port: int,
+    backend_store_uri: str,
+    artifacts_destination: str | None = None,
+    default_artifact_root: str | None = None,
+    workers: int = 1,
+    mlflow: str = "mlflow",
+) -> list[str]:
+    """The command line of the governed MLflow server: basic-auth users plus quantgate's rules
+    (``--app-name quantgate``). One definition for the suite's servers and ``infra/docker-compose.yml``
+    (a test checks the compose file runs exactly this). ``artifacts_destination`` makes the server
+    proxy artifacts (clients never hold store credentials); ``default_artifact_root`` instead has
+    clients write them directly (the suite: a local directory both can read)."""
+    cmd = [mlflow, "server", "--app-name", "quantgate", "--host", host, "--port", str(port)]
+    cmd += ["--workers", str(workers), "--backend-store-uri", backend_store_uri]
+    if artifacts_destination is not None:
+        cmd += ["--artifacts-destination", artifacts_destination, "--serve-artifacts"]
+    elif default_artifact_root is not None:
+        cmd += ["--default-artifact-root", default_artifact_root, "--no-serve-artifacts"]
+    return cmd
