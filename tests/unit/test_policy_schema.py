@@ -358,18 +358,41 @@ def test_group_blocks_of_the_shipped_policies() -> None:
     assert load_policy(DEFAULT_POLICY.parent / "permissive.yaml").group_blocks("m") == []
 
 
-def test_a_model_without_groups_is_refused_before_any_work_by_group_rules() -> None:
+def test_a_classifier_without_groups_is_measured_per_class_not_refused() -> None:
+    """Issue 28: a classifier that names no sensitive attribute or slice is judged per class (its
+    label column is the group), so the default policy's group rules can be measured on it."""
+    from quantgate.steps.context import group_columns, per_class_groups
     from quantgate.steps.gate import check_measurable
 
     policy = load_policy(DEFAULT_POLICY)
+    check_measurable(_cfg(), policy, "policies/default.yaml")
+    assert group_columns(_cfg(), policy) == ["y"] and per_class_groups(_cfg(), policy)
+    # declared groups replace the default (they are not added to it)
+    assert group_columns(_cfg(slices=["length_bucket"]), policy) == ["length_bucket"]
+    assert group_columns(_cfg(sensitive_attributes=["sex"]), policy) == ["sex"]
+    assert not per_class_groups(_cfg(sensitive_attributes=["sex"]), policy)
+    check_measurable(_cfg(), load_policy(DEFAULT_POLICY.parent / "permissive.yaml"), "policies/permissive.yaml")
+
+
+def test_a_model_with_no_classes_and_no_groups_is_still_refused_by_group_rules() -> None:
+    """The refusal stays for a model that has no classes to default to (a task other than
+    classification): every candidate would fail the group rules as not measured."""
+    from quantgate.steps.gate import check_measurable
+
+    regressor = ModelConfig.model_construct(
+        name="m",
+        task="tabular-regression",
+        label="y",
+        calibration_data="c",
+        evaluation_data="e",
+        sensitive_attributes=[],
+        slices=[],
+    )
     with pytest.raises(ConfigError) as info:
-        check_measurable(_cfg(), policy, "policies/default.yaml")
+        check_measurable(regressor, load_policy(DEFAULT_POLICY), "policies/default.yaml")
     msg = info.value.one_line()
     assert "group-accuracy-drop, flips-concentrated" in msg and "names no sensitive attributes or slices" in msg
     assert "registry/models/m.yaml" in msg and "policies/permissive.yaml" in msg
-    check_measurable(_cfg(slices=["length_bucket"]), policy, "policies/default.yaml")
-    check_measurable(_cfg(sensitive_attributes=["sex"]), policy, "policies/default.yaml")
-    check_measurable(_cfg(), load_policy(DEFAULT_POLICY.parent / "permissive.yaml"), "policies/permissive.yaml")
 
 
 def test_a_policy_slice_counts_as_a_group() -> None:

@@ -27,10 +27,32 @@ PROFILE_ARTIFACT = "quantgate/data_profile.json"
 EVAL_SCORES_ARTIFACT = "quantgate/eval_scores.parquet"
 
 
-def group_columns(cfg: ModelConfig, policy: Policy) -> list[str]:
-    """The columns whose groups are judged for this model under this policy: the onboarding's
-    sensitive attributes and slices, then the policy's slices, each once, in that order."""
+def declared_group_columns(cfg: ModelConfig, policy: Policy) -> list[str]:
+    """The group columns named for this model: the onboarding's sensitive attributes and slices,
+    then the policy's slices, each once, in that order."""
     return list(dict.fromkeys([*cfg.group_columns, *policy.slices]))
+
+
+def per_class_groups(cfg: ModelConfig, policy: Policy) -> bool:
+    """True when this model's groups are its classes by default: a classifier whose onboarding
+    (and policy) names no sensitive attribute or slice is judged per class, the label column as
+    the group, rather than refused by the group rules. Per-class groups are not demographic: the
+    demographic rules (parity, equalized odds) stay ``n/a`` without sensitive attributes."""
+    return cfg.task.endswith("-classification") and not declared_group_columns(cfg, policy)
+
+
+def group_columns(cfg: ModelConfig, policy: Policy) -> list[str]:
+    """The columns whose groups are judged for this model under this policy: the declared ones
+    (:func:`declared_group_columns`), or, for a classifier that declares none, its label column
+    (:func:`per_class_groups`)."""
+    return [cfg.label] if per_class_groups(cfg, policy) else declared_group_columns(cfg, policy)
+
+
+def per_class_note(cfg: ModelConfig) -> str:
+    """What the verdict says of default per-class groups."""
+    return (
+        f"groups are the classes of '{cfg.label}' (the default: the onboarding names no sensitive attribute or slice)"
+    )
 
 
 @dataclass

@@ -72,7 +72,8 @@ def evaluate_candidate(
     scores.insert(0, "label", y)
     scores.insert(1, "fp32_pred", base_proba.argmax(axis=1))
     for g in group_cols:
-        scores[g] = ev[g].to_numpy()
+        if g != cfg.label:  # per-class groups (the default): the label is stored above, as a class index
+            scores[g] = ev[g].to_numpy()
     return Evaluation(cmp, runtime, sizes, audit, scores=scores, served=served)
 
 

@@ -222,7 +222,7 @@ def search_recipe(
         model,
         data.calibration,
         cfg.label,
-        cfg.group_columns,
+        group_columns(cfg, policy),  # the gate's groups: per class for a classifier that names none
         tolerance_overall=tol_overall,
         tolerance_group=tol_group,
         objective=policy.search.objective,
