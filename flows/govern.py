@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from quantgate.errors import ConfigError
+from quantgate.errors import ConfigError, SweepIncomplete
 from quantgate.flows.quantize import quantize_model
 from quantgate.settings import configure_environment, get_settings
 
@@ -112,7 +112,13 @@ def govern_registry(models: list[str] | None = None, dask_address: str | None = 
         results = _fan_out.with_options(task_runner=runner)(todo, _where())
     else:
         results = [govern_version(ref) for ref in todo]
-    for r in results:
-        if r.get("verdict") == "error":
-            log.error("%s: %s", r["model"], r.get("error"))
+    errors = [r for r in results if r.get("verdict") == "error"]
+    for r in errors:
+        log.error("%s: %s", r["model"], r.get("error"))
+    if errors:  # the others were governed; the run still fails, so the schedule shows it
+        raise SweepIncomplete(
+            f"{len(errors)} of {len(results)} version(s) could not be governed: "
+            + "; ".join(f"{r['model']}: {str(r.get('error'))[:200]}" for r in errors),
+            "see each version's flow run; the sweep governs them again on its next run",
+        )
     return results

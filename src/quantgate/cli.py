@@ -265,6 +265,7 @@ def validate(
             base.reference,
             {**base.paths, "calibration": str(data)},
             {**base.digests, "calibration": file_digest(data)},
+            reference_is_calibration=base.reference_is_calibration,
         )
         report = pipeline.govern_calibration_data(
             cfg,

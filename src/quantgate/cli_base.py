@@ -67,7 +67,10 @@ def quiet_libraries(configure: bool = True) -> None:
     if configure:
         configure_environment()
     if not state["debug"]:
+        # the libraries' warnings (deprecations, version notes) are noise to a user; quantgate's own
+        # are not, and stay visible (the filter added last is matched first)
         warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"quantgate(\.|$)")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         for name in ("mlflow", "alembic", "great_expectations", "torchao", "httpx", "torch.utils._pytree"):

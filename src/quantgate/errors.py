@@ -56,3 +56,8 @@ class GateFailed(QuantgateError):
 class UnfaithfulReading(QuantgateError):
     """quantgate's reading of a model (inputs, outputs, classes) does not reproduce the model's own
     predictions: nothing it measured could be trusted, so nothing is judged or registered."""
+
+
+class SweepIncomplete(QuantgateError):
+    """A sweep governed what it could but some versions ended in an error: the run is failed, so a
+    scheduled sweep never looks green while versions went ungoverned."""

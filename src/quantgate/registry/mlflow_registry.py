@@ -51,14 +51,25 @@ def ensure_experiment(name: str, settings: Settings | None = None) -> str:
     return exp_id
 
 
+def _absent(exc: Exception) -> bool:
+    """Whether an MLflow error says the thing does not exist. Anything else (a server down, a
+    permission refused, a timeout) is not an answer and must not read as 'absent'."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    return isinstance(exc, MlflowException) and exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
 def _exists(cl: MlflowClient, name: str) -> bool:
     from mlflow.exceptions import MlflowException
 
     try:
         cl.get_registered_model(name)
         return True
-    except MlflowException:
-        return False
+    except MlflowException as exc:
+        if _absent(exc):
+            return False
+        raise
 
 
 def resolve_version(ref: str, settings: Settings | None = None) -> ModelVersion:
@@ -192,8 +203,11 @@ def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
 
     try:
         return str(cl.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        # MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... alias X not found"
+        if _absent(exc) or (exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
+            return None
+        raise
 
 
 def ledger(settings: Settings | None = None) -> MlflowLedger:
@@ -416,7 +430,8 @@ def promote(
     tags = {c.TAG_PROMOTED_AT: datetime.now(UTC).isoformat()}
     if previous is not None:
         tags[c.TAG_PREVIOUS_CHAMPION] = previous
-    move.apply("promotion", "approved and verified", tags)
+    # a promotion without a verifier is recorded as such, never as "verified"
+    move.apply("promotion", "approved and verified" if verify is not None else "approved; NOT verified", tags)
     from quantgate.notify.emit import promoted as notify_promoted  # the alert goes through the outbox
 
     notify_promoted(move.cl.get_model_version(name, mv.version), previous, settings=move.settings)

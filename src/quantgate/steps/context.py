@@ -72,6 +72,8 @@ class Datasets:
     reference: pd.DataFrame
     paths: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
+    #: no ``reference_data`` in the onboarding: ``reference`` is the calibration data itself
+    reference_is_calibration: bool = False
 
 
 @dataclass

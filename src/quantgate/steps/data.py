@@ -43,7 +43,14 @@ def load_datasets(cfg: ModelConfig, settings: Settings | None = None) -> Dataset
                 f"column '{cfg.label}' (rows {first_rows(frames[role].index[unlabelled])})",
                 "drop those rows or fill their labels: every evaluation row is scored against its label",
             )
-    return Datasets(frames["calibration"], frames["evaluation"], frames["reference"], resolved, digests)
+    return Datasets(
+        frames["calibration"],
+        frames["evaluation"],
+        frames["reference"],
+        resolved,
+        digests,
+        reference_is_calibration=not cfg.reference_data,
+    )
 
 
 def stored_profile(source: Source) -> DataProfile | None:

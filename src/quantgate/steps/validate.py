@@ -53,6 +53,7 @@ def govern_calibration_data(
         model_name=cfg.name,
         expectations_file=expectations_file_for(cfg.name, s.project_dir),
         profile=profile,
+        reference_is_calibration=data.reference_is_calibration and profile is None,
     )
 
 

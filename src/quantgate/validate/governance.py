@@ -58,6 +58,7 @@ def govern_calibration(
     expectations_file: Path | None = None,
     profile: DataProfile | None = None,
     render_html: bool = True,
+    reference_is_calibration: bool = False,
 ) -> CalibrationReport:
     """Run every calibration check and return the report; never raises on bad *data*.
 
@@ -68,13 +69,18 @@ def govern_calibration(
     A broken expectations file, a profile that is not a :class:`DataProfile`, or a non-DataFrame
     input is an error (:class:`ConfigError` / :class:`DataError`): configuration mistakes, not
     properties of the data. Call :meth:`CalibrationReport.raise_if_failed` to stop the flow.
+
+    ``reference_is_calibration``: the onboarding names no ``reference_data``, so ``reference`` *is*
+    the calibration data. Representativeness is then listed as not run (data compared with itself
+    proves nothing) and a derived profile is recorded as derived from the calibration data itself.
     """
     import pandas as pd
 
     from quantgate.validate.checks import duplicate_check, group_checks, label_check, overlap_check
     from quantgate.validate.gx_run import validate_frame
     from quantgate.validate.profile import DataProfile, profile_frame
-    from quantgate.validate.representativeness import representativeness
+    from quantgate.validate.report import CHECK_REPRESENTATIVE
+    from quantgate.validate.representativeness import Representativeness, representativeness
 
     for role, df in (("calibration", calibration), ("reference", reference), ("evaluation", evaluation)):
         if df is not None and not isinstance(df, pd.DataFrame):
@@ -90,6 +96,8 @@ def govern_calibration(
     t = time.perf_counter()
     text_columns = list(text_columns)
     profile_source = "stored" if profile is not None else "derived"
+    if profile is None and reference_is_calibration:
+        profile_source = "derived from the calibration data itself (no reference_data)"
     if profile is None:
         ref_label = label if label is not None and label in reference.columns else None
         profile = profile_frame(reference, label=ref_label, text_columns=text_columns)
@@ -135,7 +143,20 @@ def govern_calibration(
     timings["policy"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rep = representativeness(cal, reference, profile, text_columns, policy.max_drifted_share)
+    if reference_is_calibration:
+        rep = Representativeness(
+            CheckResult.could_not_run(
+                CHECK_REPRESENTATIVE,
+                "no reference data: the calibration data would be compared with itself; set reference_data "
+                "(the training data or a sample of it) in the onboarding",
+                "calibration data drawn like the reference (training) data",
+                required=False,
+            ),
+            None,
+            None,
+        )
+    else:
+        rep = representativeness(cal, reference, profile, text_columns, policy.max_drifted_share)
     timings["representativeness"] = time.perf_counter() - t
 
     checks = settle_blocked_by([*gx_report.checks, *policy_checks, rep.check])
