@@ -97,7 +97,7 @@ class FxStaticModule(nn.Module):
 def _rebuild_fx(skeleton: nn.Module, engine: str, exclude: tuple[str, ...], example: Any, state: bytes) -> nn.Module:
     batch = tuple(torch.zeros(shape, dtype=dtype) for shape, dtype in example)
     inner = _convert(skeleton, engine, exclude, [batch])
-    inner.load_state_dict(torch.load(io.BytesIO(state), weights_only=False))
+    inner.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))  # tensors only: no code
     return FxStaticModule(inner, skeleton, engine, exclude, example)
 
 
