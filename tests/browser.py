@@ -64,16 +64,21 @@ def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def edit_approval(page: Any, url: str, name: str, version: str, value: str) -> Any:
-    """Open the version page, edit quantgate.approval in place, Save; returns the tag's row."""
+def edit_tag(page: Any, url: str, name: str, version: str, key: str, value: str) -> Any:
+    """Open the version page, edit the version tag ``key`` in place, Save; returns the tag's row."""
     from playwright.sync_api import expect
 
-    from quantgate.registry import contract as c
-
     page.goto(f"{url}/#/models/{name}/versions/{version}")
-    row = page.get_by_test_id("editable-table").locator(f'tr[data-row-key="{c.TAG_APPROVAL}"]')
+    row = page.get_by_test_id("editable-table").locator(f'tr[data-row-key="{key}"]')
     expect(row).to_be_visible()
     row.get_by_test_id("editable-table-button-edit").click()
     row.get_by_test_id("editable-table-edited-input").fill(value)
     row.get_by_test_id("editable-table-button-save").click()
     return row
+
+
+def edit_approval(page: Any, url: str, name: str, version: str, value: str) -> Any:
+    """Open the version page, edit quantgate.approval in place, Save; returns the tag's row."""
+    from quantgate.registry import contract as c
+
+    return edit_tag(page, url, name, version, c.TAG_APPROVAL, value)

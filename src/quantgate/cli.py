@@ -492,7 +492,7 @@ def _add_trust_commands() -> None:
     from quantgate.cli_trust import keys_app
     from quantgate.cli_trust import verify as verify_command
 
-    app.add_typer(keys_app, name="keys", help="Signing keys: create and list.")
+    app.add_typer(keys_app, name="keys", help="Signing keys: create, rotate, revoke, list.")
     app.command(name="verify")(verify_command)
 
 

@@ -4,7 +4,9 @@ context's HTTP credentials) and edits the tag `quantgate.approval` in the versio
 
 - bob (not an approver): the save is refused and the UI shows the server's reason;
 - rita (an approver, but she registered the candidate): refused, separation of duties;
-- alice (approver): accepted; the server's stamps (approved_by, approved_at, digest) appear.
+- alice (approver): accepted; the server's stamps (approved_by, approved_at, digest) appear;
+- alice again, on a failed candidate, rewrites its verdict to pass: refused (result tags are the
+  pipeline identity's alone), and the verdict stays fail.
 
 Screenshots: tests/browser.py (`QUANTGATE_SCREENSHOTS=docs/img` regenerates the README's images).
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import TIMEOUT_MS, chromium, edit_approval, needs_chromium, new_page, screenshots_dir
+from browser import TIMEOUT_MS, chromium, edit_approval, edit_tag, needs_chromium, new_page, screenshots_dir
 from quantgate_server import PASSWORDS, Server, client_env, register_governed, version_tags
 
 from quantgate.registry import contract as c
@@ -130,3 +132,20 @@ def test_champion_alias_editor_is_refused_for_people(
         timeout=60,
     )
     assert r.status_code != 200 and "alias champion not found" in r.json()["message"], r.text  # none was set
+
+
+def test_a_result_tag_edited_in_the_ui_is_refused(quantgate_server: Server, browser: Any, shots: Path) -> None:
+    """Issue 26: an EDIT user set quantgate.verdict=pass on a failed version (200), and it went on to
+    @champion. Even an approver's edit of a result tag in the UI is refused now, with the reason."""
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    with client_env(quantgate_server) as settings:
+        name, version = register_governed(quantgate_server, settings, "uifail", verdict="fail")
+    page = _page_as(browser, "alice")
+    try:
+        edit_tag(page, quantgate_server.url, name, version, c.TAG_VERDICT, "pass")
+        expect(page.get_by_text(re.compile(re.escape("only quantgate's pipeline identity"))).first).to_be_visible()
+        page.screenshot(path=str(shots / "result-tag-refused.png"))
+    finally:
+        page.context.close()
+    assert version_tags(quantgate_server, name, version)[c.TAG_VERDICT] == "fail"
