@@ -27,14 +27,14 @@ def monitor_model(model: str, window: str | None = None, log_hours: float | None
         out.version,
         out.alias,
         out.drift["drifted_share"],
-        "DRIFT" if out.drifted else "no drift",
+        "DRIFT" if out.drifted else ("drift NOT RUN" if out.drift["dataset_drift"] is None else "no drift"),
     )
     return {
         "model": out.model,
         "version": out.version,
         "alias": out.alias,
         "rows": out.rows,
-        "drift": out.drifted,
+        "drift": out.drift["dataset_drift"],  # None: not run (no column compared), never "no drift"
         "drifted_share": out.drift["drifted_share"],
         "drifted_columns": out.drift.get("drifted_columns", []),
         "run_id": out.run_id,
@@ -54,6 +54,13 @@ def check_lines(out: Any) -> list[str]:
     """One readable line per production check, "not run" with its reason when it could not run."""
     d, lab, est = out.disagreement, out.labels, out.estimate
     lines = []
+    if out.drift.get("not_compared"):
+        not_compared = "; ".join(f"{k} ({v})" for k, v in out.drift["not_compared"].items())
+        lines.append(
+            f"drift: NOT RUN, no column compared: {not_compared}"
+            if out.drift["dataset_drift"] is None
+            else f"drift: {out.drift['n_columns']} columns compared, not compared: {not_compared}"
+        )
     if d.get("status") == "ok":
         lines.append(
             f"disagreement with fp32 {d['source']}: {d['k']}/{d['n']} = {100 * d['rate']:.1f}% "
@@ -61,7 +68,7 @@ def check_lines(out: Any) -> list[str]:
             f"(p={d['p_value']:.2g}) -> {'ABOVE what was approved' if d['above_gate'] else 'ok'}"
         )
     else:
-        lines.append(f"disagreement: not run ({d.get('reason')})")
+        lines.append(f"disagreement: not run ({d.get('reason')})" + (" -> ALERT" if d.get("error") else ""))
     if lab.get("status") == "ok":
         below = ", ".join(lab["groups_below_gate"]) or "none"
         lines.append(
@@ -70,7 +77,7 @@ def check_lines(out: Any) -> list[str]:
             f"below gate: {'overall' if lab['below_gate'] else 'not overall'}, groups: {below}"
         )
     else:
-        lines.append(f"labelled accuracy: not run ({lab.get('reason')})")
+        lines.append(f"labelled accuracy: not run ({lab.get('reason')})" + (" -> ALERT" if lab.get("error") else ""))
     if est.get("status") == "ok":
         lines.append(
             f"estimated accuracy ({est['estimator']}, {est['n']} rows): {est['estimated_accuracy']:.3f} "
@@ -79,7 +86,7 @@ def check_lines(out: Any) -> list[str]:
             f"{' -> BELOW the gate' if est['below_gate'] else ''}"
         )
     else:
-        lines.append(f"estimated accuracy: not run ({est.get('reason')})")
+        lines.append(f"estimated accuracy: not run ({est.get('reason')})" + (" -> ALERT" if est.get("error") else ""))
     ws = out.workspace
     lines.append(
         f"Evidently workspace: {ws['path']} (quantgate monitor-ui)"

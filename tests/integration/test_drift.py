@@ -170,3 +170,38 @@ def test_numbers_equal_evidentlys_own_serialisation(adult_windows: dict[str, pd.
         )
         assert ours.drifted_share == pytest.approx(share)
     assert {c.score_kind for c in detect_drift(ref, cur, columns=cols).columns} == {"distance"}
+
+
+def test_an_empty_column_is_named_and_the_others_are_compared(adult_windows: dict[str, pd.DataFrame]) -> None:
+    """A column with no value in the window (Evidently refuses it) is left out by name: a partial answer."""
+    shifted = adult_windows["shifted"].assign(age=float("nan"))
+    result = detect_drift(adult_windows["reference"], shifted, columns=["age", "sex", "race"])
+    assert result.status == "partial"
+    assert result.not_compared == {"age": "all values missing in the current window"}
+    assert {c.column for c in result.columns} == {"sex", "race"} and result.n_columns == 2
+    assert result.dataset_drift is not None
+    assert result.to_dict()["not_compared"] == {"age": "all values missing in the current window"}
+
+
+def test_no_column_compared_is_not_run_never_no_drift(
+    adult_windows: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Zero compared columns has no verdict: ``not run``, each column named with why, not "no drift"."""
+    import quantgate.monitor.drift as drift
+
+    ref, cur = adult_windows["reference"], adult_windows["same"]
+    empty = detect_drift(ref, cur.assign(age=None, sex=None), columns=["age", "sex"])
+    assert empty.status == "not run" and empty.dataset_drift is None and empty.n_columns == 0
+    assert empty.not_compared == {
+        "age": "all values missing in the current window",
+        "sex": "all values missing in the current window",
+    }
+    assert empty.to_dict()["status"] == "not run" and empty.to_dict()["dataset_drift"] is None
+
+    monkeypatch.setattr(drift, "_read_results", lambda *_a, **_k: ([], None))  # Evidently answers for nothing
+    silent = detect_drift(ref, cur, columns=["age", "sex"])
+    assert silent.status == "not run" and silent.dataset_drift is None and silent.drifted_columns == []
+    assert silent.not_compared == {
+        "age": "Evidently returned no drift result",
+        "sex": "Evidently returned no drift result",
+    }

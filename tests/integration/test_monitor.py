@@ -154,3 +154,37 @@ def test_window_from_the_inference_log(
     monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
     with pytest.raises(DataError, match="has no rows since"):
         run_monitor("adult-income")
+
+
+def test_drift_not_run_and_a_crashed_check_each_alert(
+    promoted: tuple[str, str], settings: Any, receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Evidently answering for no column is drift "not run" (never "no drift"), and a check that
+    crashes is "not run" with its error line: each is an alert of its own (``details.kind = not_run``)."""
+    import quantgate.monitor.drift as drift
+    from quantgate.monitor import production
+    from quantgate.monitor.job import run_monitor
+    from quantgate.registry.mlflow_registry import client
+
+    def unreadable(_ref: str) -> None:
+        raise RuntimeError("fp32 source unreadable\ntraceback detail")
+
+    monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
+    monkeypatch.setattr(drift, "_read_results", lambda *_a, **_k: ([], None))
+    monkeypatch.setattr(production, "load_fp32_source", unreadable)
+    stable = settings.data_dir / "adult-income" / "window-stable.parquet"
+    out = run_monitor("adult-income", window=str(stable))
+    assert out.drift["status"] == "not run" and out.drift["dataset_drift"] is None and not out.drifted
+    assert out.drift["not_compared"]["age"] == "Evidently returned no drift result"
+    assert out.event_emitted is None  # no drift event: there is no verdict to retrain on
+    d = out.disagreement
+    assert d["status"] == "not run" and d["error"] == "RuntimeError: fp32 source unreadable"
+    assert out.labels["status"] == "not run" and "error" not in out.labels  # no labels yet: a known stop
+    not_run = {a["details"]["check"]: a for a in receiver.received if a["details"].get("kind") == "not_run"}
+    assert set(not_run) == {"drift", "disagreement"}, receiver.received
+    assert not_run["drift"]["kind"] == "drift" and "no column could be compared" in not_run["drift"]["summary"]
+    assert not_run["disagreement"]["kind"] == "disagreement"
+    assert "RuntimeError: fp32 source unreadable" in not_run["disagreement"]["summary"]
+    assert not [a for a in receiver.received if a["details"].get("kind") != "not_run"]  # no "drift" verdict alert
+    assert client(settings).get_run(out.run_id).data.tags["quantgate.drift"] == "not run"
+    assert client(settings).get_model_version(*promoted).tags["quantgate.drift"] == "not run"

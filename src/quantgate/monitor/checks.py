@@ -3,6 +3,8 @@ accuracy on delayed labels, and accuracy estimated before labels arrive.
 
 Each check returns ``{"status": "ok", ...}`` or ``{"status": "not run", "reason": ...}``: a check
 that could not run says so in the run's tags, its ``production.json`` and the CLI, never silently.
+A check that crashed (an unexpected error, not a known stop such as "no labels yet") also has
+``"error"``, the error's line, and alerts.
 """
 
 from __future__ import annotations
@@ -33,19 +35,27 @@ class WindowChecks:
         return {"disagreement": self.disagreement, "labels": self.labels, "estimate": self.estimate, "gate": self.gate}
 
 
-def _not_run(reason: str) -> dict[str, Any]:
-    return {"status": "not run", "reason": reason}
+def _not_run(reason: str, error: str | None = None) -> dict[str, Any]:
+    return {"status": "not run", "reason": reason, **({"error": error} if error else {})}
+
+
+def _crashed(what: str, exc: Exception) -> dict[str, Any]:
+    """An unexpected error: logged with its traceback, reported "not run" with the error's line, alerting."""
+    from quantgate.monitor.production import error_line
+
+    log.error("%s check failed: %s", what, error_line(exc), exc_info=True)
+    return _not_run(error_line(exc), error=error_line(exc))
 
 
 def _guard(what: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one check; an expected stop (QuantgateError) or an unexpected error is reported as not run."""
+    """Run one check; an expected stop (QuantgateError) is reported as not run, an unexpected error
+    as not run with its ``error`` line (which alerts)."""
     try:
         return {"status": "ok", **fn()}
     except QuantgateError as exc:
         return _not_run(str(exc))
-    except Exception as exc:  # reported as "not run" with the error, and logged: drift still counts
-        log.error("%s check failed: %s: %s", what, type(exc).__name__, exc, exc_info=True)
-        return _not_run(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # drift still counts; the crash alerts
+        return _crashed(what, exc)
 
 
 def run_window_checks(
@@ -78,6 +88,9 @@ def run_window_checks(
     except QuantgateError as exc:
         reason = f"no gate-time figures: {exc}"
         return WindowChecks(_not_run(reason), _not_run(reason), _not_run(reason))
+    except Exception as exc:  # the card could not be read (e.g. a download error): each check crashed
+        crashed = _crashed("gate-time figures", exc)
+        return WindowChecks(dict(crashed), dict(crashed), dict(crashed))
     checks = WindowChecks(_not_run("not reached"), _not_run("not reached"), _not_run("not reached"), gate)
 
     def disagreement() -> dict[str, Any]:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 ColumnKind = Literal["numerical", "categorical", "text"]
 ScoreKind = Literal["p_value", "distance"]
+#: ``ok``: every column asked for was compared; ``partial``: some were not (``not_compared`` says
+#: which and why); ``not run``: none was, so there is no verdict at all (never "no drift")
+DriftStatus = Literal["ok", "partial", "not run"]
 
 
 class ColumnDrift(BaseModel):
@@ -46,12 +49,17 @@ class DriftResult(BaseModel):
     """Dataset-level drift verdict, per-column details, and the Evidently HTML report.
 
     ``html`` is large (several MB, the report embeds its JS), so it is kept out of ``repr`` and
-    out of :meth:`to_dict`; write it with :meth:`write_html`.
+    out of :meth:`to_dict`; write it with :meth:`write_html`. It is empty when Evidently was not
+    run (no column could be compared).
+
+    The verdict is over the columns Evidently answered for; every column asked for that was not
+    compared is in ``not_compared`` with the reason. When none was compared, ``status`` is
+    ``not run`` and ``dataset_drift`` is None: no verdict, never "no drift".
     """
 
     model_config = ConfigDict(frozen=True)
 
-    dataset_drift: bool
+    dataset_drift: bool | None
     drifted_share: float
     n_drifted: int
     n_columns: int
@@ -64,9 +72,22 @@ class DriftResult(BaseModel):
     sampled_current: int | None = None
     evidently_version: str
     columns: list[ColumnDrift]
+    #: columns asked for but not compared, with why (empty in a window, no answer from Evidently)
+    not_compared: dict[str, str] = Field(default_factory=dict)
     html: str = Field(repr=False)
     #: Evidently's Snapshot of the run (for the workspace); not serialised
     snapshot: Any = Field(default=None, repr=False, exclude=True)
+
+    @property
+    def status(self) -> DriftStatus:
+        if not self.columns:
+            return "not run"
+        return "partial" if self.not_compared else "ok"
+
+    @property
+    def not_compared_text(self) -> str:
+        """``"age (all values missing in the current window); sex (...)"``, for lines and alerts."""
+        return "; ".join(f"{name} ({why})" for name, why in self.not_compared.items())
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -84,6 +105,7 @@ class DriftResult(BaseModel):
         """JSON-safe summary without the HTML, for run logs, MLflow and alert details."""
         data = self.model_dump(mode="json", exclude={"html", "snapshot"})
         data["drifted_columns"] = self.drifted_columns
+        data["status"] = self.status
         return data
 
 
@@ -135,14 +157,17 @@ def _score_kind(drifted: bool, score: float, threshold: float) -> ScoreKind:
     return "p_value" if drifted == (score < threshold) else "distance"
 
 
-def _read_results(snapshot: Any, kinds: dict[str, ColumnKind]) -> tuple[list[ColumnDrift], float | None]:
+def _read_results(
+    snapshot: Any, kinds: dict[str, ColumnKind], not_compared: dict[str, str]
+) -> tuple[list[ColumnDrift], float | None]:
     """Per-column results through Evidently 0.7's result objects (no snapshot dict, no type names).
 
     Each metric of the run is recognised by its class (``ValueDrift``, ``DriftedColumnsCount``);
     the value is the ``SingleValue``/``CountValue`` result, the verdict the ``ValueDrift`` test's
     ``TestStatus`` (FAIL = drifted; present because the report runs with ``include_tests=True``),
     and the method and threshold Evidently resolved for the column are the result's metric config
-    (what its own report shows).
+    (what its own report shows). A column whose metric carries no test is added to
+    ``not_compared`` instead.
     """
     from evidently.core.metric_types import TestStatus
     from evidently.metrics import DriftedColumnsCount, ValueDrift
@@ -161,7 +186,8 @@ def _read_results(snapshot: Any, kinds: dict[str, ColumnKind]) -> tuple[list[Col
         threshold = _as_float(resolved.get("threshold", metric.threshold))
         statuses = [t.status for t in result.tests]
         if not statuses:
-            raise DataError(f"Evidently returned no drift test for column '{metric.column}'")
+            not_compared[str(metric.column)] = "Evidently returned no drift test"
+            continue
         drifted = TestStatus.FAIL in statuses
         results.append(
             ColumnDrift(
@@ -201,6 +227,10 @@ def detect_drift(
     random sample of that many rows (seeded). Evidently's tests for large samples are distances
     (Wasserstein, Jensen-Shannon), which a 100k-row sample estimates closely; the result says
     how many rows were compared (``sampled_*``).
+
+    A column with no value in either window is not compared, nor one Evidently gives no verdict
+    for; both are named in ``not_compared``, and the verdict is over the rest. When no column is
+    left the result is ``not run`` (``dataset_drift`` None), never "no drift".
     """
     if not 0.0 < drift_share <= 1.0:
         raise DataError(f"drift_share must be in (0, 1], got {drift_share}")
@@ -231,10 +261,77 @@ def detect_drift(
             current = current[columns].sample(n=max_rows, random_state=seed + 1)
             sampled["current"] = max_rows
 
+    # a column with no value in a window cannot be compared (Evidently refuses it): named, not a crash
+    not_compared: dict[str, str] = {}
+    for name, df in (("reference data", reference), ("current window", current)):
+        for col in columns:
+            if col not in not_compared and df[col].isna().all():
+                not_compared[col] = f"all values missing in the {name}"
+    compared = [c for c in columns if c not in not_compared]
+    kinds = {c: k for c, k in kinds.items() if c in compared}
+
     import evidently
+
+    result = {
+        "drift_share": drift_share,
+        "stattest_threshold": stattest_threshold,
+        "n_reference": n_reference,
+        "n_current": n_current,
+        "sampled_reference": sampled["reference"],
+        "sampled_current": sampled["current"],
+        "evidently_version": str(evidently.__version__),
+    }
+    if not compared:
+        log.warning("drift not run: no column could be compared (%s)", not_compared)
+        return DriftResult(
+            dataset_drift=None,
+            drifted_share=0.0,
+            n_drifted=0,
+            n_columns=0,
+            columns=[],
+            not_compared=not_compared,
+            html="",
+            **result,
+        )
+    snapshot = _run_evidently(reference, current, kinds, drift_share, stattest_threshold)
+    per_column, evidently_share = _read_results(snapshot, kinds, not_compared)
+    got = {c.column for c in per_column}
+    for col in compared:
+        if col not in got and col not in not_compared:
+            not_compared[col] = "Evidently returned no drift result"
+    if not_compared:
+        log.warning("drift compared %d of %d columns; not compared: %s", len(got), len(columns), not_compared)
+    n_columns = len(per_column)
+    n_drifted = sum(c.drifted for c in per_column)
+    share = n_drifted / n_columns if n_columns else 0.0
+    if not not_compared and evidently_share is not None and not math.isclose(share, evidently_share, abs_tol=1e-9):
+        log.warning("drifted share %.4f differs from Evidently's %.4f", share, evidently_share)
+
+    return DriftResult(
+        dataset_drift=share >= drift_share if n_columns else None,
+        drifted_share=share,
+        n_drifted=n_drifted,
+        n_columns=n_columns,
+        columns=per_column,
+        not_compared={c: not_compared[c] for c in columns if c in not_compared},
+        html=snapshot.get_html_str(as_iframe=False),
+        snapshot=snapshot,
+        **result,
+    )
+
+
+def _run_evidently(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: dict[str, ColumnKind],
+    drift_share: float,
+    stattest_threshold: float | None,
+) -> Any:
+    """Evidently's DataDriftPreset over the ``kinds`` columns, with its tests (the per-column verdicts)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
+    columns = list(kinds)
     definition = DataDefinition(
         numerical_columns=[c for c, k in kinds.items() if k == "numerical"],
         categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
@@ -246,31 +343,4 @@ def detect_drift(
         [DataDriftPreset(columns=columns, drift_share=drift_share, threshold=stattest_threshold)],
         include_tests=True,
     )
-    snapshot = report.run(current_data=cur_ds, reference_data=ref_ds)
-
-    per_column, evidently_share = _read_results(snapshot, kinds)
-    if len(per_column) != len(columns):
-        got = {c.column for c in per_column}
-        log.warning("Evidently returned no drift result for: %s", sorted(set(columns) - got))
-    n_columns = len(per_column)
-    n_drifted = sum(c.drifted for c in per_column)
-    share = n_drifted / n_columns if n_columns else 0.0
-    if evidently_share is not None and not math.isclose(share, evidently_share, abs_tol=1e-9):
-        log.warning("drifted share %.4f differs from Evidently's %.4f", share, evidently_share)
-
-    return DriftResult(
-        dataset_drift=n_columns > 0 and share >= drift_share,
-        drifted_share=share,
-        n_drifted=n_drifted,
-        n_columns=n_columns,
-        drift_share=drift_share,
-        stattest_threshold=stattest_threshold,
-        n_reference=n_reference,
-        n_current=n_current,
-        sampled_reference=sampled["reference"],
-        sampled_current=sampled["current"],
-        evidently_version=str(evidently.__version__),
-        columns=per_column,
-        html=snapshot.get_html_str(as_iframe=False),
-        snapshot=snapshot,
-    )
+    return report.run(current_data=cur_ds, reference_data=ref_ds)

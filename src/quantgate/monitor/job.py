@@ -278,8 +278,9 @@ def run_monitor(
             {
                 "quantgate.monitored": f"{qname}/{mv.version}",
                 "quantgate.alias": alias,
-                "quantgate.drift": str(result.dataset_drift).lower(),
+                "quantgate.drift": _drift_tag(result),
                 "quantgate.window": source,
+                **({"quantgate.drift_not_compared": result.not_compared_text[:4000]} if result.not_compared else {}),
             }
         )
         rate = positive_rate(preds["label"], list(wrapped.classes))
@@ -291,15 +292,16 @@ def run_monitor(
                 **({"positive_rate": rate} if rate is not None else {}),
             }
         )
-        html = Path(tmp) / "drift_report.html"
-        result.write_html(html)
-        mlflow.log_artifact(str(html))
+        if result.html:
+            html = Path(tmp) / "drift_report.html"
+            result.write_html(html)
+            mlflow.log_artifact(str(html))
         mlflow.log_dict(result.to_dict(), "drift.json")
         _log_checks(checks, Path(tmp))
         run_id = run.info.run_id
         experiment_id = run.info.experiment_id
     cl.set_model_version_tag(qname, mv.version, "quantgate.last_monitor_run", run_id)
-    cl.set_model_version_tag(qname, mv.version, "quantgate.drift", str(result.dataset_drift).lower())
+    cl.set_model_version_tag(qname, mv.version, "quantgate.drift", _drift_tag(result))
     cl.set_model_version_tag(qname, mv.version, TAG_LAST_MONITOR_AT, window_end.isoformat())
     outcome = MonitorOutcome(spec.model, str(mv.version), alias, len(current), result.to_dict(), run_id)
     outcome.disagreement, outcome.labels, outcome.estimate = checks.disagreement, checks.labels, checks.estimate
@@ -310,8 +312,14 @@ def run_monitor(
             qname,
             str(mv.version),
             f"{result.n_drifted}/{result.n_columns} columns drifted (share {result.drifted_share:.2f} >= "
-            f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}",
-            details={"drifted_columns": result.drifted_columns, "rows": len(current), "mlflow_run": run_id},
+            f"{spec.drift_share}): {', '.join(result.drifted_columns[:8])}"
+            + (f"; not compared: {result.not_compared_text}" if result.not_compared else ""),
+            details={
+                "drifted_columns": result.drifted_columns,
+                "not_compared": result.not_compared,
+                "rows": len(current),
+                "mlflow_run": run_id,
+            },
             run_id=run_id,
             experiment_id=experiment_id,
             report="drift_report.html",
@@ -320,6 +328,20 @@ def run_monitor(
         outcome.deliveries.extend(sent.deliveries)
         outcome.event_error = _emit_drift_event(qname, str(mv.version), result.drifted_share, run_id, spec.model)
         outcome.event_emitted = outcome.event_error is None
+    for kind, summary, details, report in not_run_alerts(result, checks.disagreement, checks.labels, checks.estimate):
+        sent = notify(
+            kind,
+            qname,
+            str(mv.version),
+            summary,
+            title=f"Monitoring check not run on {qname} v{mv.version}",
+            details={**details, "mlflow_run": run_id},
+            run_id=run_id,
+            experiment_id=experiment_id,
+            report=report,
+            settings=s,
+        )
+        outcome.deliveries.extend(sent.deliveries)
     if outcome.disagreement_alert:
         d = checks.disagreement
         sent = notify(
@@ -351,6 +373,43 @@ def run_monitor(
         )
         outcome.deliveries.extend(sent.deliveries)
     return outcome
+
+
+def _drift_tag(result: Any) -> str:
+    return "not run" if result.dataset_drift is None else str(result.dataset_drift).lower()
+
+
+def not_run_alerts(
+    drift: Any, disagreement: dict[str, Any], labels: dict[str, Any], estimate: dict[str, Any]
+) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(kind, summary, details, report) of each check that did not run and must alert: drift with no
+    column compared, and every production check that crashed (``error``). The kind is the check's own
+    alert kind, ``details.kind`` is ``not_run``."""
+    out = []
+    if drift.dataset_drift is None:
+        out.append(
+            (
+                "drift",
+                f"drift not run: no column could be compared ({drift.not_compared_text})",
+                {"kind": "not_run", "check": "drift", "not_compared": drift.not_compared},
+                "drift.json",
+            )
+        )
+    for name, kind, check in (
+        ("disagreement", "disagreement", disagreement),
+        ("labelled accuracy", "performance", labels),
+        ("estimated accuracy", "performance", estimate),
+    ):
+        if check.get("error"):
+            out.append(
+                (
+                    kind,
+                    f"{name} check not run: {check['error']}",
+                    {"kind": "not_run", "check": name, "error": check["error"]},
+                    "production.json",
+                )
+            )
+    return out
 
 
 def _pct(value: float, interval: list[float]) -> str:

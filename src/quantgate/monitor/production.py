@@ -136,23 +136,54 @@ def gate_figures(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class DownloadFailed(RuntimeError):
+    """An artifact that may well exist could not be downloaded (server down, permission refused,
+    a timeout, a broken file): not the same as a candidate governed without it."""
+
+
+def error_line(exc: BaseException) -> str:
+    """``"Type: first line of the message"``: the cause of a failure, on one line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _does_not_exist(exc: BaseException) -> bool:
+    """MLflow's own "does not exist" answer; anything else is not an answer and must not read as absent."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    return isinstance(exc, MlflowException) and exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def download_artifact(cl: Any, run_id: str, path: str, what: str, dst: str) -> str | None:
+    """The local copy of run ``run_id``'s artifact ``path`` (``what`` it is, for the message), or
+    None when MLflow answers that it does not exist. Any other failure raises
+    :class:`DownloadFailed` naming what was being downloaded, from where, and the error's first line."""
+    try:
+        return str(cl.download_artifacts(run_id, path, dst_path=dst))
+    except Exception as exc:
+        if _does_not_exist(exc):
+            return None
+        raise DownloadFailed(f"downloading {path} ({what}) of run {run_id} failed: {error_line(exc)}") from exc
+
+
 def load_card(cl: Any, run_id: str) -> dict[str, Any]:
+    """The candidate's model_card.json; a DataError when its run has none, DownloadFailed when it
+    could not be read."""
     import json
     import tempfile
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = cl.download_artifacts(run_id, "model_card.json", dst_path=tmp)
-        except Exception as exc:
-            raise DataError(
-                f"the candidate's run {run_id} has no model_card.json ({exc})", "re-govern the source"
-            ) from None
+        path = download_artifact(cl, run_id, "model_card.json", "the candidate's gate-time figures", tmp)
+        if path is None:
+            raise DataError(f"the candidate's run {run_id} has no model_card.json", "re-govern the source")
         return json.loads(Path(path).read_text())
 
 
 def load_eval_scores(cl: Any, run_id: str) -> pd.DataFrame | None:
-    """The gate-time evaluation scores of the candidate, or None for a candidate governed without them."""
+    """The gate-time evaluation scores of the candidate, or None for a candidate governed without
+    them; DownloadFailed when they could not be read."""
     import tempfile
 
     import pandas as pd
@@ -160,11 +191,8 @@ def load_eval_scores(cl: Any, run_id: str) -> pd.DataFrame | None:
     from quantgate.steps.context import EVAL_SCORES_ARTIFACT
 
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = cl.download_artifacts(run_id, EVAL_SCORES_ARTIFACT, dst_path=tmp)
-        except Exception:
-            return None
-        return pd.read_parquet(path)
+        path = download_artifact(cl, run_id, EVAL_SCORES_ARTIFACT, "the gate-time evaluation scores", tmp)
+        return None if path is None else pd.read_parquet(path)
 
 
 # --- production disagreement -------------------------------------------------------------------
