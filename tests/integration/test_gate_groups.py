@@ -3,14 +3,20 @@
 Overall accuracy barely moves (the 0.05-point kind of change an overall-only gate waves
 through), but the first layer's int4 weights round away the columns that encode small race
 groups (their one-hot inputs), so those groups lose points: a degradation confined to groups.
-The model is onboarded through tags only (no YAML file) and governed by the real flow.
+The model is onboarded through tags only (no YAML file) and governed by the real flow. As a user
+would, its data files and policies live inside a project directory (a copy of this one), and the
+data tags name the files relative to it: the only paths a tag may name.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ROOT, project_copy
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +32,27 @@ LOOSE = STRICT.replace("name: groups-strict", "name: groups-loose").replace(
 
 
 @pytest.fixture(scope="module")
-def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project (policies/, registry/, quantgate.yaml) the probe's files go into."""
+    project = project_copy(tmp_path_factory.mktemp("int4-probe-project"), {})
+    shutil.copy(ROOT / "quantgate.yaml", project / "quantgate.yaml")
+    return project
+
+
+@pytest.fixture()
+def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Settings with QUANTGATE_PROJECT_DIR at the project copy, for one test."""
+    from quantgate.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    yield get_settings()
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.fixture(scope="module")
+def probe(prefect_harness: None, qg_home: Any, project: Path) -> dict[str, Any]:
     """A torch MLP on 8,000 real adult.data rows, registered as `adult-int4-probe`, onboarded by tags."""
     import mlflow
 
@@ -52,7 +78,8 @@ def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPath
     )
     rest = train_all.drop(calib.index)
     train = rest.sample(8000, random_state=0)
-    d = tmp_path_factory.mktemp("int4-probe")
+    d = project / "data" / "adult-int4-probe"
+    d.mkdir(parents=True)
     for name, frame in {"calibration": calib, "evaluation": evaluation, "reference": rest}.items():
         frame.to_parquet(d / f"{name}.parquet", index=False)
     pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
@@ -61,9 +88,9 @@ def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPath
     tags = {
         "quantgate.task": "tabular-classification",
         "quantgate.label": "income",
-        "quantgate.calibration_data": str(d / "calibration.parquet"),
-        "quantgate.evaluation_data": str(d / "evaluation.parquet"),
-        "quantgate.reference_data": str(d / "reference.parquet"),
+        "quantgate.calibration_data": "data/adult-int4-probe/calibration.parquet",  # relative to the project
+        "quantgate.evaluation_data": "data/adult-int4-probe/evaluation.parquet",
+        "quantgate.reference_data": "data/adult-int4-probe/reference.parquet",
         "quantgate.sensitive_attributes": "sex,race",
     }
     mv = register_source_model(
@@ -76,11 +103,16 @@ def probe(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPath
         description="int4 probe for the group gate test",
         settings=settings,
     )
-    strict, loose = d / "strict.yaml", d / "loose.yaml"
+    strict, loose = project / "policies" / "groups-strict.yaml", project / "policies" / "groups-loose.yaml"
     strict.write_text(STRICT)
     loose.write_text(LOOSE)
     assert mlflow.get_tracking_uri() == settings.tracking_uri
-    return {"ref": f"{mv.name}/{mv.version}", "strict": str(strict), "loose": str(loose)}
+    # named as a user names a policy of the project: relative to it (the flow resolves it there)
+    return {
+        "ref": f"{mv.name}/{mv.version}",
+        "strict": "policies/groups-strict.yaml",
+        "loose": "policies/groups-loose.yaml",
+    }
 
 
 def _flow() -> Any:
@@ -90,7 +122,7 @@ def _flow() -> Any:
     return quantize_model
 
 
-def test_int4_everywhere_is_rejected_on_groups_while_overall_passes(probe: dict[str, Any], settings: Any) -> None:
+def test_int4_everywhere_is_rejected_on_groups_while_overall_passes(probe: dict[str, Any], in_project: Any) -> None:
     from quantgate.registry.mlflow_registry import client
 
     r = _flow()(probe["ref"], policy=probe["strict"], recipe="int4-weight-only")
@@ -100,11 +132,11 @@ def test_int4_everywhere_is_rejected_on_groups_while_overall_passes(probe: dict[
     assert rules["group-accuracy-drop"]["outcome"] == "fail"  # ... but a race group loses more than 1 point
     assert "race" in rules["group-accuracy-drop"]["evidence"]
     assert r["verdict"] == "fail" and r["failed_rules"] == ["group-accuracy-drop"]
-    mv = client(settings).get_model_version(*r["registered"].split("/"))
+    mv = client(in_project).get_model_version(*r["registered"].split("/"))
     assert mv.tags["quantgate.failed_rules"] == "group-accuracy-drop" and not mv.aliases
 
 
-def test_a_looser_policy_accepts_the_same_recipe(probe: dict[str, Any], settings: Any) -> None:
+def test_a_looser_policy_accepts_the_same_recipe(probe: dict[str, Any], in_project: Any) -> None:
     r = _flow()(probe["ref"], policy=probe["loose"], recipe="int4-weight-only")
     assert r["verdict"] == "pass", r["verdict_rules"]
     assert "candidate" in r["aliases"]

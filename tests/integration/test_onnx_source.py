@@ -1,15 +1,23 @@
 """An MLflow onnx-flavor source model is governed like any other: quantized as it is by the ONNX
-Runtime recipes, refused by name by the torch ones."""
+Runtime recipes, refused by name by the torch ones.
+
+The model is onboarded through tags only, as a user would: its data files live inside a project
+directory (a copy of this one) and the tags name them relative to it, the only paths a tag may name.
+"""
 
 from __future__ import annotations
 
 import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import ROOT, project_copy
 from torch import nn
 
 pytestmark = pytest.mark.integration
@@ -30,7 +38,27 @@ class _Standardised(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def onnx_source(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project (policies/, registry/, quantgate.yaml) the source's data files go into."""
+    project = project_copy(tmp_path_factory.mktemp("onnx-project"), {})
+    shutil.copy(ROOT / "quantgate.yaml", project / "quantgate.yaml")
+    return project
+
+
+@pytest.fixture()
+def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Settings with QUANTGATE_PROJECT_DIR at the project copy, for one test."""
+    from quantgate.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    yield get_settings()
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.fixture(scope="module")
+def onnx_source(prefect_harness: None, qg_home: Any, project: Path) -> str:
     import mlflow
     import mlflow.onnx
     import onnx
@@ -64,7 +92,8 @@ def onnx_source(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.Te
         dynamo=False,
     )
     onx = onnx.load_from_string(buf.getvalue())
-    d = tmp_path_factory.mktemp("onnx-source")
+    d = project / "data" / "adult-onnx"
+    d.mkdir(parents=True)
     for name, frame in {"calibration": calib, "evaluation": evaluation, "reference": reference}.items():
         frame.to_parquet(d / f"{name}.parquet", index=False)
     example = evaluation[NUMERIC].astype(np.float32).head(5)
@@ -80,9 +109,9 @@ def onnx_source(prefect_harness: None, qg_home: Any, tmp_path_factory: pytest.Te
     tags = {
         "quantgate.task": "tensor-classification",
         "quantgate.label": "income",
-        "quantgate.calibration_data": str(d / "calibration.parquet"),
-        "quantgate.evaluation_data": str(d / "evaluation.parquet"),
-        "quantgate.reference_data": str(d / "reference.parquet"),
+        "quantgate.calibration_data": "data/adult-onnx/calibration.parquet",  # relative to the project
+        "quantgate.evaluation_data": "data/adult-onnx/evaluation.parquet",
+        "quantgate.reference_data": "data/adult-onnx/reference.parquet",
         "quantgate.sensitive_attributes": "sex",
     }
     for k, v in tags.items():
@@ -97,7 +126,7 @@ def _flow() -> Any:
     return quantize_model
 
 
-def test_onnx_source_quantized_by_ort(onnx_source: str, settings: Any) -> None:
+def test_onnx_source_quantized_by_ort(onnx_source: str, in_project: Any) -> None:
     from quantgate import pipeline
     from quantgate.registry.mlflow_registry import client, load_wrapped
 
@@ -105,8 +134,8 @@ def test_onnx_source_quantized_by_ort(onnx_source: str, settings: Any) -> None:
     source = pipeline.load_source_model(src, pipeline.load_datasets(src.config))
     assert type(source.module).__name__ == "OrtModule" and source.spec["feature_columns"] == NUMERIC
     r = _flow()(onnx_source, recipe="ort-dynamic-int8")
-    mv = client(settings).get_model_version(*r["registered"].split("/"))
-    params = client(settings).get_run(mv.run_id).data.params
+    mv = client(in_project).get_model_version(*r["registered"].split("/"))
+    params = client(in_project).get_run(mv.run_id).data.params
     assert int(params["n_quantized"]) == 3 and int(params["n_kept_float"]) == 0  # the MLP's three Gemm nodes
     cand = load_wrapped(mv)
     rows = pd.DataFrame(np.random.default_rng(0).uniform(0, 60, (64, 6)), columns=NUMERIC)
@@ -116,7 +145,7 @@ def test_onnx_source_quantized_by_ort(onnx_source: str, settings: Any) -> None:
     assert cand.spec["quantization"]["recipe"]["_type"] == "ort-dynamic-int8"
 
 
-def test_torch_recipe_on_onnx_source_is_refused_by_name(onnx_source: str, settings: Any) -> None:
+def test_torch_recipe_on_onnx_source_is_refused_by_name(onnx_source: str, in_project: Any) -> None:
     from helpers import snapshot
 
     from quantgate.errors import UnsupportedModel

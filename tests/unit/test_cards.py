@@ -224,6 +224,22 @@ def test_license_defaults_to_other_and_tensor_task_has_no_pipeline_tag(proj_sett
     assert "No sensitive attributes or slices declared" in card.text
 
 
+def test_factors_name_the_default_per_class_groups(proj_settings: Settings) -> None:
+    """A classifier that declares no group is judged per class: Factors says so beside "none declared"."""
+    declared = ModelCard(render_card(make_context(), proj_settings)).text
+    assert "- Sensitive attributes: sex" in declared and "- Groups: the classes of" not in declared
+    ctx = make_context()
+    ctx["config"]["sensitive_attributes"] = []
+    for g, cls in zip(ctx["groups"], ("0", "1"), strict=True):
+        g["attribute"], g["group"] = "income", cls
+    md, twin = render_model_card(ctx, proj_settings)
+    text = ModelCard(md).text
+    assert "- Sensitive attributes: none declared\n- Slices: none declared\n" in text
+    assert "- Groups: the classes of `income` (the default when none are declared)\n" in text
+    assert "| income | 0 | 5421 |" in text
+    assert twin["card"]["default_groups"] == "income"
+
+
 def test_template_errors_name_the_template(tmp_path: Path) -> None:
     (tmp_path / "registry").mkdir()
     (tmp_path / "registry" / "model_card.md.j2").write_text("---\n{{ card_data }}\n---\n{{ no_such_value }}\n")

@@ -355,6 +355,22 @@ def card_data(ctx: Mapping[str, Any]) -> ModelCardData:
     )
 
 
+def _default_groups(ctx: Mapping[str, Any]) -> str | None:
+    """The label column when the groups are the default per-class ones (a classifier whose
+    onboarding names no sensitive attribute or slice: its classes are the groups), else None.
+    For the Factors section, which would otherwise say only "none declared"."""
+    cfg = ctx.get("config", {}) or {}
+    label = cfg.get("label")
+    if not label or not str(cfg.get("task") or "").endswith("-classification"):
+        return None
+    if cfg.get("sensitive_attributes") or cfg.get("slices"):
+        return None
+    # a policy's slices: would be groups of other columns (the default applies only without them)
+    if any(g.get("attribute") != label for g in ctx.get("groups", []) or []):
+        return None
+    return str(label)
+
+
 def derived(ctx: Mapping[str, Any]) -> dict[str, Any]:
     """The ``card`` namespace the template sees (also kept in the JSON twin)."""
     src = ctx["source"]
@@ -370,6 +386,7 @@ def derived(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "overall": _overall(ctx),
         "groups": groups,
         "worst_group": worst,
+        "default_groups": _default_groups(ctx),
         "search": _search(ctx),
         "flip": _flip(ctx),
     }
