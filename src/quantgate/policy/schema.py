@@ -22,6 +22,7 @@ from quantgate.evaluate.catalog import (
     LOWER_IS_BETTER,
     RATES,
 )
+from quantgate.evaluate.lm import LM_HIGHER_IS_BETTER, LM_LOWER_IS_BETTER, LM_METRICS, LM_RATES
 from quantgate.validate.schema import CalibrationPolicy
 
 RuleKind = Literal["max_drop", "max_increase", "max_group_drop", "min", "max"]
@@ -123,6 +124,106 @@ class Serving(_Strict):
         return self
 
 
+LMRuleKind = Literal["max_ratio", "max", "min", "max_slice_excess"]
+LMScope = Literal["overall", "worst_slice"]
+LMJudgeOn = Literal["interval", "estimate", "significant"]
+#: figures a language-model ``max`` rule may bound (the ratio has its own kind, ``max_ratio``)
+LM_MAX_METRICS = frozenset(LM_LOWER_IS_BETTER - {"perplexity_ratio"})
+#: figures with a paired-bootstrap interval that can tell "really worse than fp32" (for judge_on: significant)
+LM_CHANGE_METRICS = frozenset({"nll_increase", "bits_per_byte_increase"})
+
+
+class LMRule(_Strict):
+    """One gate rule for a language model (``lm_rules``), judged on the figures of
+    :mod:`quantgate.evaluate.lm` (fp32 vs the candidate, teacher-forced on held-out passages).
+
+    - ``max_ratio``: candidate perplexity / fp32 perplexity <= threshold (metric ``perplexity``).
+    - ``max`` / ``min``: a figure of the candidate against a bound (``kl_mean``, ``kl_p99``,
+      ``nll_increase``, ... / ``top1_agreement``, ``generation_agreement``, ...).
+    - ``max_slice_excess``: no slice's loss increase (``nll_increase``) may exceed ``threshold``
+      times the overall one; an increase up to ``floor`` nats per token passes whatever the multiple
+      (so a near-lossless candidate is not blocked by noise). Judged over slices only.
+
+    ``scope: worst_slice`` judges the rule on every slice of at least ``min_group_size`` passages
+    and the worst decides (``max_slice_excess`` is always per slice). ``weight_bits`` limits the
+    rule to candidates whose recipe stores weights in those bits (e.g. ``[4]``), so one policy
+    holds the 8-bit and the 4-bit thresholds; unset, it applies to every candidate.
+
+    ``judge_on``: ``interval`` (default) the unfavourable end of the paired-bootstrap interval
+    (upper for max/max_ratio, lower for min: non-inferiority); ``estimate`` the point estimate;
+    ``significant`` (ratio, slice-excess and ``*_increase`` rules) over the threshold *and* really
+    worse (the interval's lower end above no change, or above the overall increase for a slice),
+    else a warning at most.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    kind: LMRuleKind
+    metric: str
+    threshold: float
+    severity: Severity = "block"
+    scope: LMScope | None = Field(default=None, description="overall (default) or worst_slice")
+    judge_on: LMJudgeOn = "interval"
+    weight_bits: list[int] | None = Field(
+        default=None, description="the rule applies to candidates with these weight bits only (unset: all)"
+    )
+    floor: float | None = Field(default=None, description="max_slice_excess: increases up to this (nats) pass")
+    description: str | None = None
+
+    @property
+    def judged_scope(self) -> str:
+        return self.scope or ("worst_slice" if self.kind == "max_slice_excess" else "overall")
+
+    @model_validator(mode="after")
+    def _check(self) -> LMRule:
+        m, k, t = self.metric, self.kind, self.threshold
+        if m not in LM_METRICS:
+            raise ValueError(f"unknown language-model metric '{m}' in rule '{self.id}'; known: {', '.join(LM_METRICS)}")
+        if k == "max_ratio" and m != "perplexity":
+            raise ValueError(f"rule '{self.id}': max_ratio is judged on perplexity (candidate / fp32)")
+        if k == "max_ratio" and t < 1:
+            raise ValueError(f"rule '{self.id}': a perplexity ratio threshold below 1 would block fp32 itself")
+        if k == "max" and m not in LM_MAX_METRICS:
+            raise ValueError(f"rule '{self.id}': max needs one of {', '.join(sorted(LM_MAX_METRICS))}")
+        if k == "min" and m not in LM_HIGHER_IS_BETTER:
+            raise ValueError(f"rule '{self.id}': min needs one of {', '.join(sorted(LM_HIGHER_IS_BETTER))}")
+        if m in LM_RATES and not (0.0 <= t <= 1.0):
+            raise ValueError(f"rule '{self.id}': threshold {t} is impossible for a rate (0..1)")
+        if k == "max_slice_excess":
+            if m != "nll_increase":
+                raise ValueError(f"rule '{self.id}': max_slice_excess compares slices' nll_increase")
+            if t < 1:
+                raise ValueError(
+                    f"rule '{self.id}': a slice excess threshold is a multiple of the overall increase (>= 1)"
+                )
+            if self.scope == "overall":
+                raise ValueError(f"rule '{self.id}': max_slice_excess is judged per slice (scope: worst_slice)")
+        if self.floor is not None and (k != "max_slice_excess" or self.floor < 0):
+            raise ValueError(f"rule '{self.id}': floor (>= 0) applies to max_slice_excess only")
+        if self.judge_on == "significant" and not (
+            k in ("max_ratio", "max_slice_excess") or (k == "max" and m in LM_CHANGE_METRICS)
+        ):
+            raise ValueError(
+                f"rule '{self.id}': judge_on: significant applies to max_ratio, max_slice_excess and "
+                f"max on {', '.join(sorted(LM_CHANGE_METRICS))}"
+            )
+        if self.weight_bits is not None and (not self.weight_bits or any(not 1 <= b <= 32 for b in self.weight_bits)):
+            raise ValueError(f"rule '{self.id}': weight_bits lists bit widths between 1 and 32")
+        return self
+
+    def applies_to(self, weight_bits: int) -> bool:
+        return self.weight_bits is None or weight_bits in self.weight_bits
+
+
+class LMEvaluationSettings(_Strict):
+    """How a language model is evaluated for the ``lm_rules`` (the same settings for fp32 and the candidate)."""
+
+    max_passages: int | None = Field(default=200, ge=1, description="held-out passages scored (seeded); null = all")
+    max_tokens: int = Field(default=256, ge=8, le=32_768, description="tokens per passage (longer ones are cut)")
+    prompt_tokens: int = Field(default=32, ge=1, description="tokens of a passage's start used as a prompt")
+    new_tokens: int = Field(default=16, ge=1, le=1024, description="greedy tokens compared per prompt (N)")
+    max_prompts: int = Field(default=64, ge=0, description="prompts for the generation agreement (0: none)")
+
+
 class Policy(_Strict):
     name: str
     description: str | None = None
@@ -141,6 +242,11 @@ class Policy(_Strict):
     )
     calibration: CalibrationPolicy = Field(default_factory=CalibrationPolicy)
     rules: list[Rule] = Field(min_length=1)
+    lm_rules: list[LMRule] = Field(
+        default_factory=list,
+        description="rules for language models (perplexity, divergence, agreement, per slice); see LMRule",
+    )
+    lm_evaluation: LMEvaluationSettings = Field(default_factory=LMEvaluationSettings)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
     digest: str = Field(default="", description="sha256 of the policy file, set on load")
 
@@ -155,6 +261,14 @@ class Policy(_Strict):
             if unknown:
                 raise ValueError(f"overrides.{model}: no rule named {', '.join(unknown)}")
             self.rules_for(model)  # an override must satisfy the same checks as the rule itself
+        return self
+
+    @model_validator(mode="after")
+    def _unique_lm(self) -> Policy:
+        ids = [r.id for r in self.rules] + [r.id for r in self.lm_rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule id(s) across rules and lm_rules: {', '.join(dupes)}")
         return self
 
     def search_tolerances(self, model: str) -> tuple[float, float | None]:
@@ -252,4 +366,27 @@ def explain(policy: Policy) -> list[str]:
             "max": f"{r.metric} must be at most {r.threshold:g}",
         }[r.kind]
         lines.append(f"[{r.severity}] {r.id}: {what}")
+    return lines + explain_lm(policy)
+
+
+def explain_lm(policy: Policy) -> list[str]:
+    """Each language-model rule in plain words."""
+    lines = []
+    for r in policy.lm_rules:
+        on = {
+            "interval": "unfavourable end of the CI",
+            "estimate": "point estimate",
+            "significant": "point estimate, and only when the interval shows it is really worse",
+        }[r.judge_on]
+        every = "prompts" if r.metric.startswith("generation_") else "passages"
+        where = "every slice (worst decides)" if r.judged_scope == "worst_slice" else f"all {every}"
+        what = {
+            "max_ratio": f"perplexity may be at most {r.threshold:g}x fp32's",
+            "max": f"{r.metric} must be at most {r.threshold:g}",
+            "min": f"{r.metric} must be at least {r.threshold:g}",
+            "max_slice_excess": f"no slice's nll_increase may exceed {r.threshold:g}x the overall one"
+            + (f" (increases up to {r.floor:g} nats pass)" if r.floor else ""),
+        }[r.kind]
+        bits = f", {'/'.join(map(str, r.weight_bits))}-bit candidates" if r.weight_bits else ""
+        lines.append(f"[{r.severity}] {r.id}: {what}, over {where} ({on}{bits})")
     return lines

@@ -7,8 +7,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from quantgate.evaluate.lm import LMEvaluation, LMFigures
 from quantgate.evaluate.metrics import MIN_FINITE_SHARE, Comparison, Interval
-from quantgate.policy.schema import Policy, Rule
+from quantgate.policy.schema import LMRule, Policy, Rule
 
 #: "not measured": the rule needs a value or an interval bound the evaluation could not produce.
 #: Never a pass; a blocking rule that is not measured fails the gate (a warning rule does not).
@@ -373,4 +374,182 @@ def gate_candidate(
                 at.append(r)
             result = _worst_batching(rule, [result, *at])
         v.results.append(result)
+    return v
+
+
+# --- language models (policy.lm_rules on an LMEvaluation) ---------------------------------------
+
+#: classifier-rule metrics that apply to any model (measured outside the LM evaluation, passed as ``extra``)
+MODEL_AGNOSTIC = frozenset({"speedup", "size_ratio"})
+
+
+def _lm_figure_key(rule: LMRule) -> str:
+    return "perplexity_ratio" if rule.kind == "max_ratio" else rule.metric
+
+
+def _lm_result(
+    rule: LMRule, outcome: Outcome, observed: float, evidence: str, interval: tuple[float, float] | None = None
+) -> RuleResult:
+    return RuleResult(
+        rule.id, rule.kind, rule.metric, rule.severity, outcome, observed, rule.threshold, interval, evidence
+    )
+
+
+def _lm_missing(rule: LMRule, what: str, observed: float = float("nan")) -> RuleResult:
+    effect = "fails the gate" if rule.severity == "block" else "warning"
+    return _lm_result(rule, NOT_MEASURED, observed, f"could not be measured: {what} ({effect})")
+
+
+def _lm_outcome(ok: bool, rule: LMRule) -> Outcome:
+    if ok:
+        return "pass"
+    return "fail" if rule.severity == "block" else "warn"
+
+
+def _lm_judge_value(
+    rule: LMRule, fig: LMFigures, where: str, bound: float, *, no_change: float, real_above: float | None = None
+) -> RuleResult:
+    """One figure of one population against ``bound``: ``max`` kinds pass at or below it, ``min``
+    at or above it. ``no_change`` is the value of an unchanged candidate (ratio 1, increase 0), the
+    line a ``significant`` judgment needs the interval to clear (``real_above`` overrides it)."""
+    key = _lm_figure_key(rule)
+    est = fig.value(key)
+    if math.isnan(est):
+        return _lm_missing(rule, f"{key} was not measured on {where}")
+    iv = fig.intervals.get(key)
+    shown = (iv.low, iv.high) if iv is not None else None
+    lower_better = rule.kind != "min"
+    ci = f" ({100 * iv.confidence:g}% CI {iv.low:.5g}..{iv.high:.5g}{_draws(iv)})" if iv is not None else ""
+    base = f"{where}: {key} {est:.5g}{ci}"
+    if rule.kind == "max_ratio":
+        base += f"; perplexity fp32 {fig.baseline_perplexity:.4g} -> {fig.candidate_perplexity:.4g}"
+    if rule.judge_on == "interval":
+        why = _usable_bound(key, iv)
+        if why is not None:
+            return _lm_missing(rule, f"{base}, but {why}", est)
+        assert iv is not None
+        judged = iv.high if lower_better else iv.low
+        ok = _le(judged, bound) if lower_better else _le(bound, judged)
+        side = "upper" if lower_better else "lower"
+        return _lm_result(rule, _lm_outcome(ok, rule), est, f"{base}, judged on the {side} bound vs {bound:.5g}", shown)
+    ok = _le(est, bound) if lower_better else _le(bound, est)
+    if rule.judge_on == "estimate" or ok:
+        return _lm_result(rule, _lm_outcome(ok, rule), est, f"{base}, judged on the estimate vs {bound:.5g}", shown)
+    line = no_change if real_above is None else real_above
+    if iv is None or math.isnan(iv.low) or iv.flagged:
+        return _lm_missing(rule, f"{base} is over {bound:.5g}, but no usable interval tells whether it is real", est)
+    if iv.low > line:
+        return _lm_result(
+            rule, _lm_outcome(False, rule), est, f"{base}: over {bound:.5g} and the interval is above {line:.5g}", shown
+        )
+    return _lm_result(
+        rule,
+        "warn",
+        est,
+        f"{base}: over {bound:.5g} but the interval reaches {line:.5g}, so it is not shown to be real (warning)",
+        shown,
+    )
+
+
+def _lm_no_change(rule: LMRule) -> float:
+    return 1.0 if rule.kind == "max_ratio" else 0.0
+
+
+def _lm_worst(rule: LMRule, judged: list[tuple[str, RuleResult]], note: str) -> RuleResult:
+    """The worst of a rule judged on every slice: outcome first, then how far from passing."""
+
+    def badness(r: RuleResult) -> float:
+        value = r.observed
+        if math.isnan(value):
+            return math.inf
+        return -value if rule.kind == "min" else value
+
+    name, worst = max(judged, key=lambda x: (_SEVERITY.get(x[1].outcome, 0), badness(x[1])))
+    bad = [n for n, r in judged if r.outcome in ("fail", NOT_MEASURED, "warn") and n != name]
+    more = f"; also {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else ""
+    worst.evidence = f"worst slice {name} of {len(judged)}{more}{note}: {worst.evidence}"
+    return worst
+
+
+def _judge_lm(rule: LMRule, ev: LMEvaluation) -> RuleResult:
+    small = len(ev.small_slices)
+    note = f"; {small} slice(s) under {ev.min_slice_size} passages not judged" if small else ""
+    if rule.kind == "max_slice_excess":
+        overall = ev.overall.nll_increase
+        if math.isnan(overall):
+            return _lm_missing(rule, "the overall nll_increase was not measured")
+        if not ev.slices:
+            return _lm_missing(rule, f"no slice of at least {ev.min_slice_size} passages was evaluated{note}")
+        allowed = max(rule.threshold * max(overall, 0.0), rule.floor or 0.0)
+        judged = [
+            (
+                s.name,
+                _lm_judge_value(
+                    rule, s.figures, s.name, allowed, no_change=0.0, real_above=max(overall, rule.floor or 0.0)
+                ),
+            )
+            for s in ev.slices
+        ]
+        res = _lm_worst(rule, judged, note)
+        res.evidence += (
+            f" (allowed {allowed:.5g} = max({rule.threshold:g} x overall {overall:.5g}, floor {rule.floor or 0:g}))"
+        )
+        return res
+    if rule.judged_scope == "worst_slice":
+        if not ev.slices:
+            return _lm_missing(rule, f"no slice of at least {ev.min_slice_size} passages was evaluated{note}")
+        judged = [
+            (s.name, _lm_judge_value(rule, s.figures, s.name, rule.threshold, no_change=_lm_no_change(rule)))
+            for s in ev.slices
+        ]
+        return _lm_worst(rule, judged, note)
+    everything = "all prompts" if rule.metric.startswith("generation_") else "all passages"
+    return _lm_judge_value(rule, ev.overall, everything, rule.threshold, no_change=_lm_no_change(rule))
+
+
+def gate_lm_candidate(
+    model: str,
+    policy: Policy,
+    ev: LMEvaluation,
+    *,
+    weight_bits: int,
+    extra: dict[str, float] | None = None,
+) -> Verdict:
+    """Judge a language-model candidate: every ``lm_rules`` entry on the evaluation (a rule for
+    other weight bits is ``n/a``), and the policy's ``rules`` on metrics that apply to any model
+    (``speedup``, ``size_ratio``, from ``extra``; not measured when absent). The classifier rules
+    (accuracy, groups, fairness, flips) are ``n/a`` for a language model, and say so.
+
+    A policy without ``lm_rules`` cannot judge a language model: that is an error, never a pass."""
+    from quantgate.errors import ConfigError
+
+    if not policy.lm_rules:
+        raise ConfigError(
+            f"policy {policy.name} has no lm_rules: it cannot judge a language model",
+            "use policies/generative.yaml or add lm_rules to the policy",
+        )
+    v = Verdict(model, policy.name, policy.digest)
+    values = extra or {}
+    for rule in policy.rules_for(model):
+        if rule.metric in MODEL_AGNOSTIC and rule.kind in ("min", "max"):
+            v.results.append(_judge(rule, Comparison(0, {}, {}), values))
+        else:
+            v.results.append(
+                _result(
+                    rule, "n/a", float("nan"), f"not applicable: {rule.metric} is a classifier metric (see lm_rules)"
+                )
+            )
+    for lm_rule in policy.lm_rules:
+        if not lm_rule.applies_to(weight_bits):
+            bits = "/".join(map(str, lm_rule.weight_bits or []))
+            v.results.append(
+                _lm_result(
+                    lm_rule,
+                    "n/a",
+                    float("nan"),
+                    f"not applicable: the rule is for {bits}-bit candidates; this one stores {weight_bits}-bit weights",
+                )
+            )
+            continue
+        v.results.append(_judge_lm(lm_rule, ev))
     return v
