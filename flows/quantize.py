@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from quantgate import pipeline
+from quantgate.faults import fault_point
 from quantgate.notify.emit import candidate_recorded, gate_failed_hook
 from quantgate.policy import load_policy
 from quantgate.settings import configure_environment, get_settings
@@ -102,6 +103,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     configure_environment()
     log = get_run_logger()
     source = discover(model)
+    fault_point("discover")
     cfg = source.config
     policy_path = get_settings().path(policy or cfg.policy)
     pol = load_policy(policy_path)
@@ -113,6 +115,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     faithful = check_faithful(source, baseline, data)
     log.info("reading of %s reproduces the model on %d rows", source.ref, faithful.report["rows"])
     report = validate(source, baseline, data, pol)
+    fault_point("validate")
     log.info(
         "calibration data: %d checks passed, %d not run",
         sum(ch.status == "passed" for ch in report.checks),
@@ -125,8 +128,10 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     else:
         candidate, qres = quantize(baseline, rec, data)
     log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
+    fault_point("quantize")
     ev = evaluate(source, pol, baseline, candidate, data)
     verdict = gate(source, pol, ev)
+    fault_point("evaluate")
     log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
     ctx = pipeline.card_context(
         source,
@@ -148,6 +153,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     # the source's own artifact digest goes into the card and (reused) into the provenance
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))
     card_md, _ = render_model_card(ctx)
+    fault_point("card")
     run_id = str(flow_run.get_id() or "")
     builder = prefect_builder(
         flow_run_id=run_id or None,

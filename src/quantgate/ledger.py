@@ -330,4 +330,9 @@ class MlflowLedger:
                 f"@champion is {champion or 'unset'}, but the last recorded move set it to "
                 f"{moves[-1].get('champion')}: it was moved outside quantgate"
             )
+        elif check_champion and not moves and champion is not None:
+            rep.problems.append(
+                f"@champion is {champion}, but no promotion is recorded: it was moved outside quantgate, or a "
+                "promotion was interrupted before its entry (run quantgate promote again to record it)"
+            )
         return rep

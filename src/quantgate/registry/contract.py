@@ -66,6 +66,11 @@ def result_tag(key: str) -> bool:
     return tag_writer(key) == WRITER_PIPELINE
 
 
+#: on a version while its registration is under way ("<run id>"): removed as its last step, so a
+#: version that still carries it was interrupted (killed): discovery does not count it, the next
+#: registration of the same source deletes it, and verification refuses it (it is not signed)
+TAG_REGISTERING = "quantgate.registering"
+
 #: result tags bound to the signature by reference rather than value: they name the statement
 #: itself (path, key, artifact digest) and are checked against it by verification
 PROVENANCE_TAGS = (TAG_PROVENANCE, TAG_SIGNING_KEY, TAG_ARTIFACT_DIGEST)

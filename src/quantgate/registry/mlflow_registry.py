@@ -130,9 +130,12 @@ def register_candidate(
     All or nothing: if tagging or aliasing fails, the new version is deleted and the previous
     ``candidate`` alias restored.
     """
+    from quantgate.faults import fault_point
+
     cl = client(settings)
     name = c.quantized_name(source.name)
     created_model = not _exists(cl, name) and _create_unless_there(cl, name, source.name)
+    _delete_interrupted(cl, name, f"{source.name}/{source.version}")
     previous = _alias_version(cl, name, c.ALIAS_CANDIDATE)
     mv = None
     try:
@@ -140,15 +143,35 @@ def register_candidate(
         rest = model_uri.removeprefix("models:/")
         model_id = rest if model_uri.startswith("models:/") and "/" not in rest and "@" not in rest else None
         mv = cl.create_model_version(
-            name, model_uri, run_id=run_id, tags=tags, description=description, model_id=model_id
+            name,
+            model_uri,
+            run_id=run_id,
+            tags={**tags, c.TAG_REGISTERING: run_id},
+            description=description,
+            model_id=model_id,
         )
         _wait_ready(cl, name, mv.version)
+        fault_point("register")
         if passed:
             cl.set_registered_model_alias(name, c.ALIAS_CANDIDATE, mv.version)
+        fault_point("alias")
+        cl.delete_model_version_tag(name, mv.version, c.TAG_REGISTERING)  # complete: the last step
         return cl.get_model_version(name, mv.version)
     except BaseException:
         _undo_registration(cl, name, mv.version if mv is not None else None, previous, created_model)
         raise
+
+
+def _delete_interrupted(cl: MlflowClient, name: str, source_ref: str) -> None:
+    """Delete versions of ``source_ref`` whose registration was killed before it completed (they
+    still carry ``quantgate.registering``), and the ``candidate`` alias if it points at one: the
+    run that registers the source again replaces them, so nothing is left twice."""
+    for v in cl.search_model_versions(f"name='{name}'"):
+        tags = v.tags or {}
+        if c.TAG_REGISTERING in tags and tags.get(c.TAG_SOURCE) == source_ref:
+            if _alias_version(cl, name, c.ALIAS_CANDIDATE) == str(v.version):
+                cl.delete_registered_model_alias(name, c.ALIAS_CANDIDATE)
+            cl.delete_model_version(name, v.version)
 
 
 def _undo_registration(
@@ -300,16 +323,24 @@ def _move_champion(
     entry: dict[str, Any],
     version_tags: dict[str, str],
 ) -> dict[str, Any]:
-    """@champion -> mv, @previous -> the old champion, tags on mv, one ledger entry: all or nothing."""
+    """@champion -> mv, @previous -> the old champion, tags on mv, one ledger entry: all or nothing.
+
+    Order matters for a process killed half-way (no ``except`` runs then): @previous and the tags
+    first, @champion next, the ledger entry last. A kill before @champion moves leaves the old
+    champion serving; a kill after it leaves a champion whose ledger entry is missing, which the
+    next ``promote`` of the same version records (see :func:`promote`)."""
+    from quantgate.faults import fault_point
+
     name, version = mv.name, str(mv.version)
     old_previous = _alias_version(cl, name, c.ALIAS_PREVIOUS)
     old_tags = {k: mv.tags.get(k) for k in version_tags}
     try:
-        cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, version)
         if previous is not None:
             cl.set_registered_model_alias(name, c.ALIAS_PREVIOUS, previous)
         for k, v in version_tags.items():
             cl.set_model_version_tag(name, version, k, v)
+        cl.set_registered_model_alias(name, c.ALIAS_CHAMPION, version)
+        fault_point("promote")
         return book.append(**entry)
     except BaseException:
         if previous is not None:
@@ -341,22 +372,38 @@ class _AliasMove:
     mv: ModelVersion
     digest: str | None
 
-    def apply(self, action: str, reason: str, version_tags: dict[str, str]) -> None:
-        """Move the aliases, tag the version and append the ``action`` entry: all or nothing."""
+    def entry(self, action: str, reason: str, previous: str | None) -> dict[str, Any]:
         version = str(self.mv.version)
-        entry = {
+        return {
             "action": action,
             "model": self.name,
             "version": version,
             "actor": self.actor,
-            "previous_champion": self.current,
+            "previous_champion": previous,
             "champion": version,
             "approved_by": self.mv.tags.get(c.TAG_APPROVED_BY),
             "policy_digest": self.mv.tags.get(c.TAG_POLICY_DIGEST),
             "provenance_digest": self.digest or self.mv.tags.get(c.TAG_APPROVED_DIGEST),
             "reason": reason,
         }
-        _move_champion(self.cl, self.book, self.mv, self.current, entry, version_tags)
+
+    def apply(self, action: str, reason: str, version_tags: dict[str, str]) -> None:
+        """Move the aliases, tag the version and append the ``action`` entry: all or nothing."""
+        _move_champion(
+            self.cl, self.book, self.mv, self.current, self.entry(action, reason, self.current), version_tags
+        )
+
+    def record_interrupted(self) -> bool:
+        """@champion already points at this version: if the ledger does not say so (a promotion
+        killed between the alias move and its entry), append the missing entry. True if it did."""
+        stored = self.book.entries(self.name)
+        last = stored[-1].entry if stored else {}
+        if str(last.get("champion")) == str(self.mv.version):
+            return False
+        previous = self.mv.tags.get(c.TAG_PREVIOUS_CHAMPION)
+        reason = "recorded late: @champion already pointed here but the ledger had no entry (an interrupted promotion)"
+        self.book.append(**self.entry("promotion", reason, previous))
+        return True
 
 
 def _checked_move(
@@ -426,6 +473,7 @@ def promote(
     )
     name, mv, previous = move.name, move.mv, move.current
     if previous == str(mv.version):
+        move.record_interrupted()
         return mv, previous
     tags = {c.TAG_PROMOTED_AT: datetime.now(UTC).isoformat()}
     if previous is not None:

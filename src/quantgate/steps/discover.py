@@ -45,7 +45,8 @@ def ungoverned_versions(models: list[str] | None = None, settings: Settings | No
                 "check the MLflow store (MLFLOW_TRACKING_URI) and the model name in registry/models/",
             ) from exc
         children = cl.search_model_versions(f"name='{c.quantized_name(name)}'") if sources else []
-        governed = {v.tags.get(c.TAG_SOURCE) for v in children}
+        # a version whose registration was killed half-way does not govern its source
+        governed = {v.tags.get(c.TAG_SOURCE) for v in children if c.TAG_REGISTERING not in (v.tags or {})}
         todo += [
             f"{name}/{v.version}"
             for v in sorted(sources, key=lambda v: int(v.version))

@@ -168,6 +168,7 @@ def record_candidate(
     from quantgate.cards.card import card_description, card_json
     from quantgate.cards.provenance import gate_summary, materials_from_context, prefect_builder
     from quantgate.cards.trust import attach_provenance
+    from quantgate.faults import fault_point
     from quantgate.models.pyfunc import log_wrapped_model
     from quantgate.registry.mlflow_registry import ensure_experiment, register_candidate
     from quantgate.sources.faithful import check_faithful
@@ -274,6 +275,7 @@ def record_candidate(
                 tags={k: v for k, v in tags.items() if c.result_tag(k)},
             ),
         )
+        fault_point("sign")  # signed and logged, nothing registered yet
         return register_candidate(
             model_uri=info.model_uri,
             source=source.version,
