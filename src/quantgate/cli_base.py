@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 EXIT_USER = 2  # bad input, refused move
 EXIT_GATE = 3  # a candidate failed its gate / validation failed
+EXIT_UNAVAILABLE = 4  # a store or server did not answer, after bounded retries
 
 # piped output (logs, CI) gets a wide fixed width instead of an 80-column default
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -49,12 +50,37 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
     except Exception as exc:
         if state["debug"]:
             raise
+        from quantgate.transient import is_transient
+
+        if is_transient(exc):
+            err.print(f"[bold red]error:[/] {escape(unavailable_line(exc))}", highlight=False)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
         first = (str(exc).strip().splitlines() or [""])[0]
         err.print(
             f"[bold red]error:[/] {type(exc).__name__}: {escape(first)} (run with --debug for the traceback)",
             highlight=False,
         )
         raise typer.Exit(1) from None
+
+
+def unavailable_line(exc: BaseException) -> str:
+    """One line for a store or server that did not answer: where, and the innermost cause
+    ("Connection refused", "Read timed out") instead of the transport's nested retry message."""
+    import re
+
+    from quantgate.transient import _chain
+
+    text = " ".join(str(e) for e in _chain(exc))
+    cause = re.search(
+        r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|Connection refused|Temporary failure[^'\")]*", text
+    )
+    where = os.environ.get("MLFLOW_TRACKING_URI") or "the configured store"
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
+    what = cause.group(0) if cause else (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"the MLflow server at {where} did not answer ({what}) after {retries} retries; nothing more was done — "
+        "check that it is running and reachable (MLFLOW_TRACKING_URI), then run the command again"
+    )
 
 
 def quiet_libraries(configure: bool = True) -> None:

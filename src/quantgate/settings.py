@@ -127,6 +127,12 @@ def configure_environment(settings: Settings | None = None) -> Settings:
     # Prefect's temporary server gets 20 s to start by default: too short on a busy 2-core host
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # bounded retries against a tracking server: MLflow's defaults (7 retries, backoff factor 2,
+    # 120 s per request) keep a command silent for about 4 minutes when the server is down; these
+    # give up after about 15 s with one line (quantgate.cli_base.unavailable_line). Yours win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     configure_mlflow(s)
     return s
 
