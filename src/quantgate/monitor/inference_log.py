@@ -118,8 +118,12 @@ def append_inferences(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = directory / f"part-{stamp}-{uuid.uuid4().hex}.parquet"
     tmp = directory / f".{final.name}.tmp"
-    rows.to_parquet(tmp, index=False)
-    os.replace(tmp, final)  # readers see whole files only
+    try:
+        rows.to_parquet(tmp, index=False)
+        os.replace(tmp, final)  # readers see whole files only
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a disk that filled up keeps no half-written file to fill it more
+        raise
     return final
 
 
