@@ -53,14 +53,14 @@ def test_failed_drift_event_is_an_error_not_silence(
 ) -> None:
     import prefect.events
 
-    from quantgate.monitor import job
+    from quantgate.monitoring.alert import emit_drift_event
 
     def broken(**_: Any) -> None:
         raise ConnectionError("events API unreachable")
 
     monkeypatch.setattr(prefect.events, "emit_event", broken)
-    with caplog.at_level(logging.ERROR, logger="quantgate.monitor.job"):
-        error = job._emit_drift_event("adult-income-quantized", "3", 0.6, "run-1", "adult-income")
+    with caplog.at_level(logging.ERROR, logger="quantgate.monitoring.alert"):
+        error = emit_drift_event("adult-income-quantized", "3", 0.6, "run-1", "adult-income")
     assert error == "ConnectionError: events API unreachable"
     assert "was not emitted" in caplog.text
 
@@ -148,10 +148,10 @@ def test_window_from_the_inference_log(
     both = run_cli(os.environ, "monitor", "--model", "adult-income", "--log-hours", "1", "--window", "x.csv")
     assert both.returncode == 2 and "not both" in both.stderr
     # with no window file in the spec, the next run starts where this one ended: nothing served since
-    from quantgate.monitor import job
+    from quantgate.monitoring import resolve
 
-    spec = job.load_monitor_spec("adult-income").model_copy(update={"window": None})
-    monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
+    spec = resolve.load_monitor_spec("adult-income").model_copy(update={"window": None})
+    monkeypatch.setattr(resolve, "load_monitor_spec", lambda *_a, **_k: spec)
     with pytest.raises(DataError, match="has no rows since"):
         run_monitor("adult-income")
 
@@ -188,3 +188,34 @@ def test_drift_not_run_and_a_crashed_check_each_alert(
     assert not [a for a in receiver.received if a["details"].get("kind") != "not_run"]  # no "drift" verdict alert
     assert client(settings).get_run(out.run_id).data.tags["quantgate.drift"] == "not run"
     assert client(settings).get_model_version(*promoted).tags["quantgate.drift"] == "not run"
+
+
+def test_the_flow_runs_the_steps_as_tasks(promoted: tuple[str, str], settings: Any) -> None:
+    """``monitor-model`` is a sequence of Prefect tasks, one per step, so the UI shows where a run
+    stopped; it returns what the CLI and the demo read."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from quantgate.flows.monitor import monitor_model
+
+    stable = settings.data_dir / "adult-income" / "window-stable.parquet"
+    state = monitor_model("adult-income", window=str(stable), return_state=True)
+    out = state.result()
+    assert out["drift"] is False and out["drift_status"] == "ok" and out["version"] == promoted[1]
+    assert out["model"] == "adult-income" and out["rows"] > 0 and out["deliveries"] == []
+    assert len(out["checks"]) == 4 and out["checks"][-1].startswith("Evidently workspace:")
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    names = {r.name.rsplit("-", 1)[0] for r in runs}  # "<task name>-<n>"
+    assert names == {
+        "resolve-served",
+        "read-window",
+        "score-window",
+        "drift",
+        "production-checks",
+        "record",
+        "alert",
+    }, names
+    assert all(r.state is not None and r.state.is_completed() for r in runs)

@@ -84,7 +84,7 @@ def test_window_checks_rescore_a_sample_for_the_multiclass_estimate(
     version's predict_proba re-scores a sample of the window; the estimate names how."""
     import mlflow
 
-    from quantgate.monitor.checks import run_window_checks
+    from quantgate.monitoring.checks import run_window_checks
     from quantgate.registry.mlflow_registry import client, ensure_experiment
     from quantgate.steps.context import EVAL_SCORES_ARTIFACT
 
@@ -120,8 +120,8 @@ def test_window_checks_rescore_a_sample_for_the_multiclass_estimate(
         served_proba=served_proba,
         estimate_sample=400,
     )
-    est = checks.estimate
+    est = checks.estimate.as_dict()
     assert est["status"] == "ok", est
     assert rescored == [400] and est["n"] == 400 and "re-scored by the served version on 400 of" in est["probabilities"]
     assert abs(est["estimated_accuracy"] - realized) <= 3 * est["sampling_error"] + 0.01, (est, realized)
-    assert checks.disagreement["status"] == "not run"  # no fp32 source tag here: said, not skipped silently
+    assert checks.disagreement.as_dict()["status"] == "not run"  # no fp32 source tag here: said, not skipped silently

@@ -45,7 +45,7 @@ def _log(records: list[InferenceRecord]) -> None:
 
 def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> None:
     from quantgate.monitor.inference_log import read_served
-    from quantgate.monitor.job import _served_window
+    from quantgate.monitoring.window import served_window
 
     now = datetime.now(UTC)
     frame = pd.DataFrame({"age": [30, 50], "sex": ["Female", "Male"]})
@@ -61,14 +61,14 @@ def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> N
     _log(records)
 
     since_last_run = (now - timedelta(hours=1)).isoformat()
-    window, end = _served_window("m-quantized", "1", since_last_run, None, settings)
+    window, end = served_window("m-quantized", "1", since_last_run, None, settings)
     assert sorted(set(window["request_id"])) == [f"new-{i}" for i in range(4)] and len(window) == 8
     assert window["timestamp"].min() >= pd.Timestamp(now - timedelta(hours=1))
     assert window["timestamp"].max() < pd.Timestamp(end) and end >= now
     assert window["age"].tolist() == [30, 50] * 4 and window["label"].tolist() == ["<=50K", ">50K"] * 4
     assert window["request_row"].tolist() == [0, 1] * 4
 
-    last_hours, _ = _served_window("m-quantized", "1", since_last_run, 4.0, settings)  # --log-hours wins
+    last_hours, _ = served_window("m-quantized", "1", since_last_run, 4.0, settings)  # --log-hours wins
     assert len(last_hours) == 14 and {r[:3] for r in last_hours["request_id"]} == {"old", "new"}
 
     async def inside_a_running_loop() -> pd.DataFrame:  # a Prefect flow, a notebook: asyncio.run cannot nest
@@ -79,13 +79,14 @@ def test_window_is_read_from_the_postgresql_log(pg_log: str, settings: Any) -> N
     from quantgate.errors import DataError
 
     with pytest.raises(DataError, match=r"PostgreSQL table quantgate_inference .* has no rows since"):
-        _served_window("m-quantized", "3", since_last_run, None, settings)
+        served_window("m-quantized", "3", since_last_run, None, settings)
 
 
 def test_the_monitoring_spec_names_the_log(pg_log: str, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``inference_log:`` in monitoring/<name>.yaml (``${VARS}`` expanded) wins over the environment:
     the monitor reads where that model's server was told to log."""
-    from quantgate.monitor.job import MonitorSpec, _served_window, spec_log_target
+    from quantgate.monitoring.spec import MonitorSpec, spec_log_target
+    from quantgate.monitoring.window import served_window
 
     now = datetime.now(UTC)
     frame = pd.DataFrame({"age": [41]})
@@ -95,7 +96,7 @@ def test_the_monitoring_spec_names_the_log(pg_log: str, settings: Any, monkeypat
     spec = MonitorSpec(model="s", reference="r.parquet", inference_log="${QG_TEST_LOG_URL}")
     target = spec_log_target(spec, settings)
     assert target == pg_log
-    window, _ = _served_window("s-quantized", "1", None, 1.0, settings, target)
+    window, _ = served_window("s-quantized", "1", None, 1.0, settings, target)
     assert window["request_id"].tolist() == ["spec-0"]
     # a directory is resolved like the spec's other paths
     d = MonitorSpec(model="s", reference="r", inference_log="${QUANTGATE_HOME}/served")
@@ -105,21 +106,21 @@ def test_the_monitoring_spec_names_the_log(pg_log: str, settings: Any, monkeypat
 
 def test_unreadable_database_is_an_error_naming_it(pg_log: str, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never an empty window (which would read as "no drift"): the DSN and the cause, password hidden."""
-    from quantgate.monitor.job import _served_window
+    from quantgate.monitoring.window import served_window
 
     missing = pg_log.replace("postgres@", "postgres:s3cret@") + "_missing"
     monkeypatch.setenv(LOG_ENV, missing)
     with pytest.raises(
         ConfigError, match=r"cannot read the inference log database .*_missing.*InvalidCatalogName"
     ) as e:
-        _served_window("m-quantized", "1", None, 1.0, settings)
+        served_window("m-quantized", "1", None, 1.0, settings)
     assert "s3cret" not in str(e.value) and "postgres:***@" in str(e.value)
 
     monkeypatch.setenv(LOG_ENV, "postgresql://postgres@127.0.0.1:1/nowhere")
     with pytest.raises(
         ConfigError, match=r"cannot read the inference log database \(postgresql://postgres@127.0.0.1:1"
     ):
-        _served_window("m-quantized", "1", None, 1.0, settings)
+        served_window("m-quantized", "1", None, 1.0, settings)
 
 
 def test_labels_share_the_postgresql_database(pg_log: str, settings: Any) -> None:
@@ -143,7 +144,7 @@ def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, how: str)
     towards 0.5: a model that no longer knows)."""
     import time
 
-    from quantgate.monitor.job import TAG_LAST_MONITOR_AT
+    from quantgate.monitoring.spec import TAG_LAST_MONITOR_AT
     from quantgate.registry.mlflow_registry import client, load_wrapped
 
     cl = client(settings)
@@ -170,8 +171,8 @@ def test_performance_alert_from_labels_and_from_the_estimate(
     settings: Any,
 ) -> None:
     from quantgate.data.datasets import read_table
-    from quantgate.monitor.job import run_monitor
     from quantgate.monitor.labels import store_labels
+    from quantgate.monitoring.run import run_monitor
     from quantgate.registry.mlflow_registry import client
 
     name, version, receiver = served["name"], served["version"], served["receiver"]
@@ -220,10 +221,10 @@ def test_a_log_nobody_wrote_yet_reads_as_no_rows(pg_log: str, settings: Any) -> 
 
     from quantgate.errors import DataError
     from quantgate.monitor.inference_log import read_inferences_pg
-    from quantgate.monitor.job import _served_window
+    from quantgate.monitoring.window import served_window
 
     assert read_inferences_pg(pg_log, "m-quantized").empty
     with pytest.raises(DataError, match="has no rows since"):
-        _served_window("m-quantized", "1", None, 1.0, settings)
+        served_window("m-quantized", "1", None, 1.0, settings)
     with psycopg.connect(pg_log) as conn:
         assert conn.execute("SELECT to_regclass('quantgate_inference')").fetchone() == (None,)

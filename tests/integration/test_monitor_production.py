@@ -30,10 +30,10 @@ pytestmark = pytest.mark.integration
 def served(adult_result: dict[str, Any], settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The champion, the spec reading the inference log (no window file), and a receiver for alerts."""
     from quantgate.demo_receiver import LocalReceiver
-    from quantgate.monitor import job
+    from quantgate.monitoring import resolve
 
-    spec = job.load_monitor_spec("adult-income").model_copy(update={"window": None, "disagreement_sample": 400})
-    monkeypatch.setattr(job, "load_monitor_spec", lambda *_a, **_k: spec)
+    spec = resolve.load_monitor_spec("adult-income").model_copy(update={"window": None, "disagreement_sample": 400})
+    monkeypatch.setattr(resolve, "load_monitor_spec", lambda *_a, **_k: spec)
     receiver = LocalReceiver().start()
     monkeypatch.setenv("QUANTGATE_ALERT_WEBHOOK", receiver.url)
     with champion(settings, adult_result["registered"]) as (name, version):
@@ -45,7 +45,7 @@ def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, invert: b
     """Log ``rows`` as served by the champion, one request per row (request ids returned); the log's
     ``since`` is moved to just before, so the next run's window is exactly these rows."""
     from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
-    from quantgate.monitor.job import TAG_LAST_MONITOR_AT
+    from quantgate.monitoring.spec import TAG_LAST_MONITOR_AT
     from quantgate.registry.mlflow_registry import client, load_wrapped
 
     cl = client(settings)
@@ -72,8 +72,8 @@ def test_disagreement_labels_estimate_and_workspace(served: dict[str, Any], sett
     from sklearn.metrics import accuracy_score
 
     from quantgate.data.datasets import read_table
-    from quantgate.monitor.job import run_monitor
     from quantgate.monitor.labels import ingest_labels
+    from quantgate.monitoring.run import run_monitor
     from quantgate.registry.mlflow_registry import client
 
     name, version, receiver = served["name"], served["version"], served["receiver"]

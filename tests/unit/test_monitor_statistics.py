@@ -109,7 +109,8 @@ def test_labels_file_is_checked_and_joined_by_request_and_row(tmp_path: Path) ->
 
 def test_performance_alert_says_which_figure_fell_and_reuses_the_checks_verdicts() -> None:
     """The alert follows the checks' own ``below_gate`` / ``groups_below_gate``: no second rule."""
-    from quantgate.monitor.job import MonitorOutcome, performance_message
+    from quantgate.monitoring.checks import performance_message
+    from quantgate.monitoring.run import MonitorOutcome
 
     labelled = {"status": "ok", "n": 400, "groups": [], "groups_below_gate": []}
     labelled |= p.compare_accuracy(300, 400, 0.85, 5000, alpha=0.01)
@@ -140,7 +141,7 @@ def test_performance_alert_says_which_figure_fell_and_reuses_the_checks_verdicts
 
 
 def test_positive_rate_is_the_share_of_the_second_class_whatever_the_labels_are_called() -> None:
-    from quantgate.monitor.job import positive_rate
+    from quantgate.monitoring.score import positive_rate
 
     served = pd.Series(["malignant", "benign", "benign", "benign"])  # was: mean() of strings, a crash
     assert positive_rate(served, ["malignant", "benign"]) == 0.75

@@ -1,4 +1,5 @@
-"""Post-deployment monitoring: inference logging and data drift.
+"""Post-deployment monitoring's engine: the inference log, delayed labels, Evidently drift, and the
+statistics of the production checks. A monitoring run is steps over it: :mod:`quantgate.monitoring`.
 
 Names are resolved lazily (PEP 562) so ``import quantgate.monitor`` costs nothing; pandas and
 Evidently load only when a function that needs them is first used.

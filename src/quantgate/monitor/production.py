@@ -147,7 +147,7 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _does_not_exist(exc: BaseException) -> bool:
+def does_not_exist(exc: BaseException) -> bool:
     """MLflow's own "does not exist" answer; anything else is not an answer and must not read as absent."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
@@ -162,7 +162,7 @@ def download_artifact(cl: Any, run_id: str, path: str, what: str, dst: str) -> s
     try:
         return str(cl.download_artifacts(run_id, path, dst_path=dst))
     except Exception as exc:
-        if _does_not_exist(exc):
+        if does_not_exist(exc):
             return None
         raise DownloadFailed(f"downloading {path} ({what}) of run {run_id} failed: {error_line(exc)}") from exc
 
