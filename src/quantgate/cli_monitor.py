@@ -25,10 +25,12 @@ def monitor_labels(
 
     def body() -> None:
         from quantgate.monitor.labels import ingest_labels
+        from quantgate.monitoring.resolve import source_name
         from quantgate.registry import contract as c
 
-        rows, where = ingest_labels(c.quantized_name(model.removesuffix(c.SUFFIX)), file)
-        console.print(f"stored {rows} label(s) for {c.quantized_name(model.removesuffix(c.SUFFIX))} in {where}")
+        served = c.quantized_name(source_name(model))  # labels belong to what was served
+        rows, where = ingest_labels(served, file)
+        console.print(f"stored {rows} label(s) for {served} in {where}")
 
     _run(body)
 
