@@ -132,11 +132,23 @@ def _summary(result: dict[str, Any], receiver: Any) -> None:
         )
     m = result.get("monitor")
     if m:
-        drift = "[red]DRIFT[/]" if m["drift"] else "[green]no drift[/]"
+        drift = (
+            "[yellow]drift NOT RUN[/]"
+            if m["drift"] is None
+            else "[red]DRIFT[/]"
+            if m["drift"]
+            else "[green]no drift[/]"
+        )
         window = "the served window (inference log)" if served else "its window"
         console.print(
             f"monitor: {m['model']}-quantized v{m['version']} (@{m['alias']}) on {window}, {m['rows']} rows: "
-            f"{drift} (share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])}); run {m['run_id']}",
+            f"{drift}"
+            + (
+                ""
+                if m["drift"] is None
+                else f" (share {m['drifted_share']:.2f}; {', '.join(m['drifted_columns'][:6])})"
+            )
+            + f"; run {m['run_id']}",
             soft_wrap=True,
         )
         for d in m["deliveries"]:
@@ -341,8 +353,13 @@ def monitor(
         m = monitor_model(model=model, window=window, log_hours=log_hours)
         console.print(
             f"{m['model']}-quantized v{m['version']} (@{m['alias']}): "
-            f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
-            f"({', '.join(m['drifted_columns'])}); run {m['run_id']}"
+            + (
+                "drift NOT RUN (no column could be compared)"
+                if m["drift"] is None
+                else f"{'DRIFT' if m['drift'] else 'no drift'}, share {m['drifted_share']:.2f} "
+                f"({', '.join(m['drifted_columns'])})"
+            )
+            + f"; run {m['run_id']}"
         )
         for line in m.get("checks", []):
             console.print(f"  {escape(line)}")
