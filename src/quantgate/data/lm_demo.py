@@ -344,3 +344,119 @@ def build_demo_lm(tiny: bool = False, cfg: LMDemoConfig | None = None) -> DemoLM
         model, report = train_lm(tokenizer, _cap(train_texts, cfg.train_chars, cfg.seed + 1), cfg)
     evaluation = frame.loc[frame["split"] == "eval", ["text", *SLICE_COLUMNS]].reset_index(drop=True)
     return DemoLM(model, tokenizer, evaluation, report)
+
+
+# --- the figures docs/language-models.md quotes ---------------------------------------------------
+
+
+def core_figures(tiny: bool = False, policy_path: str | Path = "policies/generative.yaml") -> dict[str, Any]:
+    """Train the demo LM, quantize it with every LM recipe, evaluate each against fp32 per slice
+    (the policy's ``lm_evaluation`` settings) and gate it with the policy: JSON-ready figures,
+    decode ms/token at batch 1 included. The LM core end to end, without MLflow."""
+    import torch
+
+    from quantgate.evaluate.lm import decode_ms_per_token, evaluate_lm
+    from quantgate.hardware import host_info
+    from quantgate.policy.schema import load_policy
+    from quantgate.policy.verdict import gate_lm_candidate
+    from quantgate.quantize.lm import apply_lm_recipe, list_lm_recipes, tensor_bytes
+
+    start = time.perf_counter()
+    demo = build_demo_lm(tiny=tiny)
+    trained = time.perf_counter() - start
+    pol = load_policy(policy_path)
+    s = pol.lm_evaluation
+    n = min(s.max_passages or len(demo.evaluation), len(demo.evaluation))
+    ev = demo.evaluation.sample(n=n, random_state=0).reset_index(drop=True)
+    fp32_bytes = sum(tensor_bytes(demo.model).values())
+    prompt = torch.tensor([demo.tokenizer(ev["text"][0])["input_ids"][: s.prompt_tokens]])
+    out: dict[str, Any] = {
+        "host": host_info(),
+        "torch_threads": torch.get_num_threads(),
+        "training": asdict(demo.report),
+        "training_seconds_total": round(trained, 1),
+        "fp32": {"bytes": fp32_bytes, "decode_ms_per_token": decode_ms_per_token(demo.model, prompt, 32)},
+        "candidates": {},
+    }
+    for spec in list_lm_recipes():
+        res = apply_lm_recipe(demo.model, spec())
+        t0 = time.perf_counter()
+        e = evaluate_lm(
+            demo.model,
+            res.module,
+            demo.tokenizer,
+            ev["text"].tolist(),
+            ev[list(SLICE_COLUMNS)],
+            max_tokens=s.max_tokens,
+            prompt_tokens=s.prompt_tokens,
+            new_tokens=s.new_tokens,
+            max_prompts=s.max_prompts,
+            min_slice_size=pol.min_group_size,
+            resamples=pol.bootstrap.resamples,
+            confidence=pol.bootstrap.confidence,
+            seed=pol.bootstrap.seed,
+        )
+        seconds = time.perf_counter() - t0
+        size = sum(res.size_by_kind.values()) / fp32_bytes
+        verdict = gate_lm_candidate("demo-lm", pol, e, weight_bits=res.weight_bits, extra={"size_ratio": size})
+        worst = e.worst_slice()
+        out["candidates"][spec.TYPE] = {
+            "evaluation_seconds": round(seconds, 1),
+            "overall": asdict(e.overall),
+            "worst_slice": worst.name if worst else None,
+            "worst_slice_ratio": worst.figures.perplexity_ratio if worst else None,
+            "gaps": [{**asdict(g), "gap": g.gap} for g in e.gaps],
+            "quantization": res.summary(),
+            "size_ratio": size,
+            "decode_ms_per_token": decode_ms_per_token(res.module, prompt, 32),
+            "verdict": verdict.status,
+            "failed": verdict.failed_rules,
+            "warnings": [r.rule_id for r in verdict.results if r.outcome == "warn"],
+            "settings": e.settings,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m quantgate.data.lm_demo [--tiny] [--threads N] [--json FILE]``: the LM core's
+    figures for the demo LM, one line per recipe (and all of them as JSON with ``--json``)."""
+    import argparse
+    import json
+
+    import torch
+
+    ap = argparse.ArgumentParser(prog="python -m quantgate.data.lm_demo", description=main.__doc__)
+    ap.add_argument("--tiny", action="store_true", help="the test-size model (~40 s of training)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared 2-core host)")
+    ap.add_argument("--policy", default="policies/generative.yaml")
+    ap.add_argument("--json", dest="json_path", default=None, help="write every figure to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    fig = core_figures(tiny=args.tiny, policy_path=args.policy)
+    tr = fig["training"]
+    print(
+        f"trained {tr['parameters']:,} parameters for {tr['steps']} steps ({tr['stopped_by']}) in {tr['seconds']} s, "
+        f"final training loss {tr['final_loss']:.3f}; fp32 decode {fig['fp32']['decode_ms_per_token']:.2f} ms/token"
+    )
+    for name, c in fig["candidates"].items():
+        o, q = c["overall"], c["quantization"]
+        ci = o["intervals"]["perplexity_ratio"]
+        print(
+            f"{name}: perplexity {o['baseline_perplexity']:.2f} -> {o['candidate_perplexity']:.2f} "
+            f"(ratio {o['perplexity_ratio']:.4f}, CI {ci['low']:.4f}..{ci['high']:.4f}), "
+            f"bpb {o['baseline_bits_per_byte']:.4f} -> {o['candidate_bits_per_byte']:.4f}, "
+            f"KL mean {o['kl_mean']:.2e} p99 {o['kl_p99']:.2e}, top-1 {o['top1_agreement']:.4f}, "
+            f"generation {o['generation_agreement']:.3f}; worst slice {c['worst_slice']} "
+            f"({c['worst_slice_ratio']:.4f}); params quantized {q['quantized_param_share']:.1%} "
+            f"(matmul weights {q['compute_param_share']:.1%}), kept float: {', '.join(q['kept_float']) or 'none'}; "
+            f"size {c['size_ratio']:.3f}x; decode {c['decode_ms_per_token']:.2f} ms/token; "
+            f"evaluation {c['evaluation_seconds']} s; verdict {c['verdict']}"
+            + (f" (failed: {', '.join(c['failed'])})" if c["failed"] else "")
+            + (f" (warnings: {', '.join(c['warnings'])})" if c["warnings"] else "")
+        )
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(fig, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
