@@ -4,6 +4,7 @@ the LM gate, the int4 group-size choice and the LM recipe specs. No model is run
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,10 @@ from quantgate.evaluate.lm import (
     top1_agree,
     weighted_quantile_draws,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
+GENERATIVE = ROOT / "policies" / "generative.yaml"
+DEFAULT = ROOT / "policies" / "default.yaml"
 
 # --- logits -> per-token figures ---------------------------------------------------------------
 
@@ -253,7 +258,7 @@ def test_lm_evaluation_settings_are_strict() -> None:
 def test_shipped_generative_policy() -> None:
     from quantgate.policy.schema import explain, load_policy
 
-    p = load_policy("policies/generative.yaml")
+    p = load_policy(GENERATIVE)
     ratio = {r.id: r for r in p.lm_rules if r.kind == "max_ratio" and r.judged_scope == "overall"}
     assert ratio["perplexity-ratio-8bit"].threshold == 1.02 and ratio["perplexity-ratio-8bit"].applies_to(8)
     assert ratio["perplexity-ratio-4bit"].threshold == 1.10 and not ratio["perplexity-ratio-4bit"].applies_to(8)
@@ -288,7 +293,7 @@ def test_gate_passes_and_skips_rules_for_other_bits() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     ev = _evaluation(0.005, {"comedy": 0.005, "tragedy": 0.005})
-    v = gate_lm_candidate("m", load_policy("policies/generative.yaml"), ev, weight_bits=8, extra={"size_ratio": 0.3})
+    v = gate_lm_candidate("m", load_policy(GENERATIVE), ev, weight_bits=8, extra={"size_ratio": 0.3})
     by = {r.rule_id: r for r in v.results}
     assert v.passed, v.failed_rules
     assert by["perplexity-ratio-8bit"].outcome == "pass"
@@ -302,7 +307,7 @@ def test_gate_blocks_a_perplexity_ratio_over_the_8bit_bound() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     ev = _evaluation(0.04, {"comedy": 0.04, "tragedy": 0.04})  # ratio e^0.04 = 1.041
-    pol = load_policy("policies/generative.yaml")
+    pol = load_policy(GENERATIVE)
     v8 = gate_lm_candidate("m", pol, ev, weight_bits=8)
     assert "perplexity-ratio-8bit" in v8.failed_rules
     v4 = gate_lm_candidate("m", pol, ev, weight_bits=4)
@@ -317,7 +322,7 @@ def test_gate_blocks_a_slice_far_above_the_overall_increase() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     ev = _evaluation(0.03, {"comedy": 0.005, "history": 0.005, "tragedy": 0.08})
-    v = gate_lm_candidate("m", load_policy("policies/generative.yaml"), ev, weight_bits=4)
+    v = gate_lm_candidate("m", load_policy(GENERATIVE), ev, weight_bits=4)
     res = next(r for r in v.results if r.rule_id == "slice-loss-excess")
     assert res.outcome == "fail", res.evidence
     assert "worst slice genre=tragedy" in res.evidence and "allowed" in res.evidence
@@ -328,7 +333,7 @@ def test_gate_within_the_floor_passes_a_near_lossless_candidate() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     ev = _evaluation(0.00105, {"comedy": 0.0001, "tragedy": 0.002})  # ~1.9x the overall, but under 0.005 nats
-    v = gate_lm_candidate("m", load_policy("policies/generative.yaml"), ev, weight_bits=8)
+    v = gate_lm_candidate("m", load_policy(GENERATIVE), ev, weight_bits=8)
     assert next(r for r in v.results if r.rule_id == "slice-loss-excess").outcome == "pass"
 
 
@@ -337,7 +342,7 @@ def test_gate_with_no_slice_evaluated_is_not_measured_and_blocks() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     ev = summarize(_scores(increase=0.001), resamples=50)
-    v = gate_lm_candidate("m", load_policy("policies/generative.yaml"), ev, weight_bits=8)
+    v = gate_lm_candidate("m", load_policy(GENERATIVE), ev, weight_bits=8)
     res = next(r for r in v.results if r.rule_id == "slice-loss-excess")
     assert res.outcome == "not measured" and "slice-loss-excess" in v.failed_rules
 
@@ -348,7 +353,7 @@ def test_gate_refuses_a_policy_without_lm_rules() -> None:
     from quantgate.policy.verdict import gate_lm_candidate
 
     with pytest.raises(ConfigError, match="has no lm_rules"):
-        gate_lm_candidate("m", load_policy("policies/default.yaml"), summarize(_scores(), resamples=0), weight_bits=8)
+        gate_lm_candidate("m", load_policy(DEFAULT), summarize(_scores(), resamples=0), weight_bits=8)
 
 
 def test_gate_marks_classifier_rules_not_applicable() -> None:
@@ -413,3 +418,5 @@ def test_lm_recipe_specs_round_trip_and_stay_apart_from_the_classifier_registry(
         lm_recipe_from_dict({"_type": "lm-bf16", "_version": 1, "_data": {"group_sizes": [32]}})
     with pytest.raises(ConfigError, match="group sizes"):
         LMInt4WeightOnlyRecipe(group_sizes=(48,))
+    with pytest.raises(ConfigError, match="cannot keep modules in fp32"):
+        get_lm_recipe("lm-bf16", exclude=("lm_head",))

@@ -70,6 +70,13 @@ class LMBf16Recipe(LMRecipe):
     BITS: ClassVar[int] = 16
     SUMMARY: ClassVar[str] = "the whole language model cast to bf16"
 
+    def __post_init__(self) -> None:
+        if self.exclude:  # a float32 module inside a bf16 decoder would fail on dtypes: refuse, never ignore
+            raise ConfigError(
+                "lm-bf16 casts the whole model and cannot keep modules in fp32",
+                "drop exclude, or use lm-int8-weight-only / lm-int4-weight-only, which honour it",
+            )
+
 
 @dataclass(frozen=True)
 class LMWeightOnlyRecipe(LMRecipe):
