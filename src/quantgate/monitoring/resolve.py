@@ -87,6 +87,16 @@ def resolve_served(model: str, settings: Settings | None = None) -> Served:
             f"{name} has no '@{spec.alias}' version to monitor",
             f"approve a candidate and run: quantgate promote --model {source}",
         ) from None
+    # what is monitored is loaded only after it verifies (signature, every file's digest, the
+    # result tags): an altered artifact is never unpickled, and monitoring says so by name
+    from quantgate.cards.trust import verify_version
+
+    report = verify_version(mv, settings=s, check_policy_file=False)
+    if not report.passed:
+        raise RegistryError(
+            f"{name}/{mv.version} (@{spec.alias}) is not monitored: it failed verification ({report.summary()})",
+            f"run: quantgate verify {name}/{mv.version}",
+        )
     return Served(
         spec=spec,
         source=source,
