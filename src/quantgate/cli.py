@@ -477,7 +477,9 @@ def policy_validate(file: Path = typer.Argument(..., help="Policy YAML.")) -> No
         from quantgate.policy.schema import load_policy
 
         p = load_policy(file)
-        console.print(f"[green]valid[/] policy '{p.name}': {len(p.rules)} rules, digest {p.digest}")
+        lm = len(getattr(p, "lm_rules", None) or [])
+        counted = f"{len(p.rules)} rules" + (f" + {lm} language-model rules" if lm else "")
+        console.print(f"[green]valid[/] policy '{p.name}': {counted}, digest {p.digest}")
 
     _run(body, configure=False)
 
