@@ -21,16 +21,7 @@ from quantgate.monitoring.run import MonitorOutcome
 from quantgate.monitoring.score import Scored, score_window
 from quantgate.monitoring.window import Window, read_window
 from quantgate.settings import configure_environment
-from quantgate.transient import is_transient
-
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry infrastructure hiccups (see ``quantgate.transient``), never a user's mistake or a bug."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient(exc)
-    return False
+from quantgate.transient import retry_condition
 
 
 def _logged(result: Any) -> Any:
@@ -39,12 +30,14 @@ def _logged(result: Any) -> Any:
     return result
 
 
-@task(name="resolve-served", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(
+    name="resolve-served", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_condition, cache_policy=NO_CACHE
+)
 def resolve(model: str) -> Served:
     return _logged(resolve_served(model))
 
 
-@task(name="read-window", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="read-window", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_condition, cache_policy=NO_CACHE)
 def window_of(served: Served, window: str | None, log_hours: float | None) -> Window:
     return _logged(read_window(served, window=window, log_hours=log_hours))
 

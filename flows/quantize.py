@@ -17,19 +17,12 @@ from quantgate.faults import fault_point
 from quantgate.notify.emit import candidate_recorded, gate_failed_hook
 from quantgate.policy import load_policy
 from quantgate.settings import configure_environment, get_settings
-from quantgate.transient import is_transient
+from quantgate.transient import retry_condition
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry infrastructure hiccups (see ``quantgate.transient``), never a user's mistake or a bug."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient(exc)
-    return False
-
-
-@task(name="discover-source", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(
+    name="discover-source", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_condition, cache_policy=NO_CACHE
+)
 def discover(ref: str) -> pipeline.Source:
     return pipeline.discover_source(ref)
 
@@ -39,7 +32,13 @@ def load_data(source: pipeline.Source) -> pipeline.Datasets:
     return pipeline.load_datasets(source.config)
 
 
-@task(name="load-source-model", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(
+    name="load-source-model",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+)
 def load_source(source: pipeline.Source, data: pipeline.Datasets):
     return pipeline.load_source_model(source, data)
 

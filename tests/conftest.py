@@ -103,3 +103,16 @@ def quantgate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with bootstrapped_server(tmp_path_factory.mktemp("qg-server")) as server:
         yield server
+
+
+@pytest.fixture()
+def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Settings with QUANTGATE_PROJECT_DIR at the module's ``project`` fixture (a project copy whose
+    data files its source's tags name relatively), for one test."""
+    from quantgate.settings import get_settings, reset_settings
+
+    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
+    reset_settings()
+    yield get_settings()
+    monkeypatch.undo()
+    reset_settings()

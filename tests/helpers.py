@@ -64,6 +64,15 @@ def project_copy(tmp_path: Path, edit: dict[str, tuple[str, str]]) -> Path:
     return project
 
 
+def project_with_alerts(tmp_path: Path) -> Path:
+    """:func:`project_copy`, unchanged, plus the project's quantgate.yaml (the same alert routing)."""
+    import shutil
+
+    project = project_copy(tmp_path, {})
+    shutil.copy(ROOT / "quantgate.yaml", project / "quantgate.yaml")
+    return project
+
+
 #: the machine's PostgreSQL (trust auth), used by the server-mode tests
 PG = ("127.0.0.1", 5432)
 

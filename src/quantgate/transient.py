@@ -55,3 +55,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, QuantgateError):
         return False
     return any(_one(e) for e in _chain(exc))
+
+
+def retry_condition(task: object, task_run: object, state: object) -> bool:
+    """A Prefect task's ``retry_condition_fn``: retry infrastructure hiccups (:func:`is_transient`),
+    never a user's mistake or a bug."""
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except Exception as exc:
+        return is_transient(exc)
+    return False

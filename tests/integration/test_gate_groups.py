@@ -10,13 +10,11 @@ data tags name the files relative to it: the only paths a tag may name.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, project_copy
+from helpers import project_with_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -34,21 +32,7 @@ LOOSE = STRICT.replace("name: groups-strict", "name: groups-loose").replace(
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project (policies/, registry/, quantgate.yaml) the probe's files go into."""
-    project = project_copy(tmp_path_factory.mktemp("int4-probe-project"), {})
-    shutil.copy(ROOT / "quantgate.yaml", project / "quantgate.yaml")
-    return project
-
-
-@pytest.fixture()
-def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Settings with QUANTGATE_PROJECT_DIR at the project copy, for one test."""
-    from quantgate.settings import get_settings, reset_settings
-
-    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
-    reset_settings()
-    yield get_settings()
-    monkeypatch.undo()
-    reset_settings()
+    return project_with_alerts(tmp_path_factory.mktemp("int4-probe-project"))
 
 
 @pytest.fixture(scope="module")

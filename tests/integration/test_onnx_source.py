@@ -8,8 +8,6 @@ directory (a copy of this one) and the tags name them relative to it, the only p
 from __future__ import annotations
 
 import io
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import ROOT, project_copy
+from helpers import project_with_alerts
 from torch import nn
 
 pytestmark = pytest.mark.integration
@@ -40,21 +38,7 @@ class _Standardised(nn.Module):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project (policies/, registry/, quantgate.yaml) the source's data files go into."""
-    project = project_copy(tmp_path_factory.mktemp("onnx-project"), {})
-    shutil.copy(ROOT / "quantgate.yaml", project / "quantgate.yaml")
-    return project
-
-
-@pytest.fixture()
-def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Settings with QUANTGATE_PROJECT_DIR at the project copy, for one test."""
-    from quantgate.settings import get_settings, reset_settings
-
-    monkeypatch.setenv("QUANTGATE_PROJECT_DIR", str(project))
-    reset_settings()
-    yield get_settings()
-    monkeypatch.undo()
-    reset_settings()
+    return project_with_alerts(tmp_path_factory.mktemp("onnx-project"))
 
 
 @pytest.fixture(scope="module")

@@ -45,12 +45,39 @@ def _log_tiny_model(tmp: Path) -> tuple[str, str]:
     return info.model_uri, run.info.run_id
 
 
+def _sign(model_uri: str, run_id: str, policy: Path, settings: Any, verdict: str = "pass") -> dict[str, str]:
+    """Sign a logged candidate of tiny/1 the way steps/record.py does, with a gate of ``verdict``;
+    returns the provenance tags for its version."""
+    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
+    from quantgate.cards.trust import attach_provenance
+
+    ctx = {
+        "data": {"paths": {"evaluation": "/d/eval.csv"}, "digests": {"evaluation": "sha256:" + "02" * 32}},
+        "policy": {"name": "trust-test", "digest": policy_file_digest(policy)},
+        "recipe": {"label": "dynamic-int8", "digest": "sha256:" + "ab" * 32, "json": {"_type": "dynamic-int8"}},
+    }
+    return attach_provenance(
+        model_uri,
+        run_id,
+        name="tiny-quantized",
+        source={"name": "tiny", "version": "1"},
+        materials=materials_from_context(ctx, policy_path="policies/trust.yaml"),
+        builder=prefect_builder(flow_run_id=f"00000000-{verdict}", flow_name="quantize-model"),
+        settings=settings,
+        gate=gate_summary(
+            verdict=verdict,
+            policy_name="trust-test",
+            policy_digest=ctx["policy"]["digest"],
+            rules={"acc": verdict},
+            tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: verdict},
+        ),
+    )
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import mlflow
 
-    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
-    from quantgate.cards.trust import attach_provenance
     from quantgate.registry.mlflow_registry import client, ensure_experiment
     from quantgate.settings import get_settings, reset_settings
 
@@ -75,27 +102,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         cl.create_model_version("tiny", src_uri, run_id=src_run)
 
         model_uri, run_id = _log_tiny_model(home / "cand-files")
-        ctx = {
-            "data": {"paths": {"evaluation": "/d/eval.csv"}, "digests": {"evaluation": "sha256:" + "02" * 32}},
-            "policy": {"name": "trust-test", "digest": policy_file_digest(policy)},
-            "recipe": {"label": "dynamic-int8", "digest": "sha256:" + "ab" * 32, "json": {"_type": "dynamic-int8"}},
-        }
-        tags = attach_provenance(
-            model_uri,
-            run_id,
-            name="tiny-quantized",
-            source={"name": "tiny", "version": "1"},
-            materials=materials_from_context(ctx, policy_path="policies/trust.yaml"),
-            builder=prefect_builder(flow_run_id="00000000-test", flow_name="quantize-model"),
-            settings=s,
-            gate=gate_summary(
-                verdict="pass",
-                policy_name="trust-test",
-                policy_digest=policy_file_digest(policy),
-                rules={"acc": "pass"},
-                tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass"},
-            ),
-        )
+        tags = _sign(model_uri, run_id, policy, s)
         cl.create_registered_model("tiny-quantized")
         version_tags = {c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "approved", **tags}
         mv = cl.create_model_version("tiny-quantized", model_uri, run_id=run_id, tags=version_tags)
@@ -221,33 +228,13 @@ def test_a_failed_run_registered_again_as_passing_is_never_promoted(store: dict[
     """Issue 26: a new version from a signed *failed* run, tagged verdict=pass (and approved in the
     embedded store, which has no identity), reached @champion. The signed verdict decides."""
 
-    from quantgate.cards.provenance import gate_summary, materials_from_context, policy_file_digest, prefect_builder
-    from quantgate.cards.trust import attach_provenance, signed_verdict, verify_for_promotion, verify_version
+    from quantgate.cards.trust import signed_verdict, verify_for_promotion, verify_version
     from quantgate.errors import RegistryError
     from quantgate.registry.mlflow_registry import promote
 
     cl, s = store["client"], store["settings"]
     model_uri, run_id = _log_tiny_model(store["home"] / "failed-files")
-    ctx = {
-        "data": {"paths": {"evaluation": "/d/eval.csv"}, "digests": {"evaluation": "sha256:" + "02" * 32}},
-        "policy": {"name": "trust-test", "digest": policy_file_digest(store["policy"])},
-    }
-    tags = attach_provenance(
-        model_uri,
-        run_id,
-        name="tiny-quantized",
-        source={"name": "tiny", "version": "1"},
-        materials=materials_from_context(ctx, policy_path="policies/trust.yaml"),
-        builder=prefect_builder(flow_run_id="00000000-fail", flow_name="quantize-model"),
-        settings=s,
-        gate=gate_summary(
-            verdict="fail",
-            policy_name="trust-test",
-            policy_digest=ctx["policy"]["digest"],
-            rules={"acc": "fail"},
-            tags={c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "fail"},
-        ),
-    )
+    tags = _sign(model_uri, run_id, store["policy"], s, verdict="fail")
     forged = {c.TAG_SOURCE: "tiny/1", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "approved", **tags}
     mv = cl.create_model_version("tiny-quantized", model_uri, run_id=run_id, tags=forged)
     report = verify_version(mv, settings=s)
