@@ -27,7 +27,7 @@ SOURCE = "adult-income"
 QNAME = c.quantized_name(SOURCE)
 RECIPE = "ort-fp32"  # lossless: the verdict is pass on any host, so every step up to the alias runs
 #: the steps killed here, in the order the run reaches them (quantgate.faults.POINTS)
-GOVERN_KILLS = ("discover", "evaluate", "card", "sign", "register", "alias")
+GOVERN_KILLS = ("discover", "validate", "quantize", "evaluate", "card", "sign", "register", "alias")
 
 TRAIN = """
 from quantgate.data import demo_models as dm
