@@ -9,12 +9,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
 
 def first_rows(index: pd.Index, limit: int = 5) -> str:
     """The rows a data error names: '2, 5', or the first ``limit`` of them and '...'."""
     return ", ".join(map(repr, index[:limit].tolist())) + (", ..." if len(index) > limit else "")
+
+
+def read_config_text(path: str | Path, what: str) -> str:
+    """The text of a configuration file (``what``: "policy file", "recipe file", ...), or a
+    :class:`ConfigError` naming it when it is a directory, unreadable or not UTF-8 text."""
+    from pathlib import Path as _Path
+
+    p = _Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {p} is a directory, not a file", "name the YAML/JSON file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {p} is not UTF-8 text (byte {exc.start}: {exc.reason})", "save it as UTF-8 text"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} cannot be read: {exc.strerror or exc}") from None
 
 
 class QuantgateError(Exception):

@@ -22,7 +22,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from quantgate.errors import ConfigError
+from quantgate.errors import ConfigError, read_config_text
 from quantgate.retrain.spec import RetrainSpec
 from quantgate.settings import Settings, get_settings
 
@@ -174,7 +174,7 @@ def load_model_config(name: str, tags: dict[str, str] | None = None, settings: S
     source = f"tags of {name}"
     if path.exists():
         try:
-            file_data = yaml.safe_load(path.read_text()) or {}
+            file_data = yaml.safe_load(read_config_text(path, "onboarding file")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
         if not isinstance(file_data, dict):

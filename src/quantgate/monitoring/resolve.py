@@ -85,7 +85,7 @@ def resolve_served(model: str, settings: Settings | None = None) -> Served:
             raise
         raise RegistryError(
             f"{name} has no '@{spec.alias}' version to monitor",
-            f"approve a candidate and run: quantgate promote --model {source}",
+            f"approve a candidate and run: quantgate promote {source}",
         ) from None
     # what is monitored is loaded only after it verifies (signature, every file's digest, the
     # result tags): an altered artifact is never unpickled, and monitoring says so by name

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from quantgate.errors import ConfigError
+from quantgate.errors import ConfigError, read_config_text
 from quantgate.notify.routes import Route as AlertRoute  # an alerts: item (webhook URL or Prefect block)
 from quantgate.notify.routes import monitoring_example
 from quantgate.registry import contract as c
@@ -70,7 +70,9 @@ def load_monitor_spec(model: str, settings: Settings | None = None) -> MonitorSp
     if not path.exists():
         raise ConfigError(f"no monitoring spec for '{model}'", f"create {path} ({monitoring_example(path.parent)})")
     try:
-        return MonitorSpec.model_validate(yaml.safe_load(path.read_text()) or {})
+        return MonitorSpec.model_validate(yaml.safe_load(read_config_text(path, "monitoring spec")) or {})
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"monitoring spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except ValidationError as exc:
         parts = [
             f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quantgate.errors import ConfigError
+from quantgate.errors import ConfigError, read_config_text
 from quantgate.evaluate.catalog import (
     GROUP_METRICS,
     HIGHER_IS_BETTER,
@@ -31,7 +31,8 @@ JudgeOn = Literal["upper_bound", "estimate", "significant"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # NaN or inf as a threshold would make every comparison false: refused by the schema
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Rule(_Strict):
@@ -339,7 +340,7 @@ def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"policy file not found: {p}", "pass an existing YAML file with --policy")
-    return parse_policy(p.read_text(), str(p))
+    return parse_policy(read_config_text(p, "policy file"), str(p))
 
 
 def policy_json_schema() -> str:

@@ -92,7 +92,7 @@ def resolve_served(ref: str, settings: Settings | None = None, *, allow_unapprov
         if alias == c.ALIAS_CHAMPION:
             raise RegistryError(
                 f"{qname} has no '@champion' version to serve",
-                f"approve a candidate and run: quantgate promote --model {qname.removesuffix(c.SUFFIX)}",
+                f"approve a candidate and run: quantgate promote {qname.removesuffix(c.SUFFIX)}",
             ) from None
         raise exc
     label = f"{qname}/{mv.version}"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantgate.errors import DataError, GateFailed
+from quantgate.errors import ConfigError, DataError, GateFailed, read_config_text
 from quantgate.onboarding import ModelConfig
 from quantgate.steps.context import Datasets, Search, group_columns
 
@@ -29,7 +29,16 @@ def resolve_recipe(name_or_file: str | None, cfg: ModelConfig, policy: Policy | 
     if p.suffix == ".json":
         if not p.exists():
             raise DataError(f"recipe file not found: {p}")
-        return recipe_from_dict(json.loads(p.read_text()))
+        try:
+            spec = json.loads(read_config_text(p, "recipe file"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"recipe file {p} is not valid JSON: {exc}") from None
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"recipe file {p} holds a JSON {type(spec).__name__}, not an object",
+                'a recipe is {"_type": ..., "_version": ..., "_data": {...}} (see docs/recipes.md)',
+            )
+        return recipe_from_dict(spec)
     import dataclasses
 
     spec_type = get_recipe(chosen)
