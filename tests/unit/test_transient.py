@@ -70,7 +70,7 @@ def test_a_user_error_caused_by_a_timeout_is_still_the_users() -> None:
 
 
 def test_the_flow_retry_condition_asks_is_transient() -> None:
-    from quantgate.flows.quantize import _transient
+    from quantgate.transient import retry_condition as _transient  # what flows/quantize.py and monitor.py use
 
     class State:
         def __init__(self, exc: BaseException | None) -> None:
