@@ -124,7 +124,9 @@ def test_int4_reports_coverage_group_sizes_and_named_skips(demo: Any, candidates
     assert o.perplexity_ratio < 1.10 and 0 < o.kl_mean
     v = _gate(demo, res, ev)
     by = {r.rule_id: r for r in v.results}
-    assert by["perplexity-ratio-4bit"].outcome in ("pass", "fail")
+    # the seeded tiny model: the ratio's upper bound is ~1.001 here, far under the rule's 1.10
+    assert o.intervals["perplexity_ratio"].high < 1.10, o.intervals["perplexity_ratio"]
+    assert by["perplexity-ratio-4bit"].outcome == "pass", by["perplexity-ratio-4bit"].evidence
     assert by["perplexity-ratio-8bit"].outcome == "n/a"
 
 
