@@ -147,18 +147,12 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def does_not_exist(exc: BaseException) -> bool:
-    """MLflow's own "does not exist" answer; anything else is not an answer and must not read as absent."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-
-    return isinstance(exc, MlflowException) and exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-
-
 def download_artifact(cl: Any, run_id: str, path: str, what: str, dst: str) -> str | None:
     """The local copy of run ``run_id``'s artifact ``path`` (``what`` it is, for the message), or
     None when MLflow answers that it does not exist. Any other failure raises
     :class:`DownloadFailed` naming what was being downloaded, from where, and the error's first line."""
+    from quantgate.registry.mlflow_registry import does_not_exist
+
     try:
         return str(cl.download_artifacts(run_id, path, dst_path=dst))
     except Exception as exc:

@@ -55,15 +55,6 @@ def source_name(model: str) -> str:
     return model.removesuffix(c.SUFFIX)
 
 
-def _no_such_alias(exc: BaseException) -> bool:
-    """MLflow's answers for a model or alias that is not there: "does not exist", or (for an alias)
-    INVALID_PARAMETER_VALUE "... alias X not found". Anything else is not an answer."""
-    from quantgate.monitor.production import does_not_exist
-
-    code = getattr(exc, "error_code", None)
-    return does_not_exist(exc) or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
-
-
 def resolve_served(model: str, settings: Settings | None = None) -> Served:
     """The spec of ``model`` (source or ``-quantized`` name) and the version behind its alias, loaded.
 
@@ -71,7 +62,7 @@ def resolve_served(model: str, settings: Settings | None = None) -> Served:
     report on a model that serves no traffic. Only MLflow's "does not exist" reads as no such
     alias; any other registry error (server down, permission refused) is raised as it is.
     """
-    from quantgate.registry.mlflow_registry import client, load_wrapped
+    from quantgate.registry.mlflow_registry import client, load_wrapped, no_such_alias
 
     s = settings or get_settings()
     source = source_name(model)
@@ -81,7 +72,7 @@ def resolve_served(model: str, settings: Settings | None = None) -> Served:
     try:
         mv = client(s).get_model_version_by_alias(name, spec.alias)
     except Exception as exc:
-        if not _no_such_alias(exc):
+        if not no_such_alias(exc):
             raise
         raise RegistryError(
             f"{name} has no '@{spec.alias}' version to monitor",

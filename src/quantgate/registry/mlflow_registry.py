@@ -51,13 +51,20 @@ def ensure_experiment(name: str, settings: Settings | None = None) -> str:
     return exp_id
 
 
-def _absent(exc: Exception) -> bool:
+def does_not_exist(exc: BaseException) -> bool:
     """Whether an MLflow error says the thing does not exist. Anything else (a server down, a
     permission refused, a timeout) is not an answer and must not read as 'absent'."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
     return isinstance(exc, MlflowException) and exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def no_such_alias(exc: BaseException) -> bool:
+    """MLflow's answers for a model or alias that is not there: "does not exist", or (for an alias)
+    INVALID_PARAMETER_VALUE "... alias X not found". Anything else is not an answer."""
+    code = getattr(exc, "error_code", None)
+    return does_not_exist(exc) or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
 
 def _exists(cl: MlflowClient, name: str) -> bool:
@@ -67,7 +74,7 @@ def _exists(cl: MlflowClient, name: str) -> bool:
         cl.get_registered_model(name)
         return True
     except MlflowException as exc:
-        if _absent(exc):
+        if does_not_exist(exc):
             return False
         raise
 
@@ -227,8 +234,7 @@ def _alias_version(cl: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(cl.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        # MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... alias X not found"
-        if _absent(exc) or (exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
+        if no_such_alias(exc):
             return None
         raise
 
