@@ -295,10 +295,19 @@ def approval_problems(mv: ModelVersion, report: VerificationReport, *, require_s
     return problems
 
 
-def verify_for_promotion(mv: ModelVersion, settings: Settings | None = None) -> str | None:
+def verify_for_promotion(
+    mv: ModelVersion,
+    settings: Settings | None = None,
+    *,
+    require_stamp: bool | None = None,
+    check_host: bool = True,
+) -> str | None:
     """``promote(..., verify=verify_for_promotion)``: refuse (RegistryError) unless the signed
-    provenance verifies, the approval still binds to it (:func:`approval_problems`) and this host's
-    instruction set is the one the candidate was gated for. Returns the provenance digest."""
+    provenance verifies, its signed verdict is pass, the approval still binds to it
+    (:func:`approval_problems`; the server's stamp required unless the store is embedded, or as
+    ``require_stamp`` says) and, when ``check_host``, this host's instruction set is the one the
+    candidate was gated for. Returns the provenance digest. The server app checks a ``@champion``
+    move with it too (stamp required, no host check: the server is not where the model runs)."""
     from quantgate.hardware import host_mismatch
 
     s = settings or get_settings()
@@ -314,10 +323,11 @@ def verify_for_promotion(mv: ModelVersion, settings: Settings | None = None) -> 
         raise RegistryError(
             f"{mv.name}/{mv.version}: promotion refused, its signed gate verdict is {verdict or 'missing'}, not pass"
         )
-    problems = approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
+    stamp = not s.embedded_mlflow if require_stamp is None else require_stamp
+    problems = approval_problems(mv, report, require_stamp=stamp)
     if problems:
         raise RegistryError(f"{mv.name}/{mv.version}: promotion refused, {'; '.join(problems)}")
-    mismatch = host_mismatch(signed_target(report))
+    mismatch = host_mismatch(signed_target(report)) if check_host else None
     if mismatch:
         raise RegistryError(
             f"{mv.name}/{mv.version}: promotion refused, {mismatch}",

@@ -207,24 +207,16 @@ class QuantgateHooks:
         return rules.Decision.allow("signed verdict pass")
 
     def verify_champion(self, name: str, version: str) -> rules.Decision:
-        """@champion only at a version that verifies now, whose signed verdict is pass and whose
-        approval is stamped and bound to the verified statement."""
-        from quantgate.cards.trust import approval_problems, signed_verdict, verify_version
+        """@champion only at a version that passes promotion's own checks now: it verifies, its
+        signed verdict is pass, its approval is stamped and bound to the verified statement."""
+        from quantgate.cards.trust import verify_for_promotion
+        from quantgate.errors import RegistryError
 
         mv = self.registry().get_model_version(name, version)
-        report = verify_version(mv, settings=_server_settings())
-        if not report.passed:
-            return rules.Decision.refuse(
-                f"{name}/{version} failed verification, @champion refused ({report.summary()})"
-            )
-        verdict = signed_verdict(report)
-        if verdict != "pass":
-            return rules.Decision.refuse(
-                f"{name}/{version}'s signed verdict is {verdict or 'missing'}: @champion refused"
-            )
-        problems = approval_problems(mv, report, require_stamp=True)
-        if problems:
-            return rules.Decision.refuse(f"{name}/{version}: @champion refused, {'; '.join(problems)}")
+        try:
+            verify_for_promotion(mv, settings=_server_settings(), require_stamp=True, check_host=False)
+        except RegistryError as exc:
+            return rules.Decision.refuse(f"@champion refused: {exc.one_line()}")
         return rules.Decision.allow("champion verified")
 
     def verify(self, name: str, version: str, decision: rules.Decision) -> rules.Decision:
