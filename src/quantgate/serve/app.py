@@ -107,9 +107,11 @@ def resolve_served(ref: str, settings: Settings | None = None, *, allow_unapprov
     if verdict != "pass":
         raise RegistryError(f"{label} did not pass its gate (signed verdict {verdict or 'missing'}); it is not served")
     approval = (mv.tags or {}).get(c.TAG_APPROVAL)
-    problems = [] if approval == "approved" else [f"it is not approved ({c.TAG_APPROVAL}={approval})"]
-    if approval == "approved":
-        problems = approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
+    problems = (
+        approval_problems(mv, report, require_stamp=not s.embedded_mlflow)
+        if approval == "approved"
+        else [f"it is not approved ({c.TAG_APPROVAL}={approval})"]
+    )
     if problems and not allow_unapproved:
         raise RegistryError(
             f"{label} is not served: {'; '.join(problems)}",
@@ -124,16 +126,10 @@ def resolve_served(ref: str, settings: Settings | None = None, *, allow_unapprov
 
 def _mark_unapproved(mv: Any, why: str, settings: Settings) -> None:
     """Say loudly that an unapproved version is served, and record it on the version."""
-    import getpass
-
-    from quantgate.registry.mlflow_registry import client
+    from quantgate.registry.mlflow_registry import client, default_actor
 
     log.warning("SERVING AN UNAPPROVED VERSION %s/%s (--allow-unapproved): %s", mv.name, mv.version, why)
-    try:
-        who = getpass.getuser()
-    except Exception:
-        who = "unknown"
-    stamp = f"{datetime.now(UTC).isoformat(timespec='seconds')} by {who}: {why}"
+    stamp = f"{datetime.now(UTC).isoformat(timespec='seconds')} by {default_actor(settings)}: {why}"
     client(settings).set_model_version_tag(mv.name, str(mv.version), c.TAG_SERVED_UNAPPROVED, stamp[:500])
 
 
