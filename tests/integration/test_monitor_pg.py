@@ -144,7 +144,7 @@ def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, how: str)
     towards 0.5: a model that no longer knows)."""
     import time
 
-    from quantgate.monitoring.spec import TAG_LAST_MONITOR_AT
+    from quantgate.registry.contract import TAG_LAST_MONITOR_AT
     from quantgate.registry.mlflow_registry import client, load_wrapped
 
     cl = client(settings)

@@ -45,7 +45,7 @@ def _serve(settings: Any, name: str, version: str, rows: pd.DataFrame, invert: b
     """Log ``rows`` as served by the champion, one request per row (request ids returned); the log's
     ``since`` is moved to just before, so the next run's window is exactly these rows."""
     from quantgate.monitor.inference_log import InferenceRecord, ParquetSink, inference_root
-    from quantgate.monitoring.spec import TAG_LAST_MONITOR_AT
+    from quantgate.registry.contract import TAG_LAST_MONITOR_AT
     from quantgate.registry.mlflow_registry import client, load_wrapped
 
     cl = client(settings)

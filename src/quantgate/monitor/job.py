@@ -12,21 +12,15 @@ from quantgate._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from quantgate.monitoring.run import MonitorOutcome, run_monitor
-    from quantgate.monitoring.spec import (
-        DRIFT_EVENT,
-        EXPERIMENT,
-        TAG_LAST_MONITOR_AT,
-        MonitorSpec,
-        load_monitor_spec,
-        spec_log_target,
-    )
+    from quantgate.monitoring.spec import DRIFT_EVENT, EXPERIMENT, MonitorSpec, load_monitor_spec, spec_log_target
+    from quantgate.registry.contract import TAG_LAST_MONITOR_AT
 
 _EXPORTS: dict[str, str] = {
     "MonitorOutcome": "quantgate.monitoring.run",
     "run_monitor": "quantgate.monitoring.run",
     "DRIFT_EVENT": "quantgate.monitoring.spec",
     "EXPERIMENT": "quantgate.monitoring.spec",
-    "TAG_LAST_MONITOR_AT": "quantgate.monitoring.spec",
+    "TAG_LAST_MONITOR_AT": "quantgate.registry.contract",
     "MonitorSpec": "quantgate.monitoring.spec",
     "load_monitor_spec": "quantgate.monitoring.spec",
     "spec_log_target": "quantgate.monitoring.spec",

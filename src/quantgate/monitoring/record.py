@@ -18,8 +18,9 @@ from quantgate.monitoring.checks import ProductionCheck, ProductionChecks
 from quantgate.monitoring.drift import DriftCheck
 from quantgate.monitoring.resolve import Served
 from quantgate.monitoring.score import Scored
-from quantgate.monitoring.spec import EXPERIMENT, TAG_DRIFT, TAG_LAST_MONITOR_AT, TAG_LAST_MONITOR_RUN
+from quantgate.monitoring.spec import EXPERIMENT
 from quantgate.monitoring.window import Window
+from quantgate.registry.contract import TAG_DRIFT, TAG_LAST_MONITOR_AT, TAG_LAST_MONITOR_RUN
 from quantgate.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def record_monitoring(
             {
                 "quantgate.monitored": served.ref,
                 "quantgate.alias": served.alias,
-                "quantgate.drift": drift_tag(drift),
+                TAG_DRIFT: drift_tag(drift),
                 "quantgate.window": window.source,
                 **({"quantgate.drift_not_compared": result.not_compared_text[:4000]} if result.not_compared else {}),
             }

@@ -19,11 +19,6 @@ from quantgate.settings import Settings, get_settings
 EXPERIMENT = "quantgate-monitoring"
 #: the Prefect event a drifted window emits (the ``retrain`` deployment's trigger)
 DRIFT_EVENT = "quantgate.drift.detected"
-#: end of the last monitored window (UTC ISO time): the next inference-log window starts there
-TAG_LAST_MONITOR_AT = "quantgate.last_monitor_at"
-#: the version's tags the record step writes beside it
-TAG_LAST_MONITOR_RUN = "quantgate.last_monitor_run"
-TAG_DRIFT = "quantgate.drift"
 
 
 class MonitorSpec(BaseModel):

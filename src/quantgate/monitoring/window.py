@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from quantgate.errors import DataError
 from quantgate.monitoring.resolve import Served
-from quantgate.monitoring.spec import TAG_LAST_MONITOR_AT, spec_log_target
+from quantgate.monitoring.spec import spec_log_target
+from quantgate.registry.contract import TAG_LAST_MONITOR_AT
 from quantgate.settings import Settings, get_settings
 
 if TYPE_CHECKING:

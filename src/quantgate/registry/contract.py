@@ -75,7 +75,10 @@ TAG_REGISTERING = "quantgate.registering"
 #: itself (path, key, artifact digest) and are checked against it by verification
 PROVENANCE_TAGS = (TAG_PROVENANCE, TAG_SIGNING_KEY, TAG_ARTIFACT_DIGEST)
 #: result tags written after the gate, by monitoring (not part of the signed gate)
-MONITOR_TAGS = ("quantgate.last_monitor_run", "quantgate.drift", "quantgate.last_monitor_at")
+TAG_LAST_MONITOR_AT = "quantgate.last_monitor_at"  # end of the last monitored window (UTC ISO time)
+TAG_LAST_MONITOR_RUN = "quantgate.last_monitor_run"  # the monitoring run's MLflow id
+TAG_DRIFT = "quantgate.drift"  # true / false / not run
+MONITOR_TAGS = (TAG_LAST_MONITOR_RUN, TAG_DRIFT, TAG_LAST_MONITOR_AT)
 PROTECTED_ALIASES = (ALIAS_CHAMPION, ALIAS_PREVIOUS)
 APPROVAL_VALUES = ("pending", "approved", "rejected")
 
