@@ -68,9 +68,9 @@ def unavailable_line(exc: BaseException) -> str:
     ("Connection refused", "Read timed out") instead of the transport's nested retry message."""
     import re
 
-    from quantgate.transient import _chain
+    from quantgate.transient import exception_chain
 
-    text = " ".join(str(e) for e in _chain(exc))
+    text = " ".join(str(e) for e in exception_chain(exc))
     cause = re.search(
         r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|Connection refused|Temporary failure[^'\")]*", text
     )

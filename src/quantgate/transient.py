@@ -13,7 +13,7 @@ _RETRYABLE_MLFLOW_CODES = frozenset(
 _SQLITE_BUSY = ("database is locked", "database table is locked")
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
     """The exception and what it was raised from or during (MLflow wraps transport errors)."""
     seen: list[BaseException] = []
     cur: BaseException | None = exc
@@ -54,7 +54,7 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, QuantgateError):
         return False
-    return any(_one(e) for e in _chain(exc))
+    return any(_one(e) for e in exception_chain(exc))
 
 
 def retry_condition(task: object, task_run: object, state: object) -> bool:
