@@ -137,7 +137,10 @@ def test_query_and_body_that_disagree_are_refused(quantgate_server: Server, read
             timeout=60,
         )
         _refused(tag, 400, "ambiguous request")
-    # the body alone with a text/plain type: basic-auth finds no name in the query (400)
+    # the body alone with a text/plain type is refused by one of the two layers, whichever reads it
+    # first in this server's state: basic-auth finding no name in the query (400, seen when this
+    # module runs alone), or quantgate judging the body MLflow would run (403, protected alias;
+    # seen when the server-app tests ran before on the same server)
     plain = requests.delete(
         f"{server.url}/api/2.0/mlflow/registered-models/alias",
         data=f'{{"name": "{name}", "alias": "{c.ALIAS_CHAMPION}"}}',
@@ -145,7 +148,11 @@ def test_query_and_body_that_disagree_are_refused(quantgate_server: Server, read
         auth=server.auth("rita"),
         timeout=60,
     )
-    assert plain.status_code == 400, plain.text
+    assert plain.status_code in (400, 403), plain.text
+    if plain.status_code == 403:
+        assert "alias @champion is protected" in plain.text, plain.text
+    else:
+        assert "Missing value for required parameter 'name'" in plain.text, plain.text
     assert _champion(server, name) == version
     assert {k: v for k, v in version_tags(server, name, version).items() if k in c.STAMP_TAGS} == stamps
 
