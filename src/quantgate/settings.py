@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         description="MLflow UI base URL for links in alerts (default: an http(s) tracking URI, else quantgate ui's).",
     )
     torch_threads: int = Field(default=2, ge=1, description="Threads for torch inference.")
+    serve_max_body_mb: int = Field(
+        default=128,
+        ge=1,
+        description="Largest /invocations request body quantgate serve accepts, in MiB; a larger one gets a 413.",
+    )
+    max_data_file_mb: int = Field(
+        default=1024,
+        ge=1,
+        description="Largest data file (calibration, evaluation, reference, monitoring window) read whole into "
+        "memory, in MiB; a larger one is refused with a hint to sample it.",
+    )
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler (e.g. tcp://host:8786) the nightly sweep fans its source versions out to, "

@@ -456,9 +456,6 @@ CASES: list[Case] = [
         "forty",
         exit=3,
         file=("mixed.csv", _mixed),
-        bug="the message points at the wrong values: the column is read as strings, so the numeric-type check "
-        "counts every value ('662 of 662 non-null values non-numeric') and shows valid numbers as its examples "
-        "('26' x2, '36' x2); the two words ('forty', 'unknown') are never named",
     ),
     Case(
         "data-nan-inf-labels",
@@ -507,12 +504,9 @@ CASES: list[Case] = [
         "a 2 GB CSV (a sparse file: the header, then 2 GB of NUL bytes), read under an address-space cap "
         "of 1 GiB over the CLI's own",
         (*VALIDATE, "{huge}"),
-        "",
+        "over the limit of 1024 MiB",
         address_space_extra=GiB,
         timeout=180,
-        bug="there is no size limit and no streaming: read_table hands the whole file to pandas.read_csv, "
-        "which under the cap ends with 'cannot read ... as CSV: out of memory' (without a cap it would "
-        "try to hold 2 GB in memory: an out-of-memory kill in a small container)",
     ),
     # --- models
     Case(
@@ -550,8 +544,6 @@ CASES: list[Case] = [
         (*VALIDATE, "{calibration}"),
         "module.pt",
         prepare="source-module-missing",
-        bug="loading a source version whose artifact file is missing raises FileNotFoundError, which is "
-        "not a QuantgateError: 'error: FileNotFoundError: ...' with exit 1 instead of 2",
     ),
     Case(
         "model-source-artifact-corrupted",
@@ -560,8 +552,6 @@ CASES: list[Case] = [
         (*VALIDATE, "{calibration}"),
         "module.pt",
         prepare="source-module-truncated",
-        bug="torch's 'PytorchStreamReader failed reading zip archive' RuntimeError escapes: exit 1 "
-        "('error: RuntimeError: ...') instead of a one-line error naming the file (exit 2)",
     ),
     Case(
         "model-candidate-artifact-missing",
@@ -642,11 +632,6 @@ CASES: list[Case] = [
         (*QUANTIZE, "--recipe", "{file}"),
         "exclude",
         file=("exclude.json", _recipe_json(data={"exclude": {"nested": True}})),
-        bug="a recipe field of the wrong type passes resolve_recipe (recipe_from_dict checks field names, "
-        "not types), so the command goes on to start the quantize flow; the sweep gives commands no "
-        "reachable Prefect API, so it then fails on that, with a message about the connection (and the "
-        "wrong server: it names the MLflow store); with a reachable Prefect a scratch store registered "
-        "adult-income-quantized as 'dynamic-int8(exclude=1)' and moved @candidate to it",
     ),
     # --- registry states
     Case(

@@ -132,9 +132,6 @@ REQUESTS = [
         "a 100 MB body that is not JSON (spaces, then `x`)",
         _huge_malformed,
         "JSON",
-        bug="the answer is a 400, but its message echoes the whole body back (MLflow's scoring server puts "
-        "the input in the message): a 100 MB error message; quantgate serve sets no body-size limit "
-        "(no 413) in front of MLflow's parser",
     ),
     Request(
         "serve-10k-rows-one-bad",

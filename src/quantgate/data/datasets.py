@@ -295,9 +295,17 @@ def _read_csv(p: Path) -> pd.DataFrame:
     return df
 
 
+def _max_data_file_mb() -> int:
+    from quantgate.settings import get_settings
+
+    return get_settings().max_data_file_mb
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV (UTF-8) or Parquet file; every failure is a one-line DataError naming the file and the fix.
 
+    A file over ``max_data_file_mb`` (setting ``QUANTGATE_MAX_DATA_FILE_MB``, default 1024) is refused
+    before it is read: it would be held in memory whole (several times its size for a CSV).
     Broken input is refused rather than repaired: a line with too many or too few fields, bytes
     that are not UTF-8 (no guessing of latin-1: a silently mangled category is worse than an
     error), a ``.parquet`` file that is not Parquet, an empty file.
@@ -316,6 +324,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read {p}: {_first_line(exc)}", "check the file's permissions") from exc
     if size == 0:
         raise DataError(f"data file {p} is empty (0 bytes)", f"write the {kind} data (a header and rows) to it")
+    limit_mb = _max_data_file_mb()
+    if size > limit_mb * 1024 * 1024:
+        raise DataError(
+            f"data file {p} is {size / 1024**3:.2f} GiB, over the limit of {limit_mb} MiB for a table read whole "
+            "into memory",
+            "calibration and evaluation need a representative sample (a few thousand rows), not the whole "
+            "corpus: sample it into a smaller file, or raise QUANTGATE_MAX_DATA_FILE_MB if this host has the memory",
+        )
     if kind == "Parquet":
         return _read_parquet(p, size)
     return _read_csv(p)

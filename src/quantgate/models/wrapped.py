@@ -162,7 +162,10 @@ class WrappedModel:
 
     @classmethod
     def load(cls, artifacts: dict[str, str]) -> WrappedModel:
-        module = torch.load(artifacts["module"], weights_only=False, map_location="cpu")
+        try:
+            module = torch.load(artifacts["module"], weights_only=False, map_location="cpu")
+        except RuntimeError as exc:  # damaged bytes: torch's message does not name the file
+            raise RuntimeError(f"{exc} (reading {artifacts['module']})") from exc
         spec = json.loads(Path(artifacts["spec"]).read_text())
         tokenizer = None
         if "tokenizer" in artifacts:

@@ -82,7 +82,34 @@ def recipe_from_dict(d: dict[str, Any]) -> Recipe:
     if unknown:
         raise ConfigError(f"recipe {t}: unknown field(s) {', '.join(unknown)}")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    _check_field_types(t, spec, data)
     return spec(**data)
+
+
+def _check_field_types(name: str, spec: type[Recipe], data: dict[str, Any]) -> None:
+    """Each field's value has the field's declared type, strictly (pydantic): a recipe file with
+    ``"exclude": {"nested": true}`` is refused here, naming the field, instead of quantizing with a
+    spec nobody wrote."""
+    from typing import get_type_hints
+
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = get_type_hints(spec)
+    for key, value in data.items():
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(
+                f"recipe {name}: field {key!r} must be {_type_name(hints[key])}, got {type(value).__name__} "
+                f"{value!r}" + (f" ({err['msg']})" if err.get("msg") else ""),
+                "fix the value in the recipe file (see docs/recipes.md for each recipe's fields)",
+            ) from None
+
+
+def _type_name(hint: Any) -> str:
+    text = str(hint).replace("typing.", "")
+    return {"tuple[str, ...]": "a list of strings"}.get(text, getattr(hint, "__name__", text))
 
 
 def apply_recipe(module: nn.Module, recipe: Recipe, calibration: Calibration | None = None) -> QuantizationResult:

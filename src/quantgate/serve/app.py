@@ -248,8 +248,11 @@ def build_app(
     served: ServedModel,
     writer: InferenceLogWriter | None,
     on_shutdown: Callable[[], None] | None = None,
+    max_body_mb: int | None = None,
 ) -> ASGIApp:
-    """MLflow's scoring app for ``model`` (a loaded PyFuncModel), with the inference log around it.
+    """MLflow's scoring app for ``model`` (a loaded PyFuncModel), with the inference log around it
+    and :class:`~quantgate.serve.guard.RequestGuard` inside it (413 over ``max_body_mb``, default
+    the ``serve_max_body_mb`` setting; error messages clipped).
 
     ``writer=None`` serves MLflow's app with request ids only (the benchmark's baseline is the bare
     MLflow app). A model without an input signature is refused: nothing could check requests.
@@ -261,6 +264,11 @@ def build_app(
             f"{served.name}/{served.version} has no input signature",
             "log the model with a signature so requests can be checked",
         )
+    from quantgate.serve.guard import RequestGuard
+    from quantgate.settings import get_settings
+
     if writer is not None:
         capture_predictions(model)
-    return InferenceLogMiddleware(scoring_server.init(model), served, writer, on_shutdown)
+    limit = (max_body_mb or get_settings().serve_max_body_mb) * 1024 * 1024
+    guarded = RequestGuard(scoring_server.init(model), max_body_bytes=limit)
+    return InferenceLogMiddleware(guarded, served, writer, on_shutdown)

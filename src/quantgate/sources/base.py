@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from quantgate.errors import UnsupportedModel
+from quantgate.errors import QuantgateError, UnsupportedModel
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -112,6 +113,44 @@ def load_source(ctx: SourceContext) -> WrappedModel:
             f"{ctx.ref} has flavor(s) {', '.join(ctx.flavors)}, which quantgate cannot quantize",
             f"quantgate governs {SUPPORTED}",
         )
-    wrapped = handler.load(ctx)
+    try:
+        wrapped = handler.load(ctx)
+    except QuantgateError:
+        raise
+    except (OSError, EOFError, pickle.UnpicklingError, RuntimeError) as exc:
+        if not _is_artifact_read_error(exc):
+            raise
+        raise UnsupportedModel(
+            f"the artifact of {ctx.ref} ({handler.kind}) cannot be read: {_first_line(exc)}",
+            "the registered files are missing or damaged: log and register the model again "
+            "(nothing was quantized or registered)",
+        ) from exc
     wrapped.spec.setdefault("source_kind", handler.kind)
     return wrapped
+
+
+#: what torch, ONNX and pickle say when the bytes of a file are damaged (not a bug of ours)
+_DAMAGED = (
+    "PytorchStreamReader",
+    "failed finding central directory",
+    "invalid load key",
+    "unexpected EOF",
+    "Ran out of input",
+    "INVALID_PROTOBUF",
+    "Protobuf parsing failed",
+)
+
+
+def _is_artifact_read_error(exc: BaseException) -> bool:
+    """A missing file (OSError, FileNotFoundError) or the damaged-bytes messages of the loaders;
+    any other RuntimeError stays what it is (a bug shows its traceback)."""
+    if isinstance(exc, OSError | EOFError | pickle.UnpicklingError):
+        return True
+    return any(marker in str(exc) for marker in _DAMAGED)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    name = getattr(exc, "filename", None)
+    line = text[0] if text else type(exc).__name__
+    return f"{line} ({name})" if name and str(name) not in line else line

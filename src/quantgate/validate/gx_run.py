@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from quantgate.errors import DataError
+from quantgate.errors import DataError, first_rows
 from quantgate.validate._gx import import_gx
 from quantgate.validate.checks import pct
 from quantgate.validate.columns import STRING_KINDS, is_number
@@ -124,6 +124,27 @@ def _to_check(r: ExpectationValidationResult) -> tuple[int, CheckResult]:
     else:
         check = CheckResult.judged(name, bool(r.success), _observed(kind, r), expected, column)
     return KIND_RANK.get(kind, 99), check
+
+
+def _name_non_numbers(check: CheckResult, r: ExpectationValidationResult, frame: pd.DataFrame) -> CheckResult:
+    """A failed numeric-type check on a column read as text: GX counts every value (each is a
+    string), so its count and examples point at valid numbers. Name the values that are not numbers
+    instead (what the user must fix), e.g. 'forty' among 660 ages."""
+    meta = r.expectation_config.meta or {}
+    col = meta.get(META_COLUMN)
+    if check.passed or meta.get(META_KIND) != "type" or col not in frame.columns or is_number(frame[col]):
+        return check
+    values = frame[col].dropna()
+    words = values[pd.to_numeric(values, errors="coerce").isna()]
+    if words.empty:
+        return check
+    examples = list(dict.fromkeys(map(str, words.tolist())))[:3]
+    shown = ", ".join(repr(v) for v in examples) + (", ..." if words.nunique() > len(examples) else "")
+    observed = (
+        f"{len(words)} of {len(values)} non-null values are not numbers, e.g. {shown} (rows "
+        f"{first_rows(words.index)}); so the column is read as text (dtype {frame[col].dtype})"
+    )
+    return CheckResult.judged(check.name, False, observed, check.expected, check.column)
 
 
 def _finite_check(s: pd.Series, c: ColumnProfile) -> CheckResult:
@@ -295,6 +316,7 @@ def validate_frame(
     ranked: list[tuple[tuple[int, int], CheckResult]] = list(extra)
     for r in result.results:
         rank, check = _to_check(r)
+        check = _name_non_numbers(check, r, frame)
         ranked.append(((order.get(check.column, -1) if check.column else -1, rank), check))
     ranked.sort(key=lambda t: t[0])
     checks = settle_blocked_by([c for _, c in ranked])
