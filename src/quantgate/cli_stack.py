@@ -54,7 +54,9 @@ def up(
     mlflow_port: int = typer.Option(5000, "--mlflow-port", min=0, help="MLflow's loopback port (0: a free one)."),
     prefect_port: int = typer.Option(4200, "--prefect-port", min=0, help="Prefect's loopback port (0: a free one)."),
     artifacts: str = typer.Option(
-        "", "--artifacts", help="Where MLflow keeps artifacts (proxied): a folder or s3://BUCKET "
+        "",
+        "--artifacts",
+        help="Where MLflow keeps artifacts (proxied): a folder or s3://BUCKET "
         "(default: $QUANTGATE_HOME/stack/artifacts).",
     ),
     pool: str = typer.Option("quantgate", "--pool", help="The Prefect process work pool the worker serves."),

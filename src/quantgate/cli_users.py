@@ -148,7 +148,11 @@ def init_config(
 
         path.write_text(
             auth_config_text(
-                database_uri=database_uri, admin=admin, promoter=promoter, approvers_role=approvers_role, pipeline=pipeline
+                database_uri=database_uri,
+                admin=admin,
+                promoter=promoter,
+                approvers_role=approvers_role,
+                pipeline=pipeline,
             )
         )
         console.print(f"wrote {path}; start the server with MLFLOW_AUTH_CONFIG_PATH={path}")

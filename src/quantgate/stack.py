@@ -338,7 +338,9 @@ def worker_online(prefect_api: str, pool: str) -> bool:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens on the loopback ``port`` (bound as the servers bind: TIME_WAIT does not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError:
