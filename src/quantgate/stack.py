@@ -430,7 +430,7 @@ def _first_setup(cfg: StackConfig, config_path: Path) -> list[str]:
 
     from quantgate.server.config import ROLE_WORKSPACE, read_server_config
 
-    done = secret_path(cfg.dir, "setup-done")
+    done = cfg.dir / "auth-setup-done"
     if done.exists():
         return []
     server_cfg = read_server_config(str(config_path))
@@ -473,8 +473,8 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> StackConfig:
     if made:
         say(f"created PostgreSQL database(s): {', '.join(made)}")
     if cfg.auth_db in made:  # a new auth database gets the bootstrap admin again: set it up again
-        secret_path(d, "setup-done").unlink(missing_ok=True)
-    if not secret_path(d, "setup-done").exists() and cfg.auth_db not in made and _auth_has_users(cfg):
+        (d / "auth-setup-done").unlink(missing_ok=True)
+    if not (d / "auth-setup-done").exists() and cfg.auth_db not in made and _auth_has_users(cfg):
         raise QuantgateError(
             f"auth database {cfg.auth_db} already has users, but {d}/secrets has no stack admin password",
             "pass --auth-db NEW_NAME, or drop that database if it is a leftover",
