@@ -89,11 +89,16 @@ def test_up_status_register_down(stack_env: dict[str, Any]) -> None:
     os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
     os.environ["MLFLOW_TRACKING_PASSWORD"] = (d / "secrets" / "admin-password").read_text().strip()
     try:
-        MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url).create_registered_model("stack-test")
+        client = MlflowClient(tracking_uri=mlflow_url, registry_uri=mlflow_url)
+        client.create_registered_model("stack-test")
+        run = client.create_run(client.create_experiment("stack-test"))
+        client.log_text(run.info.run_id, "hello", "note.txt")  # proxied: the server writes the file
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     assert _sql(dbs["mlflow"], "SELECT name FROM registered_models") == [("stack-test",)]
+    assert [p.read_text() for p in (d / "artifacts").rglob("note.txt")] == ["hello"]
     assert _sql(dbs["auth"], "SELECT username FROM users ORDER BY username") == [("admin",), ("quantgate-pipeline",)]
     assert _sql(dbs["prefect"], "SELECT name, type FROM work_pool") == [("quantgate", "process")]
     status = run_cli(env, "stack", "status", timeout=120)
