@@ -391,8 +391,11 @@ def _bin(name: str) -> str:
 
 
 def _base_env() -> dict[str, str]:
-    """The caller's environment minus anything pointing MLflow or Prefect elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    """The caller's environment minus anything pointing MLflow or Prefect elsewhere; an S3-compatible
+    artifact store's settings (``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*``) pass through to the server."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_")) or k.startswith("MLFLOW_S3_")
+    }
 
 
 def _start(d: Path, name: str, cmd: list[str], env: dict[str, str], health: str, url: str = "") -> PidRecord:

@@ -134,3 +134,14 @@ def test_a_dead_process_is_reported_not_running(tmp_path: Path) -> None:
     proc.wait()
     assert start_marker(proc.pid) is None
     assert stop_record(tmp_path, rec) == f"mlflow (pid {proc.pid}) was not running"
+
+
+def test_the_servers_do_not_inherit_the_callers_mlflow_or_prefect_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantgate.stack import _base_env
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://elsewhere")
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere/api")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    env = _base_env()
+    assert "MLFLOW_TRACKING_URI" not in env and "PREFECT_API_URL" not in env
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:9000"  # an S3-compatible artifact store
