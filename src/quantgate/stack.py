@@ -428,7 +428,9 @@ def auth_ini(cfg: StackConfig) -> Path:
 
 def _first_setup(cfg: StackConfig, config_path: Path) -> list[str]:
     """On a new auth database: replace the bootstrap admin password, create the approvers role and the
-    pipeline user (EDIT on every model): what ``quantgate users setup`` and ``users add`` do."""
+    pipeline user (EDIT on every model): what ``quantgate users setup`` and ``users add`` do. Each step
+    is skipped when already done, so a setup cut short resumes on the next ``up``."""
+    from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
     from quantgate.server.config import ROLE_WORKSPACE, read_server_config
@@ -439,16 +441,24 @@ def _first_setup(cfg: StackConfig, config_path: Path) -> list[str]:
     server_cfg = read_server_config(str(config_path))
     bootstrap, admin_pw = secret(cfg.dir, "bootstrap-admin-password"), secret(cfg.dir, "admin-password")
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN, bootstrap
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN, admin_pw
     try:
         client = AuthServiceClient(cfg.mlflow_url)
-        client.update_user_password(ADMIN, admin_pw, current_password=bootstrap)
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = admin_pw
-        if not any(r.name == server_cfg.approvers_role for r in client.list_roles(ROLE_WORKSPACE)):
+        try:
+            roles = client.list_roles(ROLE_WORKSPACE)  # answers only once the password is replaced
+        except MlflowException:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = bootstrap
+            client.update_user_password(ADMIN, admin_pw, current_password=bootstrap)
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = admin_pw
+            roles = client.list_roles(ROLE_WORKSPACE)
+        if not any(r.name == server_cfg.approvers_role for r in roles):
             role = client.create_role(ROLE_WORKSPACE, server_cfg.approvers_role, "may set quantgate.approval")
             client.add_role_permission(role.id, "registered_model", "*", "EDIT")
-        client.create_user(server_cfg.pipeline, secret(cfg.dir, "pipeline-password"))
-        client.grant_user_permission(server_cfg.pipeline, "registered_model", "*", "EDIT")
+        try:
+            client.get_user(server_cfg.pipeline)
+        except MlflowException:
+            client.create_user(server_cfg.pipeline, secret(cfg.dir, "pipeline-password"))
+            client.grant_user_permission(server_cfg.pipeline, "registered_model", "*", "EDIT")
     finally:
         for k, v in saved.items():
             if v is None:
@@ -477,7 +487,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> StackConfig:
         say(f"created PostgreSQL database(s): {', '.join(made)}")
     if cfg.auth_db in made:  # a new auth database gets the bootstrap admin again: set it up again
         (d / "auth-setup-done").unlink(missing_ok=True)
-    if not (d / "auth-setup-done").exists() and cfg.auth_db not in made and _auth_has_users(cfg):
+    if not secret_path(d, "admin-password").exists() and cfg.auth_db not in made and _auth_has_users(cfg):
         raise QuantgateError(
             f"auth database {cfg.auth_db} already has users, but {d}/secrets has no stack admin password",
             "pass --auth-db NEW_NAME, or drop that database if it is a leftover",
