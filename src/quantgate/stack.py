@@ -58,9 +58,10 @@ def prefect_server_command(*, host: str, port: int, prefect: str = "prefect") ->
     return [prefect, "server", "start", "--host", host, "--port", str(port)]
 
 
-def prefect_worker_command(*, pool: str, prefect: str = "prefect") -> list[str]:
-    """A process worker on ``pool``; ``--type process`` makes the pool if it does not exist."""
-    return [prefect, "worker", "start", "--pool", pool, "--type", "process"]
+def prefect_worker_command(*, pool: str, name: str | None = None, prefect: str = "prefect") -> list[str]:
+    """A process worker on ``pool``; ``--type process`` makes the pool if it does not exist. The stack
+    names its worker, so its health is that worker's heartbeat, not a stopped one's last record."""
+    return [prefect, "worker", "start", "--pool", pool, "--type", "process", *(["--name", name] if name else [])]
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -326,15 +327,15 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def worker_online(prefect_api: str, pool: str) -> bool:
-    """A worker of ``pool`` has sent the Prefect server its heartbeat."""
+def worker_online(prefect_api: str, pool: str, name: str) -> bool:
+    """The worker ``name`` of ``pool`` has sent the Prefect server its heartbeat."""
     import httpx
 
     try:
         r = httpx.post(f"{prefect_api}/work_pools/{pool}/workers/filter", json={}, timeout=3)
     except httpx.HTTPError:
         return False
-    return r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json())
+    return r.status_code == 200 and any(w.get("name") == name and w.get("status") == "ONLINE" for w in r.json())
 
 
 def port_free(port: int) -> bool:
@@ -398,7 +399,9 @@ def _base_env() -> dict[str, str]:
     }
 
 
-def _start(d: Path, name: str, cmd: list[str], env: dict[str, str], health: str, url: str = "") -> PidRecord:
+def _start(
+    d: Path, name: str, cmd: list[str], env: dict[str, str], health: str, url: str, extra: dict[str, str] | None = None
+) -> PidRecord:
     log = d / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -407,7 +410,7 @@ def _start(d: Path, name: str, cmd: list[str], env: dict[str, str], health: str,
         proc = subprocess.Popen(
             cmd, env=env, cwd=d, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    rec = PidRecord(name, proc.pid, start_marker(proc.pid) or "", cmd, str(log), health, url)
+    rec = PidRecord(name, proc.pid, start_marker(proc.pid) or "", cmd, str(log), health, url, extra or {})
     write_pid(d, rec)
     return rec
 
@@ -532,11 +535,12 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> StackConfig:
             "MLFLOW_TRACKING_USERNAME": PIPELINE,
             "MLFLOW_TRACKING_PASSWORD": secret(d, "pipeline-password"),
         }
-        cmd = prefect_worker_command(pool=cfg.pool, prefect=_bin("prefect"))
+        worker = f"quantgate-stack-{secrets.token_hex(4)}"
+        cmd = prefect_worker_command(pool=cfg.pool, name=worker, prefect=_bin("prefect"))
         health = f"{cfg.prefect_api}/work_pools/{cfg.pool}/workers/filter"
-        wrec = _start(d, "prefect-worker", cmd, worker_env, health, f"work pool {cfg.pool}")
+        wrec = _start(d, "prefect-worker", cmd, worker_env, health, f"work pool {cfg.pool}", {"worker": worker})
         started.append(wrec)
-        wait_healthy(wrec, lambda: worker_online(cfg.prefect_api, cfg.pool), cfg.timeout_s)
+        wait_healthy(wrec, lambda: worker_online(cfg.prefect_api, cfg.pool, worker), cfg.timeout_s)
     except BaseException:
         for r in reversed(started):
             stop_record(d, r)
@@ -591,7 +595,7 @@ def status(d: Path) -> tuple[list[ProcessStatus], tuple[bool, str]]:
             continue
         alive = is_ours(rec)
         if name == "prefect-worker":
-            healthy = alive and worker_online(cfg.prefect_api, cfg.pool)
+            healthy = alive and worker_online(cfg.prefect_api, cfg.pool, rec.extra.get("worker", ""))
         else:
             healthy = alive and http_ok(rec.health)
         rows.append(ProcessStatus(name, rec.pid, alive, healthy, rec.url, rec.log))

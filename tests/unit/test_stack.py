@@ -35,6 +35,7 @@ def test_command_lines() -> None:
     assert prefect_worker_command(pool="p", prefect="/v/prefect") == [
         *("/v/prefect", "worker", "start", "--pool", "p", "--type", "process")
     ]
+    assert prefect_worker_command(pool="p", name="w")[-2:] == ["--name", "w"]
 
 
 def test_config_uris_and_round_trip(tmp_path: Path) -> None:
