@@ -9,22 +9,16 @@ from pathlib import Path
 import pytest
 
 from quantgate.errors import QuantgateError
+from quantgate.pidfile import PidRecord, is_ours, pid_path, read_pid, start_marker, stop_record, write_pid
 from quantgate.server.config import auth_config_text, read_server_config
 from quantgate.stack import (
-    PidRecord,
     StackConfig,
     check_config,
     down,
     exports,
-    is_ours,
-    pid_path,
     prefect_server_command,
     prefect_worker_command,
-    read_pid,
     secret,
-    start_marker,
-    stop_record,
-    write_pid,
 )
 
 
