@@ -531,6 +531,9 @@ _register_users(app, _run)
 from quantgate.cli_monitor import register as _register_monitor  # noqa: E402  (monitor-labels, monitor-ui)
 
 _register_monitor(app)
+from quantgate.cli_stack import register as _register_stack  # noqa: E402  (stack up|down|status: issue 29)
+
+_register_stack(app, _run)
 
 
 def main() -> None:

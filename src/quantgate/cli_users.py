@@ -144,16 +144,16 @@ def init_config(
         if not database_uri.startswith(("sqlite:///", "postgresql")):
             raise _user_error(f"--database-uri {database_uri!r} is neither sqlite:///... nor postgresql://...")
         path.parent.mkdir(parents=True, exist_ok=True)
+        from quantgate.server.config import auth_config_text
+
         path.write_text(
-            "[mlflow]\n"
-            "default_permission = READ\n"
-            f"database_uri = {database_uri}\n"
-            f"admin_username = {admin}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            "\n[quantgate]\n"
-            f"promoter = {promoter}\n"
-            f"approvers_role = {approvers_role}\n"
-            f"pipeline = {pipeline}\n"
+            auth_config_text(
+                database_uri=database_uri,
+                admin=admin,
+                promoter=promoter,
+                approvers_role=approvers_role,
+                pipeline=pipeline,
+            )
         )
         console.print(f"wrote {path}; start the server with MLFLOW_AUTH_CONFIG_PATH={path}")
 

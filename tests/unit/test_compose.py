@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from quantgate.server.config import server_command
+from quantgate.stack import prefect_server_command, prefect_worker_command
 
 COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"
 SECRET_WORDS = re.compile(r"PASSWORD|SECRET", re.IGNORECASE)
@@ -30,6 +31,12 @@ def test_mlflow_runs_the_quantgate_app_with_the_suites_command_line() -> None:
     )
     env = mlflow["environment"]
     assert env["MLFLOW_AUTH_CONFIG_PATH"] and REQUIRED_VAR.match(env["MLFLOW_AUTH_ADMIN_PASSWORD"])
+
+
+def test_prefect_server_and_worker_run_the_stacks_command_lines() -> None:
+    services = _compose()["services"]
+    assert services["prefect"]["command"] == prefect_server_command(host="0.0.0.0", port=4200)
+    assert services["worker"]["command"] == prefect_worker_command(pool="quantgate")
 
 
 def test_no_secret_is_written_in_the_file() -> None:

@@ -69,3 +69,26 @@ def server_command(
     elif default_artifact_root is not None:
         cmd += ["--default-artifact-root", default_artifact_root, "--no-serve-artifacts"]
     return cmd
+
+
+def auth_config_text(
+    *,
+    database_uri: str,
+    admin: str = "admin",
+    promoter: str = DEFAULT_PROMOTER,
+    approvers_role: str = DEFAULT_APPROVERS_ROLE,
+    pipeline: str = DEFAULT_PIPELINE,
+) -> str:
+    """The auth ini (``MLFLOW_AUTH_CONFIG_PATH``) of ``quantgate users init-config`` and ``quantgate
+    stack up``: MLflow's ``[mlflow]`` section and quantgate's. It holds no password."""
+    return (
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {admin}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"\n[{SECTION}]\n"
+        f"promoter = {promoter}\n"
+        f"approvers_role = {approvers_role}\n"
+        f"pipeline = {pipeline}\n"
+    )
