@@ -77,7 +77,8 @@ def demo_approve_and_promote(result: dict[str, Any]) -> str | None:
     the embedded store** (which has no identity anyway), then promotes it through the same checks
     as ``quantgate promote``. In server mode a person approves; this refuses."""
     from quantgate.cards.trust import verify_for_promotion
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.promotion.service import promote
+    from quantgate.registry.mlflow_registry import client
     from quantgate.settings import get_settings
 
     if not get_settings().embedded_mlflow:

@@ -22,10 +22,10 @@ ACTOR = "prefect:promote-on-approval"
 def promote_on_approval(name: str, version: str | int) -> dict[str, Any]:
     """Move ``@champion`` of ``name`` to ``version`` if every promotion check passes (the
     trigger passes the event payload's strings; a number is accepted too)."""
-    from quantgate.approvals.notify import notify_entry
     from quantgate.cards.trust import verify_for_promotion
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import ledger, promote
+    from quantgate.promotion.alerts import notify_entry
+    from quantgate.promotion.service import ledger, promote
 
     configure_environment()
     log = get_run_logger()

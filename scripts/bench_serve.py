@@ -46,8 +46,9 @@ def ensure_champion(home: Path) -> str:
     from mlflow.exceptions import MlflowException
 
     from quantgate.data import demo_models as dm
+    from quantgate.promotion.service import promote
     from quantgate.registry import contract as c
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.registry.mlflow_registry import client
     from quantgate.settings import configure_environment, get_settings, reset_settings
 
     reset_settings()

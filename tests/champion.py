@@ -18,8 +18,9 @@ def champion(settings: Any, registered: str) -> Iterator[tuple[str, str]]:
     """``registered`` is ``"<name>-quantized/<version>"``; yields (name, version) while champion."""
     from mlflow.exceptions import MlflowException
 
+    from quantgate.promotion.service import promote
     from quantgate.registry import contract as c
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.registry.mlflow_registry import client
 
     cl = client(settings)
     name, version = registered.split("/")

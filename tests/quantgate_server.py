@@ -20,8 +20,8 @@ from typing import Any
 
 from helpers import free_port, pg_database, pg_down, start_logged, stop_group, wait_http  # noqa: F401  (re-exported for the server tests)
 
+from quantgate.promotion.auth_app.config import server_command
 from quantgate.registry import contract as c
-from quantgate.server.config import server_command
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_PASSWORD = "bootstrap-Admin-0001"

@@ -318,7 +318,7 @@ def promote(
 
     def body() -> None:
         from quantgate.cards.trust import verify_for_promotion
-        from quantgate.registry.mlflow_registry import promote as do_promote
+        from quantgate.promotion.service import promote as do_promote
 
         mv, previous = do_promote(source, version, verify=verify_for_promotion)
         was = f" (was v{previous})" if previous and previous != mv.version else ""

@@ -55,7 +55,7 @@ def _require_model(name: str) -> None:
 
 def verify_ledger(name: str, as_json: bool = False) -> None:
     """Body of ``quantgate verify --ledger NAME``: exit 3 when the chain is not intact."""
-    from quantgate.registry.mlflow_registry import ledger
+    from quantgate.promotion.service import ledger
 
     qname = _quantized_name(name)
     _require_model(qname)
@@ -78,7 +78,7 @@ def history(
     """The promotion ledger of a model: approvals, rejections, promotions, refusals, rollbacks."""
 
     def body() -> None:
-        from quantgate.registry.mlflow_registry import ledger
+        from quantgate.promotion.service import ledger
 
         qname = _quantized_name(name)
         _require_model(qname)
@@ -123,11 +123,11 @@ def rollback(
     the alert webhook when one is configured (QUANTGATE_ALERT_WEBHOOK)."""
 
     def body() -> None:
-        from quantgate.approvals.notify import notify_entry
         from quantgate.cards.trust import verify_for_promotion
         from quantgate.errors import RegistryError
-        from quantgate.registry.mlflow_registry import ledger
-        from quantgate.registry.mlflow_registry import rollback as do_rollback
+        from quantgate.promotion.alerts import notify_entry
+        from quantgate.promotion.service import ledger
+        from quantgate.promotion.service import rollback as do_rollback
 
         if to is not None and not to.isdigit():
             raise RegistryError(f"--to '{to}' is not a version number", "e.g. --to 3")
@@ -148,8 +148,8 @@ def rollback(
 
 
 def _notify_last(qname: str) -> None:
-    from quantgate.approvals.notify import notify_entry
-    from quantgate.registry.mlflow_registry import ledger
+    from quantgate.promotion.alerts import notify_entry
+    from quantgate.promotion.service import ledger
 
     try:
         stored = ledger().entries(qname)
@@ -173,7 +173,7 @@ def receiver(
     def body() -> None:
         import uvicorn
 
-        from quantgate.approvals.receiver import create_app, receiver_config
+        from quantgate.promotion.receiver import create_app, receiver_config
 
         cfg = receiver_config(max_age=max_age)
         console.print(f"quantgate receiver on http://{host}:{port}{cfg.path} (deliveries remembered in {cfg.db})")
@@ -194,7 +194,7 @@ def webhook_register(
     MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true."""
 
     def body() -> None:
-        from quantgate.approvals.receiver import register_webhook, webhook_secret
+        from quantgate.promotion.receiver import register_webhook, webhook_secret
 
         hook = register_webhook(url, webhook_secret(), name=name)
         console.print(f"webhook {hook.webhook_id} '{hook.name}' → {hook.url} ({', '.join(map(str, hook.events))})")

@@ -94,13 +94,13 @@ def _check_password(password: str, *, old: str | None = None, who: str = "the us
 
 
 def _role(client: Any, name: str) -> Any | None:
-    from quantgate.server.config import ROLE_WORKSPACE
+    from quantgate.promotion.auth_app.config import ROLE_WORKSPACE
 
     return next((r for r in client.list_roles(ROLE_WORKSPACE) if r.name == name), None)
 
 
 def _server_config(config: Path | None) -> Any:
-    from quantgate.server.config import read_server_config
+    from quantgate.promotion.auth_app.config import read_server_config
 
     return read_server_config(str(config) if config else None)
 
@@ -144,7 +144,7 @@ def init_config(
         if not database_uri.startswith(("sqlite:///", "postgresql")):
             raise _user_error(f"--database-uri {database_uri!r} is neither sqlite:///... nor postgresql://...")
         path.parent.mkdir(parents=True, exist_ok=True)
-        from quantgate.server.config import auth_config_text
+        from quantgate.promotion.auth_app.config import auth_config_text
 
         path.write_text(
             auth_config_text(
@@ -175,7 +175,7 @@ def setup(
     """
 
     def body() -> None:
-        from quantgate.server.config import ROLE_WORKSPACE
+        from quantgate.promotion.auth_app.config import ROLE_WORKSPACE
 
         cfg = _server_config(config)
         client = _client(tracking_uri)
@@ -306,7 +306,7 @@ def audit(
     def body() -> None:
         from rich.table import Table
 
-        from quantgate.server.audit import AuditLog
+        from quantgate.promotion.auth_app.audit import AuditLog
 
         rows = AuditLog(database_uri).entries(model, limit)
         if not rows:

@@ -4,7 +4,7 @@
 ``$QUANTGATE_HOME/stack/``:
 
 - ``mlflow``: ``mlflow server --app-name quantgate`` (basic-auth + quantgate's rules; the command
-  line of :func:`quantgate.server.config.server_command`, as in ``infra/docker-compose.yml``) on a
+  line of :func:`quantgate.promotion.auth_app.config.server_command`, as in ``infra/docker-compose.yml``) on a
   PostgreSQL backend store, users in a PostgreSQL auth database, artifacts proxied by the server
   (``--artifacts-destination``: a local folder, or ``s3://...``);
 - ``prefect-server``: ``prefect server start`` on a PostgreSQL database (asyncpg);
@@ -311,7 +311,7 @@ def running(d: Path) -> list[PidRecord]:
 
 
 def auth_ini(cfg: StackConfig) -> Path:
-    from quantgate.server.config import auth_config_text
+    from quantgate.promotion.auth_app.config import auth_config_text
 
     path = cfg.dir / "auth.ini"
     if not path.exists():
@@ -326,7 +326,7 @@ def _first_setup(cfg: StackConfig, config_path: Path) -> list[str]:
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    from quantgate.server.config import ROLE_WORKSPACE, read_server_config
+    from quantgate.promotion.auth_app.config import ROLE_WORKSPACE, read_server_config
 
     done = cfg.dir / "auth-setup-done"
     if done.exists():
@@ -395,7 +395,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print) -> StackConfig:
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secret(d, "flask-secret-key"),
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
-        from quantgate.server.config import server_command
+        from quantgate.promotion.auth_app.config import server_command
 
         cmd = server_command(
             host=LOOPBACK,

@@ -153,7 +153,7 @@ def test_ui_approval_moves_champion_through_the_deployment(
 
     from quantgate_server import as_user
 
-    from quantgate.ledger import MlflowLedger
+    from quantgate.promotion.ledger import MlflowLedger
     from quantgate.registry.mlflow_registry import client
 
     with client_env(server) as settings, as_user("alice"):

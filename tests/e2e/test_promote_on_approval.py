@@ -170,7 +170,7 @@ def test_approval_moves_champion_without_a_command(servers: dict[str, Any]) -> N
     logs = {p: (tmp / p).read_text()[-1500:] for p in ("receiver.log", "worker.log")}
     assert champion == version, f"@champion did not move in 420 s: {logs}"
 
-    from quantgate.ledger import MlflowLedger
+    from quantgate.promotion.ledger import MlflowLedger
 
     book = MlflowLedger(cl)
     entries = settled_ledger(book, name, champion, 2)

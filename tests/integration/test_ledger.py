@@ -54,14 +54,15 @@ def two_passing(adult_result: dict[str, Any], qg_home: Any) -> Iterator[tuple[st
 
 
 def _entries(name: str) -> list[dict[str, Any]]:
-    from quantgate.registry.mlflow_registry import ledger
+    from quantgate.promotion.service import ledger
 
     return [s.entry for s in ledger().entries(name)]
 
 
 def test_promotions_refusals_and_rollback_are_recorded(two_passing: tuple[str, str, str], settings: Any) -> None:
     from quantgate.cards.trust import verify_for_promotion
-    from quantgate.registry.mlflow_registry import client, promote, registry_snapshot, rollback
+    from quantgate.promotion.service import promote, rollback
+    from quantgate.registry.mlflow_registry import client, registry_snapshot
 
     name, va, vb = two_passing
     cl = client(settings)
@@ -161,9 +162,10 @@ def _alias(cl: Any, name: str, alias: str) -> str | None:
 def test_tampering_is_detected(two_passing: tuple[str, str, str], settings: Any) -> None:
     import json
 
-    from quantgate.ledger import TAG_ENTRY, TAG_PREFIX
+    from quantgate.promotion.ledger import TAG_ENTRY, TAG_PREFIX
+    from quantgate.promotion.service import ledger, promote
     from quantgate.registry import contract as c
-    from quantgate.registry.mlflow_registry import client, ledger, promote
+    from quantgate.registry.mlflow_registry import client
 
     name, va, _ = two_passing
     cl = client(settings)
@@ -181,11 +183,11 @@ def test_tampering_is_detected(two_passing: tuple[str, str, str], settings: Any)
     # 1. a readable tag edited in the UI
     cl.set_tag(middle.run_id, TAG_PREFIX + "actor", "mallory")
     bad = _cli("verify", "--ledger", name)
-    assert bad.exit_code == 3 and "tag quantgate.ledger.actor was edited" in bad.output, bad.output
+    assert bad.exit_code == 3 and "tag quantgate.promotion.ledger.actor was edited" in bad.output, bad.output
     cl.set_tag(middle.run_id, TAG_PREFIX + "actor", middle.tags[TAG_PREFIX + "actor"])
 
     # 2. the entry itself edited (and re-hashed by someone who read the docs)
-    from quantgate.ledger import canonical, entry_hash
+    from quantgate.promotion.ledger import canonical, entry_hash
 
     forged = dict(middle.entry, actor="mallory")
     forged["hash"] = entry_hash(forged)
@@ -226,8 +228,9 @@ def test_tampering_is_detected(two_passing: tuple[str, str, str], settings: Any)
 def test_approval_bound_to_provenance(two_passing: tuple[str, str, str], settings: Any) -> None:
     from quantgate.cards.trust import provenance_digest, verify_for_promotion, verify_version
     from quantgate.errors import RegistryError
+    from quantgate.promotion.service import promote
     from quantgate.registry import contract as c
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.registry.mlflow_registry import client
 
     name, va, vb = two_passing
     cl = client(settings)
@@ -253,8 +256,9 @@ def test_approval_bound_to_provenance(two_passing: tuple[str, str, str], setting
 def test_the_history_in_the_description_fits_mlflows_limit(settings: Any) -> None:
     """A registered model whose own description is long keeps it whole, and the ledger's table
     shows as many recent entries as fit MLflow's 5,000 characters (PostgreSQL refuses more)."""
+    from quantgate.promotion.service import ledger
     from quantgate.registry.contract import MAX_DESCRIPTION_CHARS
-    from quantgate.registry.mlflow_registry import client, ledger
+    from quantgate.registry.mlflow_registry import client
 
     cl = client(settings)
     name = "ledger-description-bound"

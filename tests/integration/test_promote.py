@@ -28,7 +28,8 @@ def own_versions(adult_result: dict[str, Any], tmp_path_factory: pytest.TempPath
 
 def test_promotion_requires_approval(own_versions: dict[str, Any], settings: Any) -> None:
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.promotion.service import promote
+    from quantgate.registry.mlflow_registry import client
 
     cl = client(settings)
     name, version = own_versions["pass"]["registered"].split("/")
@@ -47,7 +48,8 @@ def test_promotion_requires_approval(own_versions: dict[str, Any], settings: Any
 
 def test_failed_version_never_promotable(own_versions: dict[str, Any], settings: Any) -> None:
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import client, promote
+    from quantgate.promotion.service import promote
+    from quantgate.registry.mlflow_registry import client
 
     cl = client(settings)
     name, v = own_versions["fail"]["registered"].split("/")
@@ -60,7 +62,7 @@ def test_failed_version_never_promotable(own_versions: dict[str, Any], settings:
 
 def test_promote_unknown_model(settings: Any, qg_home: Any) -> None:
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import promote
+    from quantgate.promotion.service import promote
 
     with pytest.raises(RegistryError, match="has no quantized versions"):
         promote("never-registered")

@@ -124,7 +124,7 @@ def _events(resource: str, name: str = "quantgate.approval.granted") -> list[Any
 
 
 def _signed(body: bytes, *, ts: int | None = None, delivery: str | None = None, secret: str = SECRET) -> dict[str, str]:
-    from quantgate.approvals.receiver import expected_signature
+    from quantgate.promotion.receiver import expected_signature
 
     delivery = delivery or str(uuid.uuid4())
     stamp = str(int(time.time()) if ts is None else ts)
@@ -167,7 +167,7 @@ def test_approval_in_mlflow_becomes_a_prefect_event(stack: dict[str, Any]) -> No
     assert len(events) == 1  # the "pending" tag set emitted nothing
 
     # the approval is a ledger entry in the MLflow server's own store
-    from quantgate.ledger import MlflowLedger
+    from quantgate.promotion.ledger import MlflowLedger
 
     entries = [s.entry for s in MlflowLedger(cl).entries(MODEL)]
     assert [(e["action"], e["version"]) for e in entries] == [("approval", str(v1))]
@@ -175,7 +175,7 @@ def test_approval_in_mlflow_becomes_a_prefect_event(stack: dict[str, Any]) -> No
 
 
 def test_forged_stale_and_replayed_deliveries_refused(stack: dict[str, Any]) -> None:
-    from quantgate.ledger import MlflowLedger
+    from quantgate.promotion.ledger import MlflowLedger
 
     cl = _mlflow(stack)
     url = stack["url"]

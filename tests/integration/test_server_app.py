@@ -82,7 +82,7 @@ def _champion(server: Server, name: str) -> str | None:
 
 
 def _audit(server: Server, model: str) -> list[Any]:
-    from quantgate.server.audit import AuditLog
+    from quantgate.promotion.auth_app.audit import AuditLog
 
     return AuditLog(server.auth_db).entries(model)
 
@@ -104,8 +104,8 @@ def test_registration_is_stamped_and_pending(server: Server, ready: dict[str, An
 
 def test_who_may_approve_and_what_is_stamped(server: Server, ready: dict[str, Any]) -> None:
     from quantgate.cards.trust import verify_version
+    from quantgate.promotion.auth_app.stamps import statement_digest
     from quantgate.registry.mlflow_registry import client
-    from quantgate.server.stamps import statement_digest
 
     name, version = ready["good"]
     # not an approver (bob has EDIT on every model: basic-auth alone would let him)

@@ -172,7 +172,7 @@ def test_rename_detours_and_alias_spellings_are_refused(quantgate_server: Server
 def test_the_ledger_names_the_authenticated_promoter(quantgate_server: Server, ready: dict) -> None:
     """Before: a promotion by the promoter was recorded as 'root (os user, unauthenticated)'."""
     from quantgate.cards.trust import verify_for_promotion
-    from quantgate.registry.mlflow_registry import ledger, promote
+    from quantgate.promotion.service import ledger, promote
 
     settings = ready["settings"]
     name, version = register_governed(quantgate_server, settings, "integledger")

@@ -230,7 +230,7 @@ def test_a_failed_run_registered_again_as_passing_is_never_promoted(store: dict[
 
     from quantgate.cards.trust import signed_verdict, verify_for_promotion, verify_version
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import promote
+    from quantgate.promotion.service import promote
 
     cl, s = store["client"], store["settings"]
     model_uri, run_id = _log_tiny_model(store["home"] / "failed-files")
@@ -254,7 +254,7 @@ def test_a_failed_run_registered_again_as_passing_is_never_promoted(store: dict[
 def test_flipped_byte_in_the_store_fails_verify_and_promotion(store: dict[str, Any]) -> None:
     from quantgate.cards.trust import verify_for_promotion, verify_version
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import promote
+    from quantgate.promotion.service import promote
 
     f = store["stored"] / "artifacts" / "module.pt"
     original = f.read_bytes()
@@ -277,7 +277,7 @@ def test_flipped_byte_in_the_store_fails_verify_and_promotion(store: dict[str, A
 def test_changed_policy_file_fails(store: dict[str, Any]) -> None:
     from quantgate.cards.trust import verify_for_promotion, verify_version
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import promote
+    from quantgate.promotion.service import promote
 
     policy: Path = store["policy"]
     policy.write_text(POLICY.replace("0.01", "0.05"))
@@ -308,7 +308,7 @@ def test_unsigned_version_is_refused(store: dict[str, Any]) -> None:
 
     from quantgate.cards.trust import verify_version
     from quantgate.errors import RegistryError
-    from quantgate.registry.mlflow_registry import promote
+    from quantgate.promotion.service import promote
 
     cl = store["client"]
     with mlflow.start_run() as run:  # same files, but a run that never signed anything

@@ -314,7 +314,7 @@ def state_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]
 def without_ledger(state: Mapping[str, Any]) -> dict[str, Any]:
     """The state minus what a promotion ledger entry writes (its run, the head tag, the description's
     history table, the model's update time): for refusals, which the ledger records by design."""
-    from quantgate.ledger import DESCRIPTION_MARKER, TAG_PREFIX
+    from quantgate.promotion.ledger import DESCRIPTION_MARKER, TAG_PREFIX
 
     ledger_exps = {e["id"] for e in state["experiments"] if e["name"] == "quantgate-ledger"}
     models = []

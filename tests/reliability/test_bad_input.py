@@ -914,7 +914,7 @@ def test_bad_input(
     if case.ledger_refusal:
         entries = new_ledger_entries(before, after)
         diff = state_diff(without_ledger(before), without_ledger(after))
-        actions = [e["tags"].get("quantgate.ledger.action") for e in entries]
+        actions = [e["tags"].get("quantgate.promotion.ledger.action") for e in entries]
         store = (
             f"store identical but for {len(entries)} ledger entry ({', '.join(map(str, actions))})"
             if not diff

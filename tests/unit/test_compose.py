@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from quantgate.server.config import server_command
+from quantgate.promotion.auth_app.config import server_command
 from quantgate.stack import prefect_server_command, prefect_worker_command
 
 COMPOSE = Path(__file__).resolve().parents[2] / "infra" / "docker-compose.yml"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from quantgate.ledger import GENESIS, build_entry, entry_hash, verify_chain
+from quantgate.promotion.ledger import GENESIS, build_entry, entry_hash, verify_chain
 
 MODEL = "m-quantized"
 
@@ -121,7 +121,7 @@ def test_receiver_signature_matches_mlflow_signing() -> None:
     """The receiver's verification mirrors MLflow's private signing helper byte for byte."""
     from mlflow.webhooks.delivery import _generate_hmac_signature
 
-    from quantgate.approvals.receiver import expected_signature, signature_ok
+    from quantgate.promotion.receiver import expected_signature, signature_ok
 
     secret, did, ts = "s3cret-s3cret-s3cret", "d-1", "1700000000"
     payload = '{"entity": "model_version_tag", "action": "set", "data": {"key": "k", "value": "v\\u00e9"}}'

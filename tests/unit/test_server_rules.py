@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from quantgate.promotion.auth_app.rules import alias_write, protected_alias, rename, tag_write, version_create
+from quantgate.promotion.auth_app.stamps import parse_approval, statement_digest
 from quantgate.registry import contract as c
-from quantgate.server.rules import alias_write, protected_alias, rename, tag_write, version_create
-from quantgate.server.stamps import parse_approval, statement_digest
 
 MODEL = "m-quantized"
 TAGS = {c.TAG_REGISTERED_BY: "rita", c.TAG_VERDICT: "pass", c.TAG_APPROVAL: "pending"}

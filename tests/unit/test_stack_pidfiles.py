@@ -10,7 +10,7 @@ import pytest
 
 from quantgate.errors import QuantgateError
 from quantgate.pidfile import PidRecord, is_ours, pid_path, read_pid, start_marker, stop_record, write_pid
-from quantgate.server.config import auth_config_text, read_server_config
+from quantgate.promotion.auth_app.config import auth_config_text, read_server_config
 from quantgate.stack import (
     StackConfig,
     check_config,

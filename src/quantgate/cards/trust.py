@@ -5,7 +5,7 @@
   ``provenance/statement.json`` and ``provenance/envelope.json`` to the run.
 - :func:`verify_version` re-reads a registered version's stored files and its run's envelope
   and checks everything (see :func:`quantgate.cards.verify.verify_model`).
-- :func:`verify_for_promotion` is the ``verify`` hook of ``mlflow_registry.promote``.
+- :func:`verify_for_promotion` is the ``verify`` hook of ``promotion.service.promote``.
 
 Model files are read where MLflow stores them (the ``file://`` location of the embedded store
 is read in place; other stores are downloaded to a temporary directory). Never through a

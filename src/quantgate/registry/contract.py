@@ -17,13 +17,13 @@ TAG_ARTIFACT_DIGEST = "quantgate.artifact_digest"  # digest over every file of t
 ALIAS_CANDIDATE = "candidate"
 ALIAS_CHAMPION = "champion"
 ALIAS_PREVIOUS = "previous"  # the champion before the last promotion or rollback
-LEDGER_EXPERIMENT = "quantgate-ledger"  # one MLflow run per ledger entry (quantgate.ledger)
-TAG_LEDGER_HEAD = "quantgate.ledger.head"  # registered-model tag "<seq>:<hash>" of the last entry
-# Server mode (`mlflow server --app-name quantgate`, quantgate.server): tags only the server writes.
+LEDGER_EXPERIMENT = "quantgate-ledger"  # one MLflow run per ledger entry (quantgate.promotion.ledger)
+TAG_LEDGER_HEAD = "quantgate.promotion.ledger.head"  # registered-model tag "<seq>:<hash>" of the last entry
+# Server mode (`mlflow server --app-name quantgate`, quantgate.promotion.auth_app): tags only the server writes.
 TAG_APPROVED_BY = "quantgate.approved_by"  # basic-auth user whose approval the server accepted
 TAG_APPROVED_AT = "quantgate.approved_at"  # ISO-8601 UTC time of that approval
 TAG_APPROVAL_NOTE = "quantgate.approval_note"  # set by the approver (or "approved: <note>"), re-stamped
-TAG_APPROVED_DIGEST = "quantgate.approved_digest"  # quantgate.server.stamps.statement_digest of the
+TAG_APPROVED_DIGEST = "quantgate.approved_digest"  # quantgate.promotion.auth_app.stamps.statement_digest of the
 # verified signed provenance statement at approval time ("sha256:<hex>")
 TAG_REGISTERED_BY = "quantgate.registered_by"  # basic-auth user who created the version
 STAMP_TAGS = (TAG_APPROVED_BY, TAG_APPROVED_AT, TAG_APPROVED_DIGEST, TAG_REGISTERED_BY)

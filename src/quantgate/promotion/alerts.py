@@ -1,6 +1,6 @@
 """Ledger entries that people must hear about (refusals, rollbacks, rejections) go to the
 configured notification routes through ``quantgate.notify`` (the outbox), like every other alert.
-Promotions are not sent from here: :func:`quantgate.registry.mlflow_registry.promote` notifies
+Promotions are not sent from here: :func:`quantgate.promotion.service.promote` notifies
 them itself, so a promotion is announced once whichever path moved the alias."""
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def handle(cfg: ReceiverConfig, deliveries: DeliveryLog, headers: dict[str, str]
     if decision not in ("approved", "rejected"):
         return Outcome(200, f"ignored {c.TAG_APPROVAL}={decision}")
     try:
-        from quantgate.registry.mlflow_registry import record_review
+        from quantgate.promotion.service import record_review
 
         record_review(name, version, decision, actor="unknown (webhook payload carries no user)")
         event_id = emit_approval(name, version, delivery_id) if decision == "approved" else None

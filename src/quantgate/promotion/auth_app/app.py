@@ -7,7 +7,7 @@ were added, so ours sees only requests basic-auth has authenticated and authoris
 model), and can only narrow them:
 
 - ``before_request``: tag writes on model versions, alias moves and version creation are checked
-  against :mod:`quantgate.server.rules`; an approval is verified (signature, files, policy:
+  against :mod:`quantgate.promotion.auth_app.rules`; an approval is verified (signature, files, policy:
   :func:`quantgate.cards.trust.verify_version`) before it may happen. A refusal is a JSON
   ``{"error_code": "PERMISSION_DENIED", "message": ...}`` with 403, which the MLflow UI shows.
 - ``after_request``: on success the server writes its stamps (``quantgate.registered_by`` on a new
@@ -24,16 +24,16 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from quantgate.promotion.auth_app import rules
+from quantgate.promotion.auth_app.audit import AuditLog
+from quantgate.promotion.auth_app.config import ROLE_WORKSPACE, ServerConfig, read_server_config
+from quantgate.promotion.auth_app.stamps import APPROVAL_STAMPS, approval_stamps, statement_digest
 from quantgate.registry import contract as c
-from quantgate.server import rules
-from quantgate.server.audit import AuditLog
-from quantgate.server.config import ROLE_WORKSPACE, ServerConfig, read_server_config
-from quantgate.server.stamps import APPROVAL_STAMPS, approval_stamps, statement_digest
 
 if TYPE_CHECKING:
     from flask import Flask, Response
 
-_log = logging.getLogger("quantgate.server")
+_log = logging.getLogger("quantgate.promotion.auth_app")
 
 # REST suffixes (after /api/2.0 or /ajax-api/2.0) -> audited action name
 ACTIONS = {

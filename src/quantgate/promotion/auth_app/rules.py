@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from quantgate.promotion.auth_app.stamps import parse_approval
 from quantgate.registry import contract as c
-from quantgate.server.stamps import parse_approval
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ entry holds ``prev_hash``, the hash of the entry before it (:data:`GENESIS` for 
 
 **Storage (MLflow, :class:`MlflowLedger`).** One run per entry in the experiment
 ``quantgate-ledger`` (visible in the MLflow UI, embedded or server), with the canonical entry in
-tag ``quantgate.ledger.entry``, its hash in ``quantgate.ledger.hash``, the main fields as readable
-tags, and ``entry.json`` as an artifact. The registered model's tag ``quantgate.ledger.head``
+tag ``quantgate.promotion.ledger.entry``, its hash in ``quantgate.promotion.ledger.hash``, the main fields as readable
+tags, and ``entry.json`` as an artifact. The registered model's tag ``quantgate.promotion.ledger.head``
 holds ``"<seq>:<hash>"`` of the last entry, so removing the *last* entry is detected too, and its
 description ends with the recent history. A new entry chains to the head tag, never to whatever
 run happens to be last, so a removed entry stays a visible gap.
@@ -52,7 +52,7 @@ FIELDS = (
     "reason",
     "prev_hash",
 )
-TAG_PREFIX = "quantgate.ledger."
+TAG_PREFIX = "quantgate.promotion.ledger."
 TAG_ENTRY = TAG_PREFIX + "entry"
 TAG_HASH = TAG_PREFIX + "hash"
 # readable copies of these fields are tags too (and are checked against the entry)

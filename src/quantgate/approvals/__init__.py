@@ -1,1 +1,0 @@
-"""Promotion on approval: the MLflow webhook receiver and the ledger's notifications."""
