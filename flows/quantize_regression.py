@@ -105,7 +105,9 @@ def govern_regression(
     fault_point("evaluate")
     log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
     reading = {**faithful.report, "warnings": faithful.warnings}
-    reading |= {k: baseline.spec[k] for k in ("source_kind", "serialization_format", "output_note") if k in baseline.spec}
+    reading |= {
+        k: baseline.spec[k] for k in ("source_kind", "serialization_format", "output_note") if k in baseline.spec
+    }
     ctx = regression_card_context(source, rec, qres, ev, verdict, report, data, pol, reading=reading)
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))
     card_md, _ = render_regression_card(ctx)

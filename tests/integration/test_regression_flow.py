@@ -65,7 +65,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     shipped = (project / "policies" / "regression.yaml").read_text()
     small = "calibration:\n  min_rows: 100\n"  # the script's 150 calibration rows
     (project / "policies" / "regression-tests.yaml").write_text(shipped.replace("calibration:\n", small, 1))
-    tight = shipped.replace("deviation_tolerance: 0.05", "deviation_tolerance: 0.000001").replace("calibration:\n", small, 1)
+    tight = shipped.replace("deviation_tolerance: 0.05", "deviation_tolerance: 0.000001").replace(
+        "calibration:\n", small, 1
+    )
     (project / "policies" / "regression-tight.yaml").write_text(tight)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
     env |= {
@@ -77,8 +79,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp / "diabetes"
     user_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), NAME, str(data)], cwd=home, env=user_env, text=True, capture_output=True,
-        timeout=600, check=False,
+        [sys.executable, str(SCRIPT), NAME, str(data)],
+        cwd=home,
+        env=user_env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     w = World(home, project, env, data)

@@ -32,7 +32,9 @@ def _data(n: int = 400, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, 
     y = rng.uniform(50, 300, n)
     base = y + rng.normal(0, 20, n)
     cand = base + rng.normal(0, noise, n) if noise else base.copy()
-    groups = pd.DataFrame({"sex": rng.choice(["1", "2"], n), "age": rng.choice(["young", "old", "tiny"], n, p=[0.5, 0.47, 0.03])})
+    groups = pd.DataFrame(
+        {"sex": rng.choice(["1", "2"], n), "age": rng.choice(["young", "old", "tiny"], n, p=[0.5, 0.47, 0.03])}
+    )
     return y, base, cand, groups
 
 
@@ -52,7 +54,12 @@ def test_bootstrap_statistic_on_the_identity_resample_is_the_estimate() -> None:
     idx = np.arange(len(y))[None, :]
     draws = _draws(y, base, cand, idx)[:, 0]
     b, c = regression_metrics(y, base), regression_metrics(y, cand)
-    expected = [c["mae"] - b["mae"], c["rmse"] - b["rmse"], b["r2"] - c["r2"], c["mean_relative_error"] - b["mean_relative_error"]]
+    expected = [
+        c["mae"] - b["mae"],
+        c["rmse"] - b["rmse"],
+        b["r2"] - c["r2"],
+        c["mean_relative_error"] - b["mean_relative_error"],
+    ]
     assert draws == pytest.approx(expected)
 
 

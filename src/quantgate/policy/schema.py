@@ -342,9 +342,7 @@ class Policy(_Strict):
         ids = [r.id for r in self.rules] + [r.id for r in self.lm_rules] + [r.id for r in self.regression_rules]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(
-                f"duplicate rule id(s) across rules, lm_rules and regression_rules: {', '.join(dupes)}"
-            )
+            raise ValueError(f"duplicate rule id(s) across rules, lm_rules and regression_rules: {', '.join(dupes)}")
         return self
 
     def search_tolerances(self, model: str) -> tuple[float, float | None]:

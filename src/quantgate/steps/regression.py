@@ -67,7 +67,8 @@ def check_targets(cfg: ModelConfig, data: Datasets) -> None:
         if role == "evaluation" and col.nunique() <= 2:
             raise DataError(
                 f"the label column '{cfg.label}' holds {col.nunique()} distinct value(s) "
-                f"({', '.join(map(str, sorted(pd.unique(col))))}): the classes of a classifier, not a regression target",
+                f"({', '.join(map(str, sorted(pd.unique(col))))}): the classes of a classifier, "
+                "not a regression target",
                 f"set task: to a *-classification kind in registry/models/{cfg.name}.yaml, or point label: at the "
                 "continuous target",
             )
@@ -84,7 +85,9 @@ def check_regression_policy(cfg: ModelConfig, policy: Policy, policy_path: str) 
         group_rules = [
             r.id for r in policy.regression_rules if r.severity == "block" and r.kind == "max_group_increase"
         ]
-        group_rules += [r.id for r in policy.regression_rules if r.severity == "block" and r.metric == "max_deviation_ratio"]
+        group_rules += [
+            r.id for r in policy.regression_rules if r.severity == "block" and r.metric == "max_deviation_ratio"
+        ]
         if group_rules:
             raise ConfigError(
                 f"policy '{policy.name}' ({policy_path}) blocks on group rule(s) {', '.join(group_rules)}, and the "
