@@ -339,7 +339,11 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _unique_lm(self) -> Policy:
-        ids = [r.id for r in self.rules] + [r.id for r in self.lm_rules] + [r.id for r in self.regression_rules]
+        ids = [r.id for r in self.rules] + [r.id for r in self.lm_rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule id(s) across rules and lm_rules: {', '.join(dupes)}")
+        ids += [r.id for r in self.regression_rules]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate rule id(s) across rules, lm_rules and regression_rules: {', '.join(dupes)}")
