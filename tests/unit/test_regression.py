@@ -161,3 +161,65 @@ def test_a_regressor_has_no_classes() -> None:
     assert ModelConfig.model_validate({**base, "task": "tabular-regression"}).is_regression
     with pytest.raises(ValueError, match="has no classes"):
         ModelConfig.model_validate({**base, "task": "tensor-regression", "classes": [0, 1]})
+
+
+def test_card_renders_the_regression_sections() -> None:
+    """The regression card from a context as steps.regression_card builds it (pure: no MLflow)."""
+    from huggingface_hub import ModelCard
+
+    from quantgate.cards.regression_card import regression_card_json, render_regression_card
+    from quantgate.policy.regression import gate_regression_candidate
+    from quantgate.steps.regression import RegressionEvaluation, regression_card_section
+
+    y, base, cand, groups = _data(noise=3.0)
+    cmp = compare_regression(y, base, cand, groups=groups, sensitive=["sex"], resamples=50)
+    ev = RegressionEvaluation(
+        cmp,
+        {"baseline_p50_ms": 1.0, "candidate_p50_ms": 0.5, "speedup": 2.0},
+        {"baseline_bytes": 2000, "candidate_bytes": 1000},
+    )
+    pol = _policy("  - {id: mae, kind: max_increase, metric: mae, threshold: 0.02, relative: true}\n")
+    verdict = gate_regression_candidate("m", pol, cmp, {"size_ratio": 0.5})
+    ctx = {
+        "name": "m-quantized",
+        "source": {"name": "m", "version": "1", "description": "", "tags": {}},
+        "config": {"task": "tabular-regression", "description": "Predicts y. Not for pricing."},
+        "recipe": {
+            "label": "dynamic-int8",
+            "type": "dynamic-int8",
+            "backend": "torch",
+            "summary": "int8",
+            "json": {},
+            "digest": "sha256:x",
+        },
+        "quantized_modules": ["fc"],
+        "float_modules": [],
+        "coverage": {},
+        "hardware": {},
+        "metrics": {"n": cmp.n, "baseline": cmp.baseline, "candidate": cmp.candidate},
+        "groups": [],
+        "regression": regression_card_section(ev),
+        "min_group_size": 30,
+        "reading": {"rows": 128, "tolerance": 0.01, "max_proba_diff": 0.0},
+        "warnings": [],
+        "runtime": ev.runtime,
+        "sizes": ev.sizes,
+        "verdict": verdict.to_dict(),
+        "validation": {"passed": True, "checks": 3, "failed": []},
+        "data": {"paths": {"evaluation": "e.parquet"}, "digests": {"evaluation": "sha256:e"}},
+        "policy": {"name": "t", "digest": "sha256:p"},
+        "environment": {"python": "3.11"},
+    }
+    md, twin = render_regression_card(ctx)
+    for heading in ("### Overall", "### By group", "### Large deviations", "## Verdict, rule by rule", "Out of scope"):
+        assert heading in md, heading
+    assert "| mae |" in md and "| sex | 1 |" in md
+    assert ModelCard(md).data.to_dict()["base_model"] == "m/1"
+    assert twin["regression"]["overall"][0]["metric"] == "mae"
+    assert json_loads_strict(regression_card_json(ctx))["card"]["uses"]["out_of_scope"] == ["Not for pricing."]
+
+
+def json_loads_strict(text: str) -> dict:
+    import json
+
+    return json.loads(text)
