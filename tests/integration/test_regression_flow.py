@@ -134,7 +134,7 @@ def test_regressor_governed_end_to_end(world: World) -> None:
     assert {r["metric"] for r in reg["overall"]} == {"mae", "rmse", "r2", "mean_relative_error"}
     assert all(r["interval"] is not None for r in reg["overall"])
     groups = {(g["attribute"], g["group"]) for g in reg["groups"]}
-    assert ("sex", "1") in groups and ("sex", "2") in groups and ("age_group", "over-55") in groups
+    assert ("sex", "1.0") in groups and ("sex", "2.0") in groups and ("age_group", "over-55") in groups
     assert reg["deviations"]["n"] == card["metrics"]["n"]
     assert card["reading"]["serialization_format"] == "pt2" and card["quantized_modules"]
     md = mv.description or ""
@@ -146,7 +146,9 @@ def test_regressor_governed_end_to_end(world: World) -> None:
 
 def test_a_policy_it_cannot_meet_fails_the_gate(world: World) -> None:
     before = _snapshot(world)
-    proc = run_cli(world.env, "quantize", "--model", NAME, "--policy", "policies/regression-tight.yaml")
+    proc = run_cli(
+        world.env, "quantize", "--model", NAME, "--policy", str(world.project / "policies" / "regression-tight.yaml")
+    )
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     mv = _new_version(world, before)
     assert mv.tags["quantgate.verdict"] == "fail" and "large-deviations" in mv.tags["quantgate.failed_rules"]
