@@ -456,12 +456,12 @@ def explain_regression(policy: Policy) -> list[str]:
             "estimate": "point estimate",
             "significant": "point estimate, and only when the interval excludes 0",
         }[r.judge_on]
-        by = f"{100 * r.threshold:g}% of fp32's" if r.relative else f"{r.threshold:g}"
+        by = f"{100 * r.threshold:g}% of fp32's value" if r.relative else f"{r.threshold:g} vs fp32"
         what = {
-            "max_increase": f"{r.metric} may rise by at most {by} vs fp32 ({on})",
+            "max_increase": f"{r.metric} may rise by at most {by} ({on})",
             "max_drop": f"{r.metric} may fall by at most {r.threshold:g} vs fp32 ({on})",
             "max_group_increase": f"mae of every group of at least {policy.min_group_size} rows may rise by at most "
-            f"{by} vs fp32 ({on})",
+            f"{by} ({on})",
             "max": f"{r.metric} must be at most {r.threshold:g}",
             "min": f"{r.metric} must be at least {r.threshold:g}",
         }[r.kind]
