@@ -223,3 +223,25 @@ def json_loads_strict(text: str) -> dict:
     import json
 
     return json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (["a", "b", "c", "d"], "not numbers"),
+        ([1.0, np.nan, 3.0, np.inf], "2 of the 4 evaluation rows have a NaN or infinite target"),
+        ([0, 1, 1, 0], "the classes of a classifier"),
+    ],
+)
+def test_targets_a_regressor_cannot_be_judged_on(target: list, message: str) -> None:
+    from quantgate.errors import DataError
+    from quantgate.onboarding import ModelConfig
+    from quantgate.steps.context import Datasets
+    from quantgate.steps.regression import check_targets
+
+    cfg = ModelConfig(name="m", task="tabular-regression", label="y", calibration_data="c", evaluation_data="e")
+    ev = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": target})
+    good = pd.DataFrame({"x": [1.0], "y": [2.5]})
+    with pytest.raises(DataError, match=message):
+        check_targets(cfg, Datasets(calibration=good, evaluation=ev, reference=good))
+    check_targets(cfg, Datasets(calibration=good, evaluation=ev.assign(y=[1.5, 2.0, 3.0, 7.0]), reference=good))
