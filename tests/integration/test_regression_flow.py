@@ -137,9 +137,10 @@ def test_regressor_governed_end_to_end(world: World) -> None:
     assert ("sex", "1.0") in groups and ("sex", "2.0") in groups and ("age_group", "over-55") in groups
     assert reg["deviations"]["n"] == card["metrics"]["n"]
     assert card["reading"]["serialization_format"] == "pt2" and card["quantized_modules"]
-    md = mv.description or ""
+    md = Path(cl.download_artifacts(mv.run_id, "model_card.md")).read_text()
     for heading in ("### Overall", "### By group", "### Large deviations", "## Verdict, rule by rule"):
         assert heading in md, heading
+    assert "## Verdict, rule by rule" in (mv.description or "")  # the description keeps the verdict first
     verify = run_cli(world.env, "verify", f"{NAME}-quantized/{mv.version}")
     assert verify.returncode == 0, verify.stdout[-3000:] + verify.stderr[-3000:]
 
