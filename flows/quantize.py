@@ -104,6 +104,10 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     source = discover(model)
     fault_point("discover")
     cfg = source.config
+    if cfg.is_regression:  # a regressor: its own evaluate, gate and card (flows/quantize_regression.py)
+        from quantgate.flows.quantize_regression import govern_regression
+
+        return govern_regression(source, load_data(source), policy, recipe)
     policy_path = get_settings().path(policy or cfg.policy)
     pol = load_policy(policy_path)
     rec = pipeline.resolve_recipe(recipe, cfg, pol)

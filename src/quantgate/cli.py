@@ -243,7 +243,12 @@ def _verdict_table(r: dict[str, Any]) -> None:
         )
     console.print(t)
     console.print(
-        f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}; size {r['size_fp32_mb']:.2f} → "
+        (
+            f"MAE {r['mae_fp32']:.4f} → {r['mae_quantized']:.4f}"  # a regressor (flows/quantize_regression.py)
+            if "mae_fp32" in r
+            else f"accuracy {r['accuracy_fp32']:.4f} → {r['accuracy_quantized']:.4f}"
+        )
+        + f"; size {r['size_fp32_mb']:.2f} → "
         f"{r['size_quantized_mb']:.2f} MB; speed {_speed(r['speedup'])}; verdict [bold]{r['verdict']}[/]; "
         f"aliases: {', '.join(r['aliases']) or 'none'}"
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import ConfigError, read_config_text
 from quantgate.retrain.spec import RetrainSpec
@@ -58,8 +58,17 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    task: Literal["tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification"] = (
-        Field(default="tensor-classification", description="informational: the source kind decides how it is read")
+    task: Literal[
+        "tabular-classification",
+        "text-classification",
+        "tensor-classification",
+        "pyfunc-classification",
+        "tabular-regression",
+        "tensor-regression",
+    ] = Field(
+        default="tensor-classification",
+        description="the source kind decides how it is read; a *-regression task reads one continuous value per row "
+        "and is judged by the policy's regression_rules (docs/regression.md)",
     )
     label: str
     calibration_data: str
@@ -87,6 +96,22 @@ class ModelConfig(BaseModel):
     retrain: RetrainSpec | None = Field(
         default=None, description="how drift retrains the source model (file only, never from tags)"
     )
+
+    @model_validator(mode="after")
+    def _regression_has_no_classes(self) -> ModelConfig:
+        if self.is_regression and self.classes:
+            raise ValueError(
+                f"a {self.task} model has no classes; remove classes: (a regressor answers one continuous value per "
+                "row), or set task: to a *-classification kind"
+            )
+        if self.is_regression and self.output != "auto":
+            raise ValueError(f"output: {self.output} reads class scores; a {self.task} model takes output: auto")
+        return self
+
+    @property
+    def is_regression(self) -> bool:
+        """A regressor: one continuous value per row, judged by the policy's ``regression_rules``."""
+        return self.task.endswith("-regression")
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:
         """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""
@@ -197,5 +222,6 @@ def load_model_config(name: str, tags: dict[str, str] | None = None, settings: S
         parts = []
         for e in exc.errors():
             loc = ".".join(str(x) for x in e["loc"])
-            parts.append(f"{loc}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}")
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
         raise ConfigError(f"invalid onboarding for '{name}' ({source}): " + "; ".join(parts)) from None

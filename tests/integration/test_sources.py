@@ -256,7 +256,7 @@ def test_regression_model_is_refused_by_name_and_nothing_registered(world: World
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert errors[0].startswith("error: the label column has") and "a regression model" in errors[0]
-    assert "does not quantize regression models" in errors[0]
+    assert "set task: tabular-regression" in errors[0]
     assert "Traceback" not in proc.stderr
     assert _snapshot(world) == before
 

@@ -21,7 +21,8 @@ import pandas as pd
 
 from quantgate.errors import DataError, UnsupportedModel
 
-OutputKind = Literal["logits", "probabilities", "labels"]
+#: ``values``: a regressor's one continuous value per row (taken as it is; see quantgate.sources.regression)
+OutputKind = Literal["logits", "probabilities", "labels", "values"]
 OUTPUT_CHOICES = ("auto", "logits", "probabilities", "labels")
 
 
@@ -117,6 +118,8 @@ def to_proba(arr: np.ndarray, reading: OutputReading, classes: Sequence[Any]) ->
     """Scores or labels -> ``(n, k)`` float32 probabilities, columns in the order of ``classes``."""
     k = len(classes)
     n = arr.shape[0]
+    if reading.kind == "values":  # a regressor: the value itself, one column
+        return arr.astype(np.float32).reshape(n, -1)
     if reading.kind == "labels":
         index = class_index(arr[:, 0], classes, what="the model predicted")
         out = np.zeros((n, k), np.float32)
@@ -181,8 +184,8 @@ def infer_classes(width: int, kind: OutputKind, labels: Sequence[Any], declared:
             f"the label column has {len(seen)} distinct values ({shown}) for a model that returns "
             f"{'one score' if width == 1 else f'{width} scores'} per row: a regression model, or a label "
             "column that does not hold the classes",
-            "quantgate governs classifiers (accuracy, per-group drops, prediction flips) and does not quantize "
-            "regression models; for a classifier, point label: at its class column, or set classes: in the "
+            "for a regression model, set task: tabular-regression (or tensor-regression) in the onboarding "
+            "(docs/regression.md); for a classifier, point label: at its class column, or set classes: in the "
             "onboarding (in output order)",
         )
     raise DataError(

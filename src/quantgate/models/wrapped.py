@@ -22,7 +22,13 @@ from torch import nn
 from quantgate.models.outputs import OutputReading, to_array, to_proba
 from quantgate.models.tabular import TabularPreprocessor
 
-TASKS = ("tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification")
+TASKS = (
+    "tabular-classification",
+    "text-classification",
+    "tensor-classification",
+    "pyfunc-classification",
+    "tensor-regression",
+)
 
 
 @dataclass
@@ -82,6 +88,8 @@ class WrappedModel:
 
     @property
     def classes(self) -> list[Any]:
+        if self.task.endswith("-regression"):  # one column: the predicted value (see predict_values)
+            return ["prediction"]
         return list(self.spec.get("classes", [0, 1]))
 
     @property
@@ -132,7 +140,18 @@ class WrappedModel:
         reading = self.output_reading
         return np.concatenate([to_proba(self.raw_outputs(b), reading, classes) for b in self.batches(df, batch_size)])
 
+    @property
+    def is_regression(self) -> bool:
+        """One continuous value per row (``predict_proba`` then returns it as an ``(n, 1)`` column)."""
+        return self.task.endswith("-regression")
+
+    def predict_values(self, df: pd.DataFrame) -> np.ndarray:
+        """A regressor's predictions, one float per row."""
+        return self.predict_proba(df)[:, 0].astype(np.float64)
+
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        if self.is_regression:
+            return pd.DataFrame({"prediction": self.predict_values(df)})
         proba = self.predict_proba(df)
         classes = self.classes
         idx = proba.argmax(axis=1)

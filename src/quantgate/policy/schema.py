@@ -225,6 +225,74 @@ class LMEvaluationSettings(_Strict):
     max_prompts: int = Field(default=64, ge=0, description="prompts for the generation agreement (0: none)")
 
 
+RegressionRuleKind = Literal["max_increase", "max_drop", "max_group_increase", "max", "min"]
+#: errors a regression increase rule judges (lower is better), and the figure a drop rule judges
+REGRESSION_ERRORS = ("mae", "rmse", "mean_relative_error")
+
+
+class RegressionRule(_Strict):
+    """One gate rule for a regressor (``regression_rules``), judged on the figures of
+    :mod:`quantgate.evaluate.regression` (fp32 vs the candidate on the evaluation rows).
+
+    - ``max_increase``: the rise of ``mae``, ``rmse`` or ``mean_relative_error`` <= threshold; with
+      ``relative: true`` the rise as a share of fp32's value (0.02 = 2% worse).
+    - ``max_drop``: the fall of ``r2`` <= threshold.
+    - ``max_group_increase``: the MAE rise of every group (and intersection of sensitive attributes)
+      of at least ``min_group_size`` rows <= threshold (``relative`` as above, of the group's fp32 MAE).
+    - ``max`` / ``min``: a candidate figure against a bound (``large_deviation_share``,
+      ``max_deviation_ratio``, ``mae``, ``rmse``, ``mean_relative_error`` / ``r2``).
+
+    ``judge_on`` works as for ``rules``: the upper bound of the paired-bootstrap interval of the change
+    (default), the ``estimate``, or ``significant`` (over the threshold *and* the interval excludes 0;
+    over it with an interval including 0 is a warning at most).
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    kind: RegressionRuleKind
+    metric: Literal["mae", "rmse", "r2", "mean_relative_error", "large_deviation_share", "max_deviation_ratio"]
+    threshold: float
+    relative: bool = Field(default=False, description="the threshold is a share of fp32's value (change rules only)")
+    severity: Severity = "block"
+    judge_on: JudgeOn = "upper_bound"
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RegressionRule:
+        k, m, t = self.kind, self.metric, self.threshold
+        if k == "max_increase" and m not in REGRESSION_ERRORS:
+            raise ValueError(f"rule '{self.id}': max_increase needs one of {', '.join(REGRESSION_ERRORS)}")
+        if k == "max_drop" and m != "r2":
+            raise ValueError(f"rule '{self.id}': max_drop is judged on r2 (higher is better)")
+        if k == "max_group_increase" and m != "mae":
+            raise ValueError(f"rule '{self.id}': max_group_increase is judged on per-group mae")
+        if k == "min" and m != "r2":
+            raise ValueError(f"rule '{self.id}': min bounds r2 (use max for errors and deviations)")
+        if k == "max" and m == "r2":
+            raise ValueError(f"rule '{self.id}': max bounds an error or a deviation figure, not r2")
+        if k in ("max_increase", "max_drop", "max_group_increase") and t < 0:
+            raise ValueError(f"rule '{self.id}': threshold of a {k} rule must be >= 0")
+        if self.relative and k not in ("max_increase", "max_group_increase"):
+            raise ValueError(f"rule '{self.id}': relative: true applies to max_increase and max_group_increase")
+        if m == "large_deviation_share" and not (0.0 <= t <= 1.0):
+            raise ValueError(f"rule '{self.id}': threshold {t} is impossible for a share (0..1)")
+        if self.judge_on == "significant" and k not in ("max_increase", "max_drop", "max_group_increase"):
+            raise ValueError(f"rule '{self.id}': judge_on: significant applies to change rules (max_increase, ...)")
+        return self
+
+
+class RegressionSettings(_Strict):
+    """How a regressor's predictions are compared with fp32's (the large-deviation audit)."""
+
+    deviation_tolerance: float = Field(
+        default=0.05,
+        gt=0,
+        description="a candidate prediction further than this from fp32's is a large deviation",
+    )
+    deviation_relative: bool = Field(
+        default=True, description="the tolerance is a share of |fp32's prediction| (false: in the target's units)"
+    )
+
+
 class Policy(_Strict):
     name: str
     description: str | None = None
@@ -248,6 +316,11 @@ class Policy(_Strict):
         description="rules for language models (perplexity, divergence, agreement, per slice); see LMRule",
     )
     lm_evaluation: LMEvaluationSettings = Field(default_factory=LMEvaluationSettings)
+    regression_rules: list[RegressionRule] = Field(
+        default_factory=list,
+        description="rules for regressors (errors, R², per-group MAE, large deviations); see RegressionRule",
+    )
+    regression: RegressionSettings = Field(default_factory=RegressionSettings)
     overrides: dict[str, dict[str, RuleOverride]] = Field(default_factory=dict)
     digest: str = Field(default="", description="sha256 of the policy file, set on load")
 
@@ -270,6 +343,10 @@ class Policy(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate rule id(s) across rules and lm_rules: {', '.join(dupes)}")
+        ids += [r.id for r in self.regression_rules]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule id(s) across rules, lm_rules and regression_rules: {', '.join(dupes)}")
         return self
 
     def search_tolerances(self, model: str) -> tuple[float, float | None]:
@@ -367,7 +444,29 @@ def explain(policy: Policy) -> list[str]:
             "max": f"{r.metric} must be at most {r.threshold:g}",
         }[r.kind]
         lines.append(f"[{r.severity}] {r.id}: {what}")
-    return lines + explain_lm(policy)
+    return lines + explain_lm(policy) + explain_regression(policy)
+
+
+def explain_regression(policy: Policy) -> list[str]:
+    """Each regression rule in plain words."""
+    lines = []
+    for r in policy.regression_rules:
+        on = {
+            "upper_bound": "upper CI bound",
+            "estimate": "point estimate",
+            "significant": "point estimate, and only when the interval excludes 0",
+        }[r.judge_on]
+        by = f"{100 * r.threshold:g}% of fp32's value" if r.relative else f"{r.threshold:g} vs fp32"
+        what = {
+            "max_increase": f"{r.metric} may rise by at most {by} ({on})",
+            "max_drop": f"{r.metric} may fall by at most {r.threshold:g} vs fp32 ({on})",
+            "max_group_increase": f"mae of every group of at least {policy.min_group_size} rows may rise by at most "
+            f"{by} ({on})",
+            "max": f"{r.metric} must be at most {r.threshold:g}",
+            "min": f"{r.metric} must be at least {r.threshold:g}",
+        }[r.kind]
+        lines.append(f"[{r.severity}] {r.id}: {what}")
+    return lines
 
 
 def explain_lm(policy: Policy) -> list[str]:

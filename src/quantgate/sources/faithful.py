@@ -86,6 +86,8 @@ def check_faithful(uri: str, model: WrappedModel, rows: pd.DataFrame, *, what: s
         # MLflow's onnx pyfunc answers a DataFrame input with each output flattened row-major
         # (``reshape(-1)``) into one column: undo exactly that for the first output (class scores)
         answer = answer.iloc[:, 0].to_numpy().reshape(n, -1)
+    if model.is_regression:
+        return _check_values(uri, model, sample, answer, what=what)
     ref_cls, ref_proba = reference_reading(answer, model)
     if len(ref_cls) != len(sample):
         raise UnfaithfulReading(
@@ -115,6 +117,36 @@ def check_faithful(uri: str, model: WrappedModel, rows: pd.DataFrame, *, what: s
                 "check output: (logits or probabilities) in the onboarding; nothing was judged or registered",
             )
     return FaithfulReport(uri, len(sample), len(sample), diff, PROBA_TOLERANCE)
+
+
+#: a regressor's prediction matches the model's own within this relative tolerance (of the largest
+#: absolute prediction on the sample, at least 1): float noise of a rebuilt graph, never a different model
+VALUE_TOLERANCE = 1e-4
+
+
+def _check_values(uri: str, model: WrappedModel, sample: pd.DataFrame, answer: Any, *, what: str) -> FaithfulReport:
+    """A regressor: the registered model's own value per row equals quantgate's within float tolerance."""
+    ref = to_array(answer)
+    n = len(sample)
+    if ref.shape != (n, 1) or not np.issubdtype(ref.dtype, np.number):
+        raise UnfaithfulReading(
+            f"{what} ({uri}) answered {ref.shape[0]} row(s) of {ref.shape[1]} {ref.dtype} value(s) for {n} rows",
+            "a regressor must answer one number per input row; nothing was judged or registered",
+        )
+    ref_v = ref[:, 0].astype(np.float64)
+    ours = model.predict_values(sample)
+    scale = max(1.0, float(np.abs(ref_v).max())) if n else 1.0
+    diff = np.abs(ref_v - ours)
+    tol = VALUE_TOLERANCE * scale
+    if n and not (diff <= tol).all():
+        i = int(np.argmax(~(diff <= tol)))
+        raise UnfaithfulReading(
+            f"quantgate's reading of {what} ({uri}) differs from the model's own predictions on "
+            f"{int((~(diff <= tol)).sum())} of {n} rows; first: evaluation row {sample.index[i]!r}, the model "
+            f"predicts {ref_v[i]:.6g}, quantgate read {ours[i]:.6g} (tolerance {tol:.3g})",
+            "check input_columns: in the onboarding; nothing was judged or registered",
+        )
+    return FaithfulReport(uri, n, n, float(diff.max()) if n else 0.0, tol)
 
 
 #: a measured baseline further than this from the accuracy the source's run logged is a card warning

@@ -129,8 +129,9 @@ def tensor_model(ctx: SourceContext, module: Any, **spec_extra: Any) -> Any:
     from quantgate.models.wrapped import WrappedModel
 
     columns, shape = feature_layout(ctx)
+    regression = str(ctx.onboarding("task", "")).endswith("-regression")
     spec: dict[str, Any] = {
-        "task": "tensor-classification",
+        "task": "tensor-regression" if regression else "tensor-classification",
         "feature_columns": columns,
         **spec_extra,
         **({"input_shape": shape} if shape else {}),
@@ -140,5 +141,10 @@ def tensor_model(ctx: SourceContext, module: Any, **spec_extra: Any) -> Any:
     def run(df: pd.DataFrame) -> np.ndarray:
         return np.concatenate([probe.raw_outputs(b) for b in probe.batches(df, 256)])
 
-    spec |= resolve_outputs(ctx, run)
+    if regression:
+        from quantgate.sources.regression import regression_outputs
+
+        spec |= regression_outputs(ctx, run)
+    else:
+        spec |= resolve_outputs(ctx, run)
     return WrappedModel(module, spec)

@@ -132,6 +132,9 @@ def _log_review_plots(
     from quantgate.cards.card import render_model_card
     from quantgate.cards.plots import plot_links, review_figures
 
+    if card_ctx.get("regression") is not None:  # the review figures plot classifier metrics
+        return card_md, card_ctx
+
     try:
         figures = review_figures(card_ctx)
         for path, fig in figures.items():
@@ -144,6 +147,24 @@ def _log_review_plots(
         return card_md, card_ctx
     ctx = {**card_ctx, "plots": plot_links(list(figures), run_id)}
     return render_model_card(ctx, settings)[0], ctx
+
+
+def _classifier_fields(ev: Evaluation) -> tuple[dict[str, float], dict[str, str]]:
+    """(run metrics, figure tags of the registered version) for a classifier's candidate."""
+    cmp = ev.comparison
+    metrics = {f"fp32_{k}": v for k, v in cmp.baseline.items()}
+    metrics |= {f"quantized_{k}": v for k, v in cmp.candidate.items()}
+    metrics |= {
+        "accuracy_drop": cmp.drop("accuracy"),
+        "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
+        **ev.runtime,
+        **{k: float(v) for k, v in ev.sizes.items()},
+    }
+    tags = {
+        "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
+        "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
+    }
+    return metrics, tags
 
 
 def record_candidate(
@@ -176,7 +197,6 @@ def record_candidate(
 
     s = settings or get_settings()
     ensure_experiment(EXPERIMENT, s)
-    cmp = ev.comparison
     run_name = f"{source.version.name}-v{source.version.version}-{recipe.TYPE}"
     with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags(
@@ -197,14 +217,14 @@ def record_candidate(
                 "n_kept_float": len(card_ctx["float_modules"]),
             }
         )
-        metrics = {f"fp32_{k}": v for k, v in cmp.baseline.items()}
-        metrics |= {f"quantized_{k}": v for k, v in cmp.candidate.items()}
-        metrics |= {
-            "accuracy_drop": cmp.drop("accuracy"),
-            "accuracy_drop_ci_high": cmp.intervals["accuracy"].high,
-            **ev.runtime,
-            **{k: float(v) for k, v in ev.sizes.items()},
-        }
+        regression = getattr(ev, "kind", None) == "regression"  # steps.regression.RegressionEvaluation
+        if regression:
+            from quantgate.cards.regression_card import regression_card_json as card_json
+            from quantgate.steps.regression import record_fields
+
+            metrics, figure_tags = record_fields(ev)  # type: ignore[arg-type]
+        else:
+            metrics, figure_tags = _classifier_fields(ev)
         if ev.audit is not None:
             metrics["max_flip_ratio"] = ev.audit.max_ratio
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})  # NaN: not measured, not logged
@@ -240,8 +260,7 @@ def record_candidate(
             c.TAG_VERDICT: verdict.status,
             c.TAG_POLICY_DIGEST: verdict.policy_digest,
             c.TAG_APPROVAL: "pending" if verdict.passed else "rejected",
-            "quantgate.accuracy_fp32": f"{cmp.baseline['accuracy']:.4f}",
-            "quantgate.accuracy_quantized": f"{cmp.candidate['accuracy']:.4f}",
+            **figure_tags,
             "quantgate.speedup": (  # NaN: the ratio was not measured reliably on this host
                 f"{ev.runtime['speedup']:.2f}" if ev.runtime["speedup"] == ev.runtime["speedup"] else "not measured"
             ),
