@@ -24,12 +24,12 @@ from quantgate.steps.validate import govern_calibration_data, validate_calibrati
 __all__ = [
     "EXPERIMENT",
     "PROFILE_ARTIFACT",
+    "Certified",
     "Datasets",
     "Evaluation",
     "Faithfulness",
     "Search",
     "Source",
-    "Certified",
     "calibration_batches",
     "card_context",
     "certify",

@@ -158,14 +158,16 @@ def test_a_fixed_recipe_that_fails_ends_with_one_line_exit_2(broken_recipe: type
     from quantgate.errors import UnsupportedModel
     from quantgate.steps.quantize import quantize_candidate
 
-    cfg, _, model, data = _world()
+    _, _, model, data = _world()
     with pytest.raises(UnsupportedModel) as info:
         quantize_candidate(model, broken_recipe(), data)
     msg = info.value.one_line()
     assert "\n" not in msg
     assert msg.startswith("recipe 'test-broken' failed on this model: RuntimeError: no int3 kernel on this host — ")
     # built, then broken inside ONNX Runtime at another batch size than the export's
-    with pytest.raises(UnsupportedModel, match=r"^recipe 'ort-dynamic-int8' failed on this model: Fail: \[ONNXRuntimeError\]"):
+    with pytest.raises(
+        UnsupportedModel, match=r"^recipe 'ort-dynamic-int8' failed on this model: Fail: \[ONNXRuntimeError\]"
+    ):
         quantize_candidate(model, OrtDynamicInt8Recipe(), data)
     with pytest.raises(typer.Exit) as code:
         run(lambda: quantize_candidate(model, broken_recipe(), data), configure=False)
@@ -186,6 +188,6 @@ def test_the_flow_with_a_failing_fixed_recipe_leaves_the_registry_unchanged(
     spec = tmp_path / "broken.json"
     spec.write_text(json.dumps(recipe_to_dict(broken_recipe())))
     before = snapshot()
-    with pytest.raises(UnsupportedModel, match="^recipe 'test-broken' failed on this model: RuntimeError: no int3"):
+    with pytest.raises(UnsupportedModel, match=r"^recipe 'test-broken' failed on this model: RuntimeError: no int3"):
         quantize_model(demo_sources["adult-income"], recipe=str(spec))
     assert snapshot() == before

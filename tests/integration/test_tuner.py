@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from quantgate.models.wrapped import WrappedModel
@@ -208,7 +209,9 @@ def test_the_search_screens_and_the_gate_certifies_on_the_evaluation_rows() -> N
         "rules:\n  - {id: accuracy-drop, kind: max_drop, metric: accuracy, threshold: 0.05}\n",
         "certify.yaml",
     )
-    found = search_recipe(cfg, policy, model, data, candidates=[OrtFp32Recipe(), OrtDynamicInt8Recipe(), DynamicInt8Recipe()])
+    found = search_recipe(
+        cfg, policy, model, data, candidates=[OrtFp32Recipe(), OrtDynamicInt8Recipe(), DynamicInt8Recipe()]
+    )
     assert all(t["passed"] for t in found.trace), [t["reason"] for t in found.trace]
     assert all(t["reason"].startswith("screen: gate rules on the search rows at 95% confidence") for t in found.trace)
     assert [found.trace[pos]["pick"][:3] for *_, pos in found.ranked] == ["#1:", "#2:", "#3:"]

@@ -585,12 +585,14 @@ def rank_passing(
                 if not others:
                     rest_left = [j for j in left if j != pick]
                     second = min(rest_left, key=lambda j: (median(j), j)) if rest_left else None
-                    why = "fastest" + (f" ({contenders[second].label}: {verdicts[second][1]})" if second is not None else "")
+                    why = "fastest" + (
+                        f" ({contenders[second].label}: {verdicts[second][1]})" if second is not None else ""
+                    )
                 else:
                     c = contenders[pick]
                     ties = ", ".join(
-                        f"{contenders[j].label} ({contenders[j].bytes / 1e6:.2f} MB, {contenders[j].share:.0%} quantized)"
-                        for j in others
+                        f"{o.label} ({o.bytes / 1e6:.2f} MB, {o.share:.0%} quantized)"
+                        for o in (contenders[j] for j in others)
                     )
                     speed = (
                         f"the fastest; {', '.join(contenders[j].label for j in others)} within its timing noise"
@@ -598,8 +600,7 @@ def rank_passing(
                         else verdicts[pick][1]
                     )
                     why = (
-                        f"speed tied ({speed}): smallest, "
-                        f"{c.bytes / 1e6:.2f} MB and {c.share:.0%} quantized, vs {ties}"
+                        f"speed tied ({speed}): smallest, {c.bytes / 1e6:.2f} MB and {c.share:.0%} quantized, vs {ties}"
                     )
             order.append((pick, f"{why}{note}"))
             left.remove(pick)

@@ -292,14 +292,17 @@ def search_recipe(
         "judged_as": "screen: the gate's blocking rules on predictions on the calibration rows, at the search's "
         f"batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides), at the policy's "
         f"{policy.bootstrap.confidence:.0%} confidence, upper-bound rules judged on their estimate; then the gate "
-        f"certifies the passing trials on the evaluation rows, best first, up to {min(policy.search.certify, len(res.ranked))}, "
+        "certifies the passing trials on the evaluation rows, best first, up to "
+        f"{min(policy.search.certify, len(res.ranked))}, "
         f"each at {conf:.2%} (Bonferroni over the candidates it may certify)",
         "chosen_because": res.chosen_because,
         "summary": f"{len(trace)} trial(s) screened on the calibration rows, {len(res.ranked)} passed; "
         f"pick {res.chosen_because} (not yet certified on the evaluation rows)",
     }
     positions = [next(i for i, t in enumerate(res.trace) if t is trial) for _, _, trial in res.ranked]
-    ranked = [(r, _candidate(model, q, r, search), q, pos) for (r, q, _), pos in zip(res.ranked, positions, strict=True)]
+    ranked = [
+        (r, _candidate(model, q, r, search), q, pos) for (r, q, _), pos in zip(res.ranked, positions, strict=True)
+    ]
     return Search(res.best, ranked[0][1], res.result, trace, res.sensitivity, ranked=ranked, search=search)
 
 
@@ -379,7 +382,7 @@ def certify(
         done.append((recipe, candidate, result, ev, verdict))
         if verdict.passed:
             break
-    for recipe, candidate, result, pos in found.ranked[len(done) :]:
+    for *_, pos in found.ranked[len(done) :]:
         trace[pos]["pick"] = f"{trace[pos].get('pick', '')}; not certified" + (
             f" (only {k} may be: search.certify)" if len(done) == k and not done[-1][4].passed else ""
         )
