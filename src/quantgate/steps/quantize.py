@@ -80,8 +80,8 @@ def quantize_candidate(
     try:
         result = apply_recipe(model.module, recipe, calibration=calib)
         candidate = _candidate(model, result, recipe)
-        if data is not None:  # runs where the gate will run it: the calibration rows, whole and at batch 1
-            candidate.predict_proba(data.calibration)
+        if data is not None:  # runs as the gate will run it: a full default batch, and batch 1
+            candidate.predict_proba(data.calibration.head(256))
             candidate.predict_proba(data.calibration.head(1))
     except QuantgateError:
         raise
