@@ -591,7 +591,7 @@ def rank_passing(
                 else:
                     c = contenders[pick]
                     ties = ", ".join(
-                        f"{o.label} ({o.bytes / 1e6:.2f} MB, {o.share:.0%} quantized)"
+                        f"{o.label} ({_size_text(o.bytes)}, {o.share:.0%} quantized)"
                         for o in (contenders[j] for j in others)
                     )
                     speed = (
@@ -600,11 +600,15 @@ def rank_passing(
                         else verdicts[pick][1]
                     )
                     why = (
-                        f"speed tied ({speed}): smallest, {c.bytes / 1e6:.2f} MB and {c.share:.0%} quantized, vs {ties}"
+                        f"speed tied ({speed}): smallest, {_size_text(c.bytes)} and {c.share:.0%} quantized, vs {ties}"
                     )
             order.append((pick, f"{why}{note}"))
             left.remove(pick)
     return [(i, f"#{k + 1}: {contenders[i].label}, {why}") for k, (i, why) in enumerate(order)]
+
+
+def _size_text(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
 
 def _rank_trials(
