@@ -126,14 +126,24 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     )
     if rec is None:
         found = search(source, pol, baseline, data)
-        rec, candidate, qres = found.recipe, found.candidate, found.result
-        log.info("search chose %s after %d trial(s)", rec.label, len(found.trace))
+        log.info("search: %s", found.search.get("summary", ""))
+        fault_point("quantize")
+        # the screen ranked the passing trials; the gate certifies them on the evaluation rows, best first
+        cert = pipeline.certify(
+            pol,
+            found,
+            lambda judged, cand: evaluate(source, judged, baseline, cand, data),
+            lambda judged, evaluation: gate(source, judged, evaluation),
+        )
+        rec, candidate, qres, ev, verdict = cert.recipe, cert.candidate, cert.result, cert.evaluation, cert.verdict
+        (log.warning if qres.n_quantized == 0 else log.info)("search: %s", cert.summary)
+        log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
     else:
         candidate, qres = quantize(baseline, rec, data)
-    log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
-    fault_point("quantize")
-    ev = evaluate(source, pol, baseline, candidate, data)
-    verdict = gate(source, pol, ev)
+        log.info("quantized %d modules, kept %d in float", qres.n_quantized, len(qres.kept_float))
+        fault_point("quantize")
+        ev = evaluate(source, pol, baseline, candidate, data)
+        verdict = gate(source, pol, ev)
     fault_point("evaluate")
     log.info("verdict: %s %s", verdict.status, ",".join(verdict.failed_rules))
     ctx = pipeline.card_context(

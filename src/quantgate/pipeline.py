@@ -9,7 +9,14 @@ from quantgate.steps.data import load_datasets, signature_columns, stored_profil
 from quantgate.steps.discover import discover_source, ungoverned_versions
 from quantgate.steps.evaluate import evaluate_candidate
 from quantgate.steps.gate import check_measurable, gate
-from quantgate.steps.quantize import calibration_batches, quantize_candidate, resolve_recipe, search_recipe
+from quantgate.steps.quantize import (
+    Certified,
+    calibration_batches,
+    certify,
+    quantize_candidate,
+    resolve_recipe,
+    search_recipe,
+)
 from quantgate.steps.record import EXPERIMENT, card_context, record_candidate
 from quantgate.steps.source import check_source_faithful, load_source_model
 from quantgate.steps.validate import govern_calibration_data, validate_calibration
@@ -17,6 +24,7 @@ from quantgate.steps.validate import govern_calibration_data, validate_calibrati
 __all__ = [
     "EXPERIMENT",
     "PROFILE_ARTIFACT",
+    "Certified",
     "Datasets",
     "Evaluation",
     "Faithfulness",
@@ -24,6 +32,7 @@ __all__ = [
     "Source",
     "calibration_batches",
     "card_context",
+    "certify",
     "check_measurable",
     "check_source_faithful",
     "discover_source",

@@ -61,7 +61,12 @@ def test_a_classifier_without_groups_is_governed_per_class(settings: Any) -> Non
     check_measurable(cfg, policy, DEFAULT_POLICY)  # no refusal up front
     # the search judges the same per-class groups as the gate
     found = search_recipe(cfg, policy, model, data)
-    assert all(t["group_check"] in ("passed", "failed") for t in found.trace if t["metrics"]), found.trace
+    # (a group's estimate over the tolerance is recorded and left to the policy's own group rule, the screen's judge)
+    assert all(
+        t["group_check"] == "passed" or t["group_check"].startswith("estimate over tolerance (kind=")
+        for t in found.trace
+        if t["metrics"]
+    ), found.trace
     ev = evaluate_candidate(cfg, policy, model, found.candidate, data)
     groups = {(g.attribute, str(g.group)) for g in ev.comparison.groups}
     assert groups == {("kind", "0"), ("kind", "1"), ("kind", "2")}

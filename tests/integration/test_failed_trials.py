@@ -149,3 +149,45 @@ def test_when_every_trial_fails_the_run_ends_with_each_reason_exit_3(broken_reci
     with pytest.raises(typer.Exit) as code:
         run(lambda: search_recipe(cfg, policy, model, data, candidates=candidates), configure=False)
     assert code.value.exit_code == EXIT_GATE == 3
+
+
+def test_a_fixed_recipe_that_fails_ends_with_one_line_exit_2(broken_recipe: type[BrokenRecipe]) -> None:
+    """``--recipe NAME`` that cannot be built, or whose candidate cannot run, on this model: one line
+    naming the recipe and the error, exit 2 (bad input), never a traceback."""
+    from quantgate.cli_base import EXIT_USER, run
+    from quantgate.errors import UnsupportedModel
+    from quantgate.steps.quantize import quantize_candidate
+
+    _, _, model, data = _world()
+    with pytest.raises(UnsupportedModel) as info:
+        quantize_candidate(model, broken_recipe(), data)
+    msg = info.value.one_line()
+    assert "\n" not in msg
+    assert msg.startswith("recipe 'test-broken' failed on this model: RuntimeError: no int3 kernel on this host — ")
+    # built, then broken inside ONNX Runtime at another batch size than the export's
+    with pytest.raises(
+        UnsupportedModel, match=r"^recipe 'ort-dynamic-int8' failed on this model: Fail: \[ONNXRuntimeError\]"
+    ):
+        quantize_candidate(model, OrtDynamicInt8Recipe(), data)
+    with pytest.raises(typer.Exit) as code:
+        run(lambda: quantize_candidate(model, broken_recipe(), data), configure=False)
+    assert code.value.exit_code == EXIT_USER == 2
+
+
+def test_the_flow_with_a_failing_fixed_recipe_leaves_the_registry_unchanged(
+    broken_recipe: type[BrokenRecipe], prefect_harness: None, demo_sources: dict[str, str], settings: Any, tmp_path: Any
+) -> None:
+    import json
+
+    from helpers import snapshot
+
+    from quantgate.errors import UnsupportedModel
+    from quantgate.flows.quantize import quantize_model
+    from quantgate.quantize.base import recipe_to_dict
+
+    spec = tmp_path / "broken.json"
+    spec.write_text(json.dumps(recipe_to_dict(broken_recipe())))
+    before = snapshot()
+    with pytest.raises(UnsupportedModel, match=r"^recipe 'test-broken' failed on this model: RuntimeError: no int3"):
+        quantize_model(demo_sources["adult-income"], recipe=str(spec))
+    assert snapshot() == before

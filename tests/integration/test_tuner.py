@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from quantgate.models.wrapped import WrappedModel
@@ -139,3 +140,94 @@ def test_impossible_tolerance_returns_no_recipe_with_a_full_trace() -> None:
     )
     assert res.best is None and res.module is None
     assert all(not t.passed for t in res.trace) and len(res.trace) == 3  # full + fallback of 1 and 2
+
+
+def _tied(modules: dict[str, torch.nn.Module], batch: object, **_: object) -> dict[str, list[float]]:
+    """A host whose timing cannot separate the passing modules: every module, every round, the same."""
+    return {name: [1.0] * 12 for name in modules}
+
+
+def test_pick_prefers_the_quantized_recipe_over_ort_fp32_when_timings_tie() -> None:
+    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe
+
+    model, test, calib = _adult()
+    res = tune(
+        model,
+        test,  # type: ignore[arg-type]
+        "income",
+        tolerance_overall=0.05,
+        candidates=[OrtFp32Recipe(), OrtDynamicInt8Recipe()],
+        calibration=calib,
+        budget_trials=2,
+        budget_seconds=120,
+        pick_timer=_tied,
+    )
+    fp32, int8 = res.trace
+    assert fp32.passed and int8.passed, [t.reason for t in res.trace]
+    assert int8.metrics["bytes"] < fp32.metrics["bytes"] and int8.metrics["compute_param_share"] == 1.0
+    assert res.best is not None and res.best.TYPE == "ort-dynamic-int8"
+    assert [r[2].label for r in res.ranked] == ["ort-dynamic-int8", "ort-fp32"]
+    assert res.chosen_because == int8.pick and int8.pick.startswith("#1: ort-dynamic-int8, speed tied (")
+    assert "within the timing noise of ort-fp32 (1.00x" in int8.pick and "vs ort-fp32 (" in int8.pick
+    assert fp32.pick.startswith("#2: ort-fp32")
+    assert json.loads(json.dumps(res.trace_dicts()))[1]["pick"] == int8.pick  # the card's search table
+
+
+def test_the_search_screens_and_the_gate_certifies_on_the_evaluation_rows() -> None:
+    """search_recipe ranks the trials that pass the screen on the calibration rows; certify runs the
+    real evaluation and gate steps on the evaluation rows, best first, at the corrected confidence."""
+    import numpy as np
+    import pandas as pd
+    from torch import nn
+
+    from quantgate.onboarding import ModelConfig
+    from quantgate.policy.schema import parse_policy
+    from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe
+    from quantgate.steps.context import Datasets
+    from quantgate.steps.evaluate import evaluate_candidate
+    from quantgate.steps.gate import gate
+    from quantgate.steps.quantize import certify, certify_confidence, search_recipe
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 8)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    module = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(module.parameters(), 1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(module(torch.from_numpy(x[:600])), torch.from_numpy(y[:600])).backward()
+        opt.step()
+    features = [f"f{i}" for i in range(8)]
+    df = pd.DataFrame(x, columns=features).assign(y=y)
+    model = WrappedModel(module, {"task": "tensor-classification", "feature_columns": features, "classes": [0, 1]})
+    cfg = ModelConfig(name="mlp", task="tensor-classification", label="y", calibration_data="c", evaluation_data="e")
+    data = Datasets(calibration=df.iloc[:600], evaluation=df.iloc[600:], reference=df.iloc[:600])
+    policy = parse_policy(
+        "name: certify\nbootstrap: {resamples: 200, confidence: 0.95, seed: 0}\n"
+        "search: {budget_trials: 4, budget_seconds: 300, certify: 2}\nserving: {batch_sizes: [1, 32], max_rows: 200}\n"
+        "rules:\n  - {id: accuracy-drop, kind: max_drop, metric: accuracy, threshold: 0.05}\n",
+        "certify.yaml",
+    )
+    found = search_recipe(
+        cfg, policy, model, data, candidates=[OrtFp32Recipe(), OrtDynamicInt8Recipe(), DynamicInt8Recipe()]
+    )
+    assert all(t["passed"] for t in found.trace), [t["reason"] for t in found.trace]
+    assert all(t["reason"].startswith("screen: gate rules on the search rows at 95% confidence") for t in found.trace)
+    assert [found.trace[pos]["pick"][:3] for *_, pos in found.ranked] == ["#1:", "#2:", "#3:"]
+    conf, resamples = certify_confidence(policy, len(found.ranked))
+    assert conf == pytest.approx(0.975) and resamples >= 800
+    cert = certify(
+        policy,
+        found,
+        lambda judged, cand: evaluate_candidate(cfg, judged, model, cand, data),
+        lambda judged, ev: gate(cfg, judged, ev),
+    )
+    assert cert.verdict.passed and cert.recipe == found.ranked[0][0]
+    assert cert.evaluation.comparison.intervals["accuracy"].confidence == pytest.approx(0.975)
+    first = found.trace[found.ranked[0][3]]
+    assert first["certified"] == {"order": 1, "of": 2, "confidence": conf, "status": "pass", "failed_rules": []}
+    assert first["pick"].endswith("certified 1/2 on the evaluation rows at 97.50%: pass")
+    assert all(found.trace[pos]["pick"].endswith("; not certified") for *_, pos in found.ranked[1:])
+    search = cert.candidate.spec["quantization"]["search"]
+    assert search["summary"] == cert.summary and "certified " + cert.recipe.label in cert.summary

@@ -219,6 +219,7 @@ def _search(ctx: Mapping[str, Any]) -> dict[str, Any]:
         _trial_row(t) if isinstance(t, Mapping) else {"trial": t}
         for t in (trials if isinstance(trials, list) else [trials])
     ]
+    summary = summary or str((ctx.get("search") or {}).get("summary") or "")
     summary = summary or f"{len(rows)} candidate recipe(s) tried on the calibration data"
     return {"performed": True, "summary": summary, "chosen": _cell(chosen) if chosen else None, **_table(rows)}
 
@@ -238,6 +239,7 @@ def _trial_row(t: Mapping[str, Any]) -> dict[str, Any]:
         "quantized / float": f"{t.get('quantized', 0)} / {t.get('kept_float', 0)}",
         "seconds": t.get("seconds"),
         "reason": t.get("reason", ""),
+        "pick": t.get("pick", ""),
     }
 
 

@@ -96,6 +96,13 @@ class Search(_Strict):
     objective: Literal["latency", "size"] = "latency"
     budget_trials: int = Field(default=8, ge=1, le=100)
     budget_seconds: float = Field(default=600.0, gt=0)
+    certify: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="how many of the search's passing candidates the gate may certify on the evaluation rows, "
+        "best first, until one passes; each is judged at 1 - (1 - confidence) / certify (Bonferroni)",
+    )
 
 
 class Serving(_Strict):

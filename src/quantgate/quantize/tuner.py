@@ -75,6 +75,9 @@ class Trial:
     served: dict[str, Any] = field(default_factory=dict)
     """the trial at the policy's served batch sizes, as the judge scored it
     (:meth:`quantgate.evaluate.batching.ServedBatching.to_dict`); empty when not scored"""
+    pick: str = ""
+    """where the pick ranked this passing trial and why (see :func:`rank_passing`), and, once the flow
+    has certified it on the evaluation rows, the gate's outcome there; empty for a trial that failed"""
     error: str = ""
     """the error that ended the trial, one line (``"RuntimeError: ..."``: its type and the first
     line of its message); empty for a trial that was measured. Its ``reason`` is ``"error: " + error``."""
@@ -93,6 +96,9 @@ class TuneResult:
     baseline: dict[str, float] = field(default_factory=dict)
     heaviest_kind: str = ""
     chosen_because: str = ""
+    ranked: list[tuple[Recipe, QuantizationResult, Trial]] = field(default_factory=list)
+    """every passing trial in the pick's order (:func:`rank_passing`), ``best`` first: the order in
+    which the flow certifies them on the evaluation rows"""
 
     def trace_dicts(self) -> list[dict[str, Any]]:
         return [t.to_dict() for t in self.trace]
@@ -266,6 +272,8 @@ def tune(
     min_param_share: float = 0.5,
     target: str = "auto",
     judge: Judge | None = None,
+    group_estimate_blocks: bool = True,
+    pick_timer: Callable[..., dict[str, list[float]]] = paired_times,
 ) -> TuneResult:
     """Search recipes under the tolerances; returns the best passing one (or None) and the trace.
 
@@ -290,7 +298,15 @@ def tune(
     the served batch sizes (the worst batching decides, as in the gate); what it scored there is
     kept in the trial (``Trial.served``).
     A speedup not measured reliably (see :func:`quantgate.evaluate.runtime.speed_ratio`) is NaN
-    and never meets ``min_speedup``.
+    and never meets ``min_speedup``. ``group_estimate_blocks=False``: a group whose drop estimate
+    exceeds ``tolerance_group`` does not fail the trial (the check says so); the judge applies the
+    policy's own group rule instead (``judge_on: significant`` blocks only a drop the rows can tell
+    from 0, where a group of a few dozen rows swings by points on the estimate alone).
+
+    The passing trials are ranked by :func:`rank_passing` (``TuneResult.ranked``, ``best`` first;
+    each trial's ``pick`` says where it ranked and why): the flow certifies them in that order on
+    the evaluation rows. ``pick_timer`` times the passing modules side by side for the pick
+    (:func:`~quantgate.evaluate.runtime.paired_times`'s signature; a test passes one that ties).
 
     A trial that raises (the recipe cannot be built for this model, or its candidate fails to
     run or be scored: an ONNX export that breaks inside ONNX Runtime at another batch size, say)
@@ -381,9 +397,14 @@ def tune(
             group_check = "not requested"
         elif not drops:
             group_check = f"not run (no group with >= {min_group_rows} rows)"
-        elif drops[worst] > tolerance_group:
+        elif drops[worst] > tolerance_group and group_estimate_blocks:
             group_check = "failed"
             reasons.append(f"group {worst} drop {drops[worst]:.4f} > {tolerance_group:.4f}")
+        elif drops[worst] > tolerance_group:
+            group_check = (
+                f"estimate over tolerance ({worst} {drops[worst]:.4f} > {tolerance_group:.4f}): "
+                "left to the policy's group rule"
+            )
         else:
             group_check = "passed"
         if max_flip_rate is not None and 1.0 - m["agreement"] > max_flip_rate:
@@ -431,10 +452,11 @@ def tune(
                 speedup = trial.metrics.get("speedup") or 0.0
                 if recipe.LOSSLESS and min_speedup is not None and speedup >= min_speedup:
                     result.best, result.result, result.module = res.resolved or recipe, res, res.module
-                    result.chosen_because = (
-                        f"{recipe.label} reached the speed objective ({speedup:.2f}x >= {min_speedup:.2f}x) "
+                    result.chosen_because = trial.pick = (
+                        f"#1: {recipe.label} reached the speed objective ({speedup:.2f}x >= {min_speedup:.2f}x) "
                         "without quantizing: no accuracy spent"
                     )
+                    result.ranked = [passing[-1]]
                     return result
                 continue
             if res is not None:  # failed on accuracy: a fallback may pass (an unsupported recipe has none)
@@ -463,9 +485,10 @@ def tune(
                     break
     if not passing:
         return result
-    best, why = _pick(passing, objective, lat_batch, min_param_share)
+    result.ranked = _rank_trials(passing, objective, lat_batch, min_param_share, floor_ms, pick_timer)
+    best = result.ranked[0]
     result.best, result.result, result.module = best[0], best[1], best[1].module
-    result.chosen_because = why
+    result.chosen_because = best[2].pick
     return result
 
 
@@ -479,28 +502,147 @@ def _fields(recipe: Recipe) -> dict[str, Any]:
     return {f.name: getattr(recipe, f.name) for f in fields(recipe)}
 
 
-def _pick(
+#: two speeds differ only when the median per-round ratio exceeds 1 by more than this, and by
+#: more than the per-round ratios' spread (IQR / median): under it, timing cannot tell them apart
+SPEED_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A passing trial as the pick sees it (pure values): what it is, what it stores quantized,
+    its size, and its per-round times measured side by side with the other contenders."""
+
+    label: str
+    lossless: bool
+    share: float
+    """quantized share of the parameters, as the objective counts it (matmul/conv weights for
+    latency, all parameters for size)"""
+    bytes: float
+    times_ms: tuple[float, ...] = ()
+
+
+def speed_separated(slower: Contender, faster: Contender, floor_ms: float) -> tuple[bool, str]:
+    """Whether ``faster`` is faster than ``slower`` beyond the timing noise (pure): the ratio of
+    their per-round times is reliable (:func:`~quantgate.evaluate.runtime.speed_ratio`) and exceeds
+    1 by more than :data:`SPEED_MARGIN` and by more than its own spread. Returns the answer and
+    the figure that decided it."""
+    r = speed_ratio(slower.times_ms, faster.times_ms, floor_ms=floor_ms)
+    if not r.reliable:
+        return False, f"timing could not separate it from {faster.label} ({r.reason or 'not measured'})"
+    margin = max(SPEED_MARGIN, r.spread)
+    if r.value > 1.0 + margin:
+        return True, f"{faster.label} {r.value:.2f}x faster (beyond the timing noise, {margin:.2f})"
+    return False, f"within the timing noise of {faster.label} ({r.value:.2f}x, noise {margin:.2f})"
+
+
+def rank_passing(
+    contenders: list[Contender], objective: Objective, floor_ms: float, min_param_share: float = 0.5
+) -> list[tuple[int, str]]:
+    """The pick's order of the passing trials (pure): ``(index into contenders, why)``, best first.
+
+    Lexicographic, among what is left at each step:
+
+    1. trials that cover the heavy layers (lossless, or at least ``min_param_share`` quantized)
+       before those that do not;
+    2. ``latency``: speed, only where timing can separate it (:func:`speed_separated`): the
+       contenders whose speed is tied with the fastest one left form the front tier; ``size``:
+       no speed step;
+    3. smaller size (bytes);
+    4. higher quantized share; then the search's own order.
+
+    So a quantized recipe as fast as ``ort-fp32`` within the noise (or not timed reliably) wins
+    over it by size, and ``ort-fp32`` wins only when it is measurably faster."""
+    covered = [i for i, c in enumerate(contenders) if c.lossless or c.share >= min_param_share]
+    rest = [i for i in range(len(contenders)) if i not in covered]
+
+    def median(i: int) -> float:
+        t = contenders[i].times_ms
+        return float(np.median(t)) if len(t) else float("inf")
+
+    def smaller(i: int) -> tuple[float, float, int]:
+        return (contenders[i].bytes, -contenders[i].share, i)
+
+    order: list[tuple[int, str]] = []
+    for tier, note in (
+        (covered, ""),
+        (rest, f"; quantized < {min_param_share:.0%} of the parameters: ranked after those that cover them"),
+    ):
+        left = list(tier)
+        while left:
+            if objective == "size" or len(left) == 1:
+                pick = min(left, key=smaller)
+                why = (
+                    "the only passing trial"
+                    if len(contenders) == 1
+                    else ("the last left in its tier" if len(left) == 1 else "smallest")
+                )
+            else:
+                fastest = min(left, key=lambda i: (median(i), i))
+                verdicts = {j: speed_separated(contenders[j], contenders[fastest], floor_ms) for j in left}
+                tied = [fastest] + [j for j in left if j != fastest and not verdicts[j][0]]
+                pick = min(tied, key=smaller)
+                others = [j for j in tied if j != pick]
+                if not others:
+                    rest_left = [j for j in left if j != pick]
+                    second = min(rest_left, key=lambda j: (median(j), j)) if rest_left else None
+                    why = "fastest" + (
+                        f" ({contenders[second].label}: {verdicts[second][1]})" if second is not None else ""
+                    )
+                else:
+                    c = contenders[pick]
+                    ties = ", ".join(
+                        f"{o.label} ({_size_text(o.bytes)}, {o.share:.0%} quantized)"
+                        for o in (contenders[j] for j in others)
+                    )
+                    speed = (
+                        f"the fastest; {', '.join(contenders[j].label for j in others)} within its timing noise"
+                        if pick == fastest
+                        else verdicts[pick][1]
+                    )
+                    why = (
+                        f"speed tied ({speed}): smallest, {_size_text(c.bytes)} and {c.share:.0%} quantized, vs {ties}"
+                    )
+            order.append((pick, f"{why}{note}"))
+            left.remove(pick)
+    return [(i, f"#{k + 1}: {contenders[i].label}, {why}") for k, (i, why) in enumerate(order)]
+
+
+def _size_text(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def _rank_trials(
     passing: list[tuple[Recipe, QuantizationResult, Trial]],
     objective: Objective,
     batch: tuple[torch.Tensor, ...],
-    min_param_share: float = 0.5,
-) -> tuple[tuple[Recipe, QuantizationResult, Trial], str]:
-    """Smallest by bytes, or fastest re-measured side by side (alternating rounds) to beat noise,
-    among the trials that covered the heavy layers: lossless, or at least ``min_param_share``
-    quantized, counted over the matmul/conv weights for latency (an embedding lookup gains no
-    speed from int8) and over all parameters for size. The others only when no such trial passed."""
+    min_param_share: float,
+    floor_ms: float,
+    timer: Callable[..., dict[str, list[float]]] = paired_times,
+) -> list[tuple[Recipe, QuantizationResult, Trial]]:
+    """The passing trials in the pick's order (:func:`rank_passing`), their modules re-timed side by
+    side (interleaved call by call) for a latency objective; each trial's ``pick`` says why."""
 
     def share(res: QuantizationResult) -> float:
         return res.compute_param_share if objective == "latency" else res.quantized_param_share
 
-    covered = [p for p in passing if p[0].LOSSLESS or share(p[1]) >= min_param_share]
-    pool = covered or passing
-    note = "" if covered else f" (no passing recipe quantized >= {min_param_share:.0%} of the parameters)"
-    if objective == "size" or len(pool) == 1:
-        best = min(pool, key=lambda p: p[2].metrics["bytes"] or 0.0)
-        return best, f"{'smallest' if objective == 'size' else 'only'} passing recipe{note}"
-    lat = forward_latency({str(i): p[1].module for i, p in enumerate(pool)}, batch, rounds=3, repeats=3)
-    medians = [lat[str(i)]["p50_ms"] for i in range(len(pool))]
-    for (_, _, trial), med in zip(pool, medians, strict=True):
-        trial.metrics["p50_ms_final"] = med
-    return pool[int(np.argmin(medians))], f"fastest passing recipe, re-measured side by side{note}"
+    times: dict[str, list[float]] = {}
+    if objective == "latency" and len(passing) > 1:
+        times = timer({str(i): p[1].module for i, p in enumerate(passing)}, batch, min_rounds=6)
+    contenders = [
+        Contender(
+            t.label,
+            bool(r.LOSSLESS),
+            share(res),
+            float(t.metrics.get("bytes") or 0.0),
+            tuple(times.get(str(i), ())),
+        )
+        for i, (r, res, t) in enumerate(passing)
+    ]
+    for c, (_, _, t) in zip(contenders, passing, strict=True):
+        if c.times_ms:
+            t.metrics["p50_ms_final"] = float(np.median(c.times_ms))
+    ranked = []
+    for i, why in rank_passing(contenders, objective, floor_ms, min_param_share):
+        passing[i][2].pick = why
+        ranked.append(passing[i])
+    return ranked

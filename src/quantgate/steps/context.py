@@ -103,3 +103,7 @@ class Search:
     result: QuantizationResult
     trace: list[dict[str, Any]]
     sensitivity: dict[str, float]
+    #: every passing trial in the pick's order: (recipe, candidate, result, its index in ``trace``)
+    ranked: list[tuple[Recipe, WrappedModel, QuantizationResult, int]] = field(default_factory=list)
+    #: the search record that goes into the candidate's spec and the card
+    search: dict[str, Any] = field(default_factory=dict)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantgate.errors import ConfigError, DataError, GateFailed, read_config_text
+from quantgate.errors import ConfigError, DataError, GateFailed, QuantgateError, UnsupportedModel, read_config_text
 from quantgate.onboarding import ModelConfig
-from quantgate.steps.context import Datasets, Search, group_columns
+from quantgate.steps.context import Datasets, Evaluation, Search, group_columns
 
 if TYPE_CHECKING:
     from quantgate.models.wrapped import WrappedModel
-    from quantgate.policy import Policy
+    from quantgate.policy import Policy, Verdict
     from quantgate.quantize.recipes import QuantizationResult, Recipe
 
 
@@ -76,8 +77,29 @@ def quantize_candidate(
     from quantgate.quantize.recipes import apply_recipe
 
     calib = calibration_batches(model, data) if data is not None else None
-    result = apply_recipe(model.module, recipe, calibration=calib)
-    return _candidate(model, result, recipe), result
+    try:
+        result = apply_recipe(model.module, recipe, calibration=calib)
+        candidate = _candidate(model, result, recipe)
+        if data is not None:  # runs as the gate will run it: a full default batch, and batch 1
+            candidate.predict_proba(data.calibration.head(256))
+            candidate.predict_proba(data.calibration.head(1))
+    except QuantgateError:
+        raise
+    except Exception as exc:
+        raise recipe_failed(recipe, exc) from exc
+    return candidate, result
+
+
+def recipe_failed(recipe: Recipe, exc: BaseException) -> UnsupportedModel:
+    """A fixed recipe that cannot be built, or whose candidate cannot run, on this model: one line
+    naming the recipe and the error (exit 2, nothing registered), as the search records a failed
+    trial (:func:`quantgate.quantize.tuner.error_line`)."""
+    from quantgate.quantize.tuner import error_line
+
+    return UnsupportedModel(
+        f"recipe '{recipe.label}' failed on this model: {error_line(exc)}",
+        "name another recipe with --recipe (quantgate recipes lists them), or recipe: auto to search",
+    )
 
 
 #: rule metrics the evaluation measures outside the prediction comparison (timing, files, the
@@ -102,7 +124,7 @@ def search_confidence(policy: Policy) -> tuple[float, int]:
 
 
 def gate_judge(
-    cfg: ModelConfig, policy: Policy, *, correct_for_search: bool = True
+    cfg: ModelConfig, policy: Policy, *, correct_for_search: bool = True, screen: bool = False
 ) -> Callable[..., tuple[bool, str, dict[str, Any] | None]]:
     """How the search judges a trial the way the gate will: the policy's blocking rules on
     predictions (with the model's overrides), applied by the gate's own code
@@ -117,6 +139,9 @@ def gate_judge(
     strictest there), since the search picks among several trials on the same rows.
     ``correct_for_search=False`` judges at the policy's confidence only: the gate's own decision
     on rows no search chose from (``scripts/bench_search_gate.py`` scores its evaluation rows so).
+    ``screen=True`` (what :func:`search_recipe` uses, with ``correct_for_search=False``): a rule the
+    gate judges on the upper bound of its interval is judged on its estimate, the screen of
+    :func:`search_recipe` (the gate then certifies on the evaluation rows, :func:`certify`).
 
     Given the trial's ``candidate`` model, the accuracy rules are also judged at each of the
     policy's served batch sizes (``policy.serving``), scored by the gate's batching code
@@ -131,6 +156,8 @@ def gate_judge(
     from quantgate.steps.evaluate import policy_compare, served_for
 
     rules = [r for r in policy.rules_for(cfg.name) if r.severity == "block" and r.metric not in NOT_FROM_PREDICTIONS]
+    if screen:
+        rules = [r.model_copy(update={"judge_on": "estimate"}) if r.judge_on == "upper_bound" else r for r in rules]
     judged = policy.model_copy(update={"rules": rules, "overrides": {}})
     levels = [(f"{policy.bootstrap.confidence:.0%}", policy)]  # (label, the policy judged at that confidence)
     if correct_for_search:
@@ -181,7 +208,8 @@ def gate_judge(
         text = "; ".join(f"{r.rule_id} {r.outcome}: {r.evidence}" for r in shown)
         return (
             not failing,
-            f"gate rules on the search rows at {lvl} confidence ({where}): {text}",
+            f"{'screen: ' if screen else ''}gate rules on the search rows at {lvl} confidence "
+            f"{'(upper-bound rules on the estimate) ' if screen else ''}({where}): {text}",
             (served.to_dict() if served is not None else None),
         )
 
@@ -211,12 +239,18 @@ def no_recipe_passed(name: str, trace: list[dict[str, Any]], tol_overall: float)
 def search_recipe(
     cfg: ModelConfig, policy: Policy, model: WrappedModel, data: Datasets, candidates: list[Recipe] | None = None
 ) -> Search:
-    """Accuracy-aware search under the policy's tolerances, on the *calibration* data.
+    """Accuracy-aware search under the policy's tolerances, on the *calibration* data: the screen.
 
-    The tuner never sees the evaluation rows the gate judges on, so choosing the recipe cannot
-    overfit the gate. A recipe that fails on this model (it cannot be built, or its candidate
-    cannot run) is a failed trial with its error's line, and the search goes on. Raises
-    GateFailed (nothing registered; exit 3) when no trial passed, naming each recipe and why.
+    The tuner never sees the evaluation rows the gate judges on. Each trial is screened as the gate
+    judges (the policy's blocking rules on predictions, the gate's code, at the served batch sizes),
+    but a rule the gate judges on its interval's upper bound is screened on its estimate, at the
+    policy's confidence, without a correction for the number of trials: on a calibration set of a
+    thousand rows a quantized recipe that loses nothing cannot show an upper bound within a one-point
+    tolerance at a corrected level, and the search used to retreat to ``ort-fp32`` for that alone.
+    The passing trials are ranked by the pick (:func:`quantgate.quantize.tuner.rank_passing`), and
+    the flow certifies them in that order with the real gate on the evaluation rows (:func:`certify`).
+    A recipe that fails on this model is a failed trial with its error's line, and the search goes
+    on. Raises GateFailed (nothing registered; exit 3) when no trial passed, naming each recipe.
     ``candidates``: the recipes to try, in order (default: the tuner's, for the objective).
     """
     from quantgate.quantize.tuner import tune
@@ -240,12 +274,14 @@ def search_recipe(
         calibration=calibration_batches(model, data),
         min_group_rows=policy.min_group_size,
         target=cfg.target_for(policy.target),
-        judge=gate_judge(cfg, policy),
+        judge=gate_judge(cfg, policy, correct_for_search=False, screen=True),
+        group_estimate_blocks=False,  # the judge applies the policy's own group rule
         candidates=candidates,
     )
     trace = res.trace_dicts()
     if res.best is None or res.result is None:
         raise no_recipe_passed(cfg.name, trace, tol_overall)
+    conf, _ = certify_confidence(policy, len(res.ranked))
     search = {
         "trace": trace,
         "sensitivity": res.sensitivity,
@@ -253,9 +289,128 @@ def search_recipe(
         "tolerance_group": tol_group,
         "objective": policy.search.objective,
         "tuned_on": "calibration",
-        "judged_as": "the gate's blocking rules on predictions (paired-bootstrap bounds) on the calibration rows, "
-        f"at the search's batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides), "
-        f"at the policy's confidence and at {search_confidence(policy)[0]:.2%} (Bonferroni over the "
-        f"{policy.search.budget_trials}-trial budget): both must pass",
+        "judged_as": "screen: the gate's blocking rules on predictions on the calibration rows, at the search's "
+        f"batching and at served batch sizes {list(policy.serving.batch_sizes)} (worst decides), at the policy's "
+        f"{policy.bootstrap.confidence:.0%} confidence, upper-bound rules judged on their estimate; then the gate "
+        "certifies the passing trials on the evaluation rows, best first, up to "
+        f"{min(policy.search.certify, len(res.ranked))}, "
+        f"each at {conf:.2%} (Bonferroni over the candidates it may certify)",
+        "chosen_because": res.chosen_because,
+        "summary": f"{len(trace)} trial(s) screened on the calibration rows, {len(res.ranked)} passed; "
+        f"pick {res.chosen_because} (not yet certified on the evaluation rows)",
     }
-    return Search(res.best, _candidate(model, res.result, res.best, search), res.result, trace, res.sensitivity)
+    positions = [next(i for i, t in enumerate(res.trace) if t is trial) for _, _, trial in res.ranked]
+    ranked = [
+        (r, _candidate(model, q, r, search), q, pos) for (r, q, _), pos in zip(res.ranked, positions, strict=True)
+    ]
+    return Search(res.best, ranked[0][1], res.result, trace, res.sensitivity, ranked=ranked, search=search)
+
+
+def certify_confidence(policy: Policy, candidates: int) -> tuple[float, int]:
+    """The confidence (and bootstrap resamples) at which the gate certifies a searched candidate.
+
+    The flow certifies up to ``K = min(search.certify, candidates)`` of them on the same evaluation
+    rows and keeps the first that passes, so each is judged at ``1 - (1 - confidence) / K``
+    (Bonferroni): the chance that any candidate whose true drop breaks a rule passes is at most
+    ``1 - confidence``. ``K`` is fixed before the evaluation rows are read (the screen decided how
+    many passed on the calibration rows). Resamples: enough for at least 10 draws in each tail."""
+    import math
+
+    k = max(1, min(policy.search.certify, candidates))
+    conf = 1.0 - (1.0 - policy.bootstrap.confidence) / k
+    tail = (1.0 - conf) / 2.0
+    return conf, (policy.bootstrap.resamples if k == 1 else max(policy.bootstrap.resamples, math.ceil(10.0 / tail)))
+
+
+@dataclass
+class Certified:
+    """The searched candidate the gate certified on the evaluation rows (or, when none passed, the
+    pick with its failed verdict), its evaluation, and the policy it was judged under (the
+    policy's bootstrap at the corrected confidence)."""
+
+    recipe: Recipe
+    candidate: WrappedModel
+    result: QuantizationResult
+    evaluation: Evaluation
+    verdict: Verdict
+    policy: Policy
+    summary: str
+
+
+def certify(
+    policy: Policy,
+    found: Search,
+    evaluate: Callable[[Policy, WrappedModel], Evaluation],
+    gate: Callable[[Policy, Evaluation], Verdict],
+) -> Certified:
+    """Certify the search's passing candidates with the real gate on the evaluation rows, best
+    first (the pick's order), until one passes, at most ``search.certify`` of them, each at the
+    corrected confidence (:func:`certify_confidence`). Each certification is written into its
+    trial's ``pick`` and ``certified`` in the search trace (the card's search table). When none
+    passes, the pick is returned with its failed verdict: the flow records it as refused, as for a
+    fixed recipe. ``evaluate(policy, candidate)`` and ``gate(policy, evaluation)`` are the flow's steps."""
+    k = min(policy.search.certify, len(found.ranked))
+    conf, resamples = certify_confidence(policy, len(found.ranked))
+    judged = (
+        policy
+        if k == 1
+        else policy.model_copy(
+            update={"bootstrap": policy.bootstrap.model_copy(update={"confidence": conf, "resamples": resamples})}
+        )
+    )
+    trace = found.trace
+    done: list[tuple[Any, ...]] = []
+    outcomes = []
+    for n, (recipe, candidate, result, pos) in enumerate(found.ranked[:k], start=1):
+        ev = evaluate(judged, candidate)
+        verdict = gate(judged, ev)
+        failed = verdict.failed_rules
+        what = f"certified {n}/{k} on the evaluation rows at {conf:.2%}: {verdict.status}" + (
+            f" ({', '.join(failed)}: " + "; ".join(r.evidence for r in verdict.results if r.rule_id in failed) + ")"
+            if failed
+            else ""
+        )
+        trace[pos]["certified"] = {
+            "order": n,
+            "of": k,
+            "confidence": conf,
+            "status": verdict.status,
+            "failed_rules": failed,
+        }
+        trace[pos]["pick"] = f"{trace[pos].get('pick', '')}; {what}"
+        outcomes.append(f"{recipe.label} {verdict.status}" + (f" ({', '.join(failed)})" if failed else ""))
+        done.append((recipe, candidate, result, ev, verdict))
+        if verdict.passed:
+            break
+    for *_, pos in found.ranked[len(done) :]:
+        trace[pos]["pick"] = f"{trace[pos].get('pick', '')}; not certified" + (
+            f" (only {k} may be: search.certify)" if len(done) == k and not done[-1][4].passed else ""
+        )
+    chosen = done[-1] if done[-1][4].passed else done[0]
+    verb = "certified" if chosen[4].passed else "no candidate passed the gate: recorded the pick, refused"
+    summary = (
+        f"{len(trace)} trial(s) screened on the calibration rows, {len(found.ranked)} passed; the gate certified "
+        f"up to {k} on the evaluation rows, best first, each at {conf:.2%}"
+        + (f" (Bonferroni over {k})" if k > 1 else "")
+        + f": {'; '.join(outcomes)}; {verb} {chosen[0].label}"
+    )
+    unquantized = refusals(trace) if chosen[2].n_quantized == 0 else ""
+    if unquantized:
+        summary += f". It is not quantized: {unquantized}"
+    search = chosen[1].spec["quantization"].get("search")
+    if search is not None:
+        search["summary"] = summary
+        search["certified"] = {"confidence": conf, "resamples": resamples, "candidates": k, "outcomes": outcomes}
+    return Certified(chosen[0], chosen[1], chosen[2], chosen[3], chosen[4], judged, summary)
+
+
+def refusals(trace: list[dict[str, Any]]) -> str:
+    """Why each quantized trial was not the one kept, from the trace: its screen's reason, or its
+    pick and certification (what a run that ends unquantized must say)."""
+    out = []
+    for t in trace:
+        if t.get("quantized", 0) == 0 and not t.get("error"):
+            continue
+        why = t.get("pick") if t.get("passed") else t.get("reason")
+        out.append(f"{t['label']}: {why}")
+    return "; ".join(out) or "no recipe that quantizes was tried"
