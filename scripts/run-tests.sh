@@ -14,7 +14,16 @@ for arg in "$@"; do
   esac
 done
 
-.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=15 "$@"
+# Two workers (pytest-xdist): each file runs on one worker, files that share state as one group
+# (tests/conftest.py::SHARED_GROUPS), slowest groups first. QUANTGATE_TEST_WORKERS=0 runs in one
+# process (for a debugger or -x).
+workers="${QUANTGATE_TEST_WORKERS:-2}"
+parallel=()
+if [ "$workers" != "0" ]; then
+  parallel=(-n "$workers" --dist loadgroup)
+fi
+
+.venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 "${parallel[@]}" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   if [ -n "$selection" ]; then

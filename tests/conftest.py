@@ -116,3 +116,59 @@ def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) ->
     yield get_settings()
     monkeypatch.undo()
     reset_settings()
+
+
+# --- running the suite on two workers (pytest-xdist, ``--dist loadgroup``; scripts/run-tests.sh) ---
+#
+# Every test goes to a worker with its whole file (module fixtures are built once). Files that
+# share an expensive session fixture *and* rely on one another's state form one group, so they
+# run on one worker, in collection order: the demo run (``demo_home``, ~200 s) is shared by the
+# demo loop and the UI approval that follows it, and the ``quantgate_server`` of the server-app
+# tests is one server whose state those tests build on. Other session fixtures (the governed
+# adult-income store, the Prefect harness) are cheap enough to build once per worker.
+SHARED_GROUPS = {
+    "demo-and-server": (
+        "e2e/test_demo_loop.py",
+        "e2e/test_ui_approval.py",
+        "e2e/test_approval_moves_champion.py",
+        "e2e/test_server_ui.py",
+        "integration/test_server_app.py",
+        "integration/test_server_integrity.py",
+    ),
+}
+_GROUP_OF = {f: g for g, files in SHARED_GROUPS.items() for f in files}
+
+
+def xdist_group_of(path: Path) -> str:
+    """The worker group of a test file (path relative to tests/): its shared group, else the file."""
+    rel = path.resolve().relative_to(ROOT / "tests").as_posix()
+    return _GROUP_OF.get(rel, rel)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its worker group; the slowest groups first, so that two workers finish
+    together (longest-first scheduling) instead of one starting the demo run last."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(Path(str(item.path)))))
+    if not config.pluginmanager.hasplugin("xdist") or not getattr(config.option, "numprocesses", None):
+        return
+    order = {g: i for i, g in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda it: order.get(xdist_group_of(Path(str(it.path))), len(order)))  # stable within a group
+
+
+#: groups by measured time, slowest first (`make test PYTEST_ARGS=--durations=0`, docs/testing.md)
+SLOWEST_FIRST: tuple[str, ...] = (
+    "integration/test_sources.py",
+    "demo-and-server",
+    "reliability/test_bad_input.py",
+    "integration/test_regression_flow.py",
+    "integration/test_lm_govern.py",
+    "integration/test_kill_steps.py",
+    "e2e/test_closed_loop.py",
+    "integration/test_quantize_flow.py",
+    "integration/test_emulated_isa.py",
+    "integration/test_wheel.py",
+    "integration/test_govern_dask.py",
+    "integration/test_server_mode.py",
+    "integration/test_stack.py",
+)
