@@ -46,22 +46,11 @@ def _coverage_warnings(qres: QuantizationResult) -> list[str]:
     return out + [f"quantization note: {n}" for n in qres.notes]
 
 
-def card_context(
-    source: Source,
-    recipe: Recipe,
-    qres: QuantizationResult,
-    ev: Evaluation,
-    verdict: Verdict,
-    report: CalibrationReport,
-    data: Datasets,
-    policy: Policy,
-    search: dict[str, Any] | None = None,
-    reading: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def card_identity(source: Source, recipe: Recipe, qres: QuantizationResult) -> dict[str, Any]:
+    """What every card (classifier, regressor) says first: the quantized model's name, its source,
+    the onboarding, the recipe (JSON and digest) and what the recipe changed, on which hardware."""
     from quantgate.quantize.recipes import recipe_to_dict
-    from quantgate.sources.faithful import logged_accuracy_warning
 
-    cmp = ev.comparison
     return {
         "name": c.quantized_name(source.version.name),
         "source": {
@@ -83,6 +72,26 @@ def card_context(
         "float_modules": qres.kept_float,
         "coverage": {**qres.summary(), "recipe": None},
         "hardware": qres.hardware,
+    }
+
+
+def card_context(
+    source: Source,
+    recipe: Recipe,
+    qres: QuantizationResult,
+    ev: Evaluation,
+    verdict: Verdict,
+    report: CalibrationReport,
+    data: Datasets,
+    policy: Policy,
+    search: dict[str, Any] | None = None,
+    reading: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from quantgate.sources.faithful import logged_accuracy_warning
+
+    cmp = ev.comparison
+    return {
+        **card_identity(source, recipe, qres),
         "metrics": {
             "n": cmp.n,
             "baseline": cmp.baseline,

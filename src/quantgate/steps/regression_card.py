@@ -6,9 +6,8 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from quantgate.environment import versions
-from quantgate.registry import contract as c
 from quantgate.steps.context import Datasets, Source
-from quantgate.steps.record import _coverage_warnings
+from quantgate.steps.record import _coverage_warnings, card_identity
 from quantgate.steps.regression import RegressionEvaluation, regression_card_section
 
 if TYPE_CHECKING:
@@ -30,30 +29,10 @@ def regression_card_context(
 ) -> dict[str, Any]:
     """What the regression card template and ``model_card.json`` hold; the provenance takes its
     materials (data, policy, recipe digests) from the same keys as a classifier's."""
-    from quantgate.quantize.recipes import recipe_to_dict
 
     cmp = ev.comparison
     return {
-        "name": c.quantized_name(source.version.name),
-        "source": {
-            "name": source.version.name,
-            "version": source.version.version,
-            "description": source.config.description or source.version.description or "",
-            "tags": dict(source.version.tags),
-        },
-        "config": source.config.model_dump(),
-        "recipe": {
-            "label": recipe.label,
-            "type": recipe.TYPE,
-            "backend": recipe.BACKEND,
-            "summary": recipe.SUMMARY,
-            "json": recipe_to_dict(recipe),
-            "digest": recipe.digest,
-        },
-        "quantized_modules": qres.quantized,
-        "float_modules": qres.kept_float,
-        "coverage": {**qres.summary(), "recipe": None},
-        "hardware": qres.hardware,
+        **card_identity(source, recipe, qres),
         "metrics": {"n": cmp.n, "baseline": cmp.baseline, "candidate": cmp.candidate},
         "groups": [],  # the classifier's accuracy groups; a regressor's are in regression.groups
         "regression": regression_card_section(ev),
