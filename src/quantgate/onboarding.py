@@ -1,7 +1,8 @@
 """How a model is onboarded: ``registry/models/<name>.yaml`` or tags on the source version.
 
 Keys (both places): task, label, calibration_data, evaluation_data, reference_data,
-sensitive_attributes, slices, policy, recipe. On a source version the same keys are tags named
+sensitive_attributes, slices, policy, recipe; for ``task: text-generation`` (a causal language
+model) also text_column and prompts, and no label. On a source version the same keys are tags named
 ``quantgate.<key>`` (lists comma-separated). **The YAML file wins** key by key: a tag fills in
 only what the file leaves out, so a reviewed file in git can never be silently overridden by
 someone editing tags in the UI.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from quantgate.errors import ConfigError, read_config_text
 from quantgate.retrain.spec import RetrainSpec
@@ -41,15 +42,20 @@ ONBOARDING_KEYS = (
     "classes",
     "output",
     "target",
+    "text_column",
+    "prompts",
 )
 LIST_KEYS = {"sensitive_attributes", "slices", "input_columns", "classes"}
 #: keys whose value names a file (``recipe`` only when it ends in ``.json``: else a recipe name)
-PATH_KEYS = ("policy", "calibration_data", "evaluation_data", "reference_data", "recipe")
+PATH_KEYS = ("policy", "calibration_data", "evaluation_data", "reference_data", "recipe", "prompts")
 #: how a tag names such a file, for the refusal's hint
 _PATH_EXAMPLES = {
     "policy": "policies/my-policy.yaml",
     "recipe": "recipes/my-recipe.json",
+    "prompts": "data/my-model/prompts.txt",
 }
+#: the task of a causal language model (the ``transformers`` flavor's ``text-generation``)
+TEXT_GENERATION = "text-generation"
 
 
 class ModelConfig(BaseModel):
@@ -58,10 +64,14 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    task: Literal["tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification"] = (
-        Field(default="tensor-classification", description="informational: the source kind decides how it is read")
+    task: Literal[
+        "tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification", "text-generation"
+    ] = Field(
+        default="tensor-classification",
+        description="a classifier's task is informational (the source kind decides how it is read); "
+        "text-generation governs a causal language model (no label)",
     )
-    label: str
+    label: str = Field(default="", description="the label column (required for a classifier; none for text-generation)")
     calibration_data: str
     evaluation_data: str
     reference_data: str | None = None
@@ -87,6 +97,27 @@ class ModelConfig(BaseModel):
     retrain: RetrainSpec | None = Field(
         default=None, description="how drift retrains the source model (file only, never from tags)"
     )
+    text_column: str = Field(default="text", description="text-generation: the column holding the passages")
+    prompts: str | None = Field(
+        default=None,
+        description="text-generation: a file of prompts (one a line) whose greedy continuations fp32 and the "
+        "candidate are compared on, beside the prompts cut from the evaluation passages",
+    )
+
+    @model_validator(mode="after")
+    def _task_keys(self) -> ModelConfig:
+        if self.task == TEXT_GENERATION:
+            if self.label or self.sensitive_attributes or self.classes or self.input_columns:
+                raise ValueError(
+                    "a text-generation model has no label, sensitive_attributes, classes or input_columns: "
+                    "name its text_column and slices"
+                )
+        else:
+            if not self.label:
+                raise ValueError("label: Field required (the column holding a classifier's labels)")
+            if self.prompts:
+                raise ValueError("prompts: is for task: text-generation only")
+        return self
 
     def resolve(self, rel: str, settings: Settings | None = None) -> Path:
         """Expand ``${QUANTGATE_HOME}`` and friends; relative paths are from the project dir."""
