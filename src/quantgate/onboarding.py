@@ -18,7 +18,7 @@ paths as they are (absolute, ``${QUANTGATE_HOME}``, ...).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -103,6 +103,23 @@ class ModelConfig(BaseModel):
         description="text-generation: a file of prompts (one a line) whose greedy continuations fp32 and the "
         "candidate are compared on, beside the prompts cut from the evaluation passages",
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _label_reported(cls, data: Any, handler: Any) -> Any:
+        """A classifier's missing label is named with the other missing keys (the check below
+        runs only once every field is valid)."""
+        needs_label = (
+            isinstance(data, dict) and data.get("task", "tensor-classification") != TEXT_GENERATION and not data.get("label")
+        )
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not needs_label or any(e["loc"] == ("label",) for e in exc.errors()):
+                raise
+            details = [{k: e[k] for k in ("type", "loc", "input", "ctx") if k in e} for e in exc.errors()]
+            details.append({"type": "missing", "loc": ("label",), "input": data})
+            raise ValidationError.from_exception_data(cls.__name__, details) from None  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _task_keys(self) -> ModelConfig:

@@ -5,9 +5,10 @@ Saved as three artifacts: ``config/`` (the model's ``config.json``), ``weights.p
 dict, quantized tensors included) and ``tokenizer/``; ``spec.json`` records the recipe's compute
 dtype. Loading rebuilds the architecture from the config (``from_config``: no hub, no download),
 casts it to the saved dtype and assigns the saved tensors (``load_state_dict(assign=True)``), so a
-torchao ``Int8Tensor`` / ``Int4OpaqueTensor`` weight comes back as that tensor subclass. The
-state dict is loaded with ``weights_only=False`` (tensor subclasses are pickled objects): load only
-artifacts whose signed provenance verifies (``quantgate verify``), as serving does.
+torchao ``Int8Tensor`` / ``Int4OpaqueTensor`` weight comes back as that tensor subclass (checked
+with torch 2.13 / torchao 0.18: both round-trip exactly). The state dict is read with
+``weights_only=True``: torchao registers its tensor subclasses as safe globals on import, so no
+arbitrary pickle is executed when a candidate is loaded.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class CausalLM:
         # built on CPU (non-persistent buffers such as rotary frequencies are computed as usual),
         # cast to the saved dtype, then the saved tensors are assigned as they are
         module = model_cls(config).to(getattr(torch, str(spec["dtype"])))
-        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=False)
+        import torchao.quantization  # noqa: F401  (registers its tensor subclasses as safe globals)
+
+        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
         module.load_state_dict(state, assign=True, strict=True)
         if getattr(config, "tie_word_embeddings", False):
             module.tie_weights()
