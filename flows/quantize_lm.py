@@ -64,15 +64,18 @@ def record(**kwargs: Any) -> Any:
 
 
 @flow(name="quantize-language-model", log_prints=True)
-def quantize_lm_model(source: Source, policy_path: str, recipe: str | None = None) -> dict[str, Any]:
-    """Validate -> quantize -> evaluate per slice -> gate -> card -> sign -> register, for a causal LM."""
+def quantize_lm_model(model: str, policy_path: str, recipe: str | None = None) -> dict[str, Any]:
+    """Validate -> quantize -> evaluate per slice -> gate -> card -> sign -> register, for a causal
+    LM; ``model`` is the resolved source version (NAME/VERSION)."""
     from prefect.runtime import deployment
 
     from quantgate.cards.provenance import prefect_builder
     from quantgate.notify.emit import candidate_recorded
     from quantgate.policy import load_policy
+    from quantgate.steps.discover import discover_source
 
     log = get_run_logger()
+    source = discover_source(model)
     cfg = source.config
     pol = load_policy(policy_path)
     rec = steps.resolve_lm_recipe(recipe, cfg)

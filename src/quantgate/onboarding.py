@@ -65,7 +65,11 @@ class ModelConfig(BaseModel):
 
     name: str
     task: Literal[
-        "tabular-classification", "text-classification", "tensor-classification", "pyfunc-classification", "text-generation"
+        "tabular-classification",
+        "text-classification",
+        "tensor-classification",
+        "pyfunc-classification",
+        "text-generation",
     ] = Field(
         default="tensor-classification",
         description="a classifier's task is informational (the source kind decides how it is read); "
@@ -110,7 +114,9 @@ class ModelConfig(BaseModel):
         """A classifier's missing label is named with the other missing keys (the check below
         runs only once every field is valid)."""
         needs_label = (
-            isinstance(data, dict) and data.get("task", "tensor-classification") != TEXT_GENERATION and not data.get("label")
+            isinstance(data, dict)
+            and data.get("task", "tensor-classification") != TEXT_GENERATION
+            and not data.get("label")
         )
         try:
             return handler(data)

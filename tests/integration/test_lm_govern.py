@@ -73,7 +73,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for old, new in SMALL_EVAL.items():
         assert old in policy, old
         policy = policy.replace(old, new)
-    (project / "policies" / "generative-small.yaml").write_text(policy.replace("name: generative", "name: generative-small"))
+    (project / "policies" / "generative-small.yaml").write_text(
+        policy.replace("name: generative", "name: generative-small")
+    )
     for stale in (project / "registry" / "models").glob("*.yaml"):
         stale.unlink()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "QUANTGATE_"))}
@@ -115,7 +117,8 @@ def test_language_model_governed_verified_promoted_and_served(world: World) -> N
     assert tags["quantgate.verdict"] == "pass" and tags["quantgate.approval"] == "pending"
     assert tags["quantgate.task"] == "text-generation"
     assert float(tags["quantgate.perplexity_ratio"]) == pytest.approx(1.0, abs=0.02)
-    card = mv.description or ""
+    assert "## Verdict" in (mv.description or "") and "### Overall" in (mv.description or "")
+    card = Path(cl.download_artifacts(mv.run_id, "model_card.md", str(world.home))).read_text()
     for heading in ("## Verdict", "### By slice", "### Sample generations, fp32 vs candidate", "## Data checks"):
         assert heading in card, heading
     assert "length=long" in card and "length=short" in card
@@ -223,17 +226,31 @@ def test_bad_inputs_are_refused_in_one_line_with_the_registry_unchanged(world: W
 
 
 def test_tokenizer_missing_from_the_artifact_is_refused(world: World) -> None:
+    """MLflow refuses to log a text-generation model without a tokenizer, so the case is an
+    artifact whose tokenizer is gone: the source's files re-logged without it, as a new model."""
     env = {**world.env, "MLFLOW_TRACKING_URI": f"sqlite:///{world.home / 'mlflow.db'}"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "log_causal_lm.py"), "lm-notok", str(world.data / "notok"), "--no-tokenizer"],
-        cwd=world.home, env=env, text=True, capture_output=True, timeout=600, check=False,
+    for name, drop_listing in (("lm-notok", True), ("lm-notok-files", False)):
+        _script(env, world.home, "-c", _without_tokenizer(NAME, name, drop_listing))
+        _onboard(world, name)
+        _refused(world, name, "tokenizer")
+
+
+def _without_tokenizer(src: str, dst: str, drop_listing: bool) -> str:
+    """A script registering a copy of the source's artifact without its tokenizer files (and,
+    with ``drop_listing``, without the tokenizer in MLmodel's components)."""
+    return (
+        "import shutil, tempfile, yaml, mlflow\n"
+        "from pathlib import Path\n"
+        f"d = Path(mlflow.artifacts.download_artifacts('models:/{src}/1', dst_path=tempfile.mkdtemp()))\n"
+        "shutil.rmtree(d / 'components' / 'tokenizer')\n"
+        f"if {drop_listing}:\n"
+        "    meta = yaml.safe_load((d / 'MLmodel').read_text())\n"
+        "    meta['flavors']['transformers']['components'].remove('tokenizer')\n"
+        "    (d / 'MLmodel').write_text(yaml.safe_dump(meta))\n"
+        "with mlflow.start_run() as run:\n"
+        "    mlflow.log_artifacts(str(d), 'model')\n"
+        f"mlflow.register_model(f'runs:/{{run.info.run_id}}/model', '{dst}')\n"
     )
-    if proc.returncode != 0:
-        # MLflow itself refuses to log a text-generation model without its tokenizer: nothing to govern
-        assert "tokenizer" in proc.stderr.lower(), proc.stderr[-3000:]
-        pytest.skip("mlflow.transformers refuses to log a text-generation model without a tokenizer")
-    _onboard(world, "lm-notok")
-    _refused(world, "lm-notok", "tokenizer")
 
 
 def _copy_version(src: str, dst: str) -> str:

@@ -58,7 +58,7 @@ def test_prompts_tag_must_stay_inside_the_project(tmp_path: Path) -> None:
         "quantgate.evaluation_data": "e.parquet",
         "quantgate.prompts": "/etc/passwd",
     }
-    with pytest.raises(ConfigError, match="quantgate.prompts"):
+    with pytest.raises(ConfigError, match=r"quantgate\.prompts"):
         load_model_config("lm", tags, settings=s)
 
 

@@ -78,9 +78,7 @@ def _slices(ev: Mapping[str, Any]) -> list[str]:
         listed = ", ".join(f"{c}={v} ({n})" for c, v, n in small[:20])
         more = f" and {len(small) - 20} more" if len(small) > 20 else ""
         out.append("")
-        out.append(
-            f"Slices under {ev.get('min_slice_size')} passages are listed, not judged: {listed}{more}."
-        )
+        out.append(f"Slices under {ev.get('min_slice_size')} passages are listed, not judged: {listed}{more}.")
     gaps = ev.get("gaps") or []
     if gaps:
         out.append("")
@@ -125,7 +123,9 @@ def render_lm_card(ctx: Mapping[str, Any]) -> str:
         "",
         f"A quantized causal language model: **{rec['label']}** ({rec['summary']}) of `{src['name']}` version "
         f"{src['version']}, governed by quantgate. The gate ({ctx['policy']['name']}) **{status}**; "
-        + ("approval pending: a person approves before it is promoted." if v["status"] == "pass" else "not promotable."),
+        + (
+            "approval pending: a person approves before it is promoted." if v["status"] == "pass" else "not promotable."
+        ),
         "",
         f"Source: {src.get('model_class', 'causal LM')}, {src.get('parameters', '?'):,} parameters, "
         f"read from MLflow's transformers flavor (task text-generation).",
@@ -199,7 +199,8 @@ def render_lm_card(ctx: Mapping[str, Any]) -> str:
         "",
         "## Not measured here",
         "",
-        "- speed (prefill tokens/s, decode ms/token): not part of this evaluation yet (`quantgate bench --lm` is planned);",
+        "- speed (prefill tokens/s, decode ms/token): not part of this evaluation yet "
+        "(`quantgate bench --lm` is planned);",
         "- the calibration text is validated but not used: the weight-only recipes need no calibration.",
         "",
         "## Provenance",
@@ -211,6 +212,28 @@ def render_lm_card(ctx: Mapping[str, Any]) -> str:
     if ctx.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in ctx["warnings"]]]
     return "\n".join(lines) + "\n"
+
+
+#: what the registered version's description keeps first when the card is over MLflow's limit
+LM_DESCRIPTION_PRIORITY = (
+    "## Verdict",
+    "### Overall",
+    "### Sample generations",
+    "### By slice",
+    "## Data checks",
+    "## What was quantized",
+    "## Faithful reading",
+)
+
+
+def lm_card_description(card_md: str) -> str:
+    """The card as the version's description, cut by whole sections to MLflow's limit."""
+    from quantgate.cards.card import fit_sections
+    from quantgate.registry.contract import MAX_DESCRIPTION_CHARS
+
+    if len(card_md) <= MAX_DESCRIPTION_CHARS:
+        return card_md
+    return fit_sections(card_md, MAX_DESCRIPTION_CHARS, LM_DESCRIPTION_PRIORITY)
 
 
 def lm_card_json(ctx: Mapping[str, Any]) -> str:

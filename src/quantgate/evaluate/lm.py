@@ -572,7 +572,6 @@ def evaluate_lm(
     from the passages, per slice, with paired-bootstrap intervals. ``prompt_texts`` (a prompts
     file) replaces the prompts cut from the passages: each is cut to ``prompt_tokens`` tokens;
     such prompts belong to no passage, so the generation figures are overall only."""
-    import torch
 
     if not len(texts):
         raise ValueError("no passages to evaluate")

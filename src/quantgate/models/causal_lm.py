@@ -118,4 +118,3 @@ class CausalLM:
             module.tie_weights()
         tokenizer = AutoTokenizer.from_pretrained(artifacts["tokenizer"], local_files_only=True)
         return cls(module, tokenizer, spec)
-

@@ -32,6 +32,7 @@ def is_text_generation(meta: Any) -> bool:
 @register_source("text_generation", is_text_generation)
 def load_text_generation(ctx: SourceContext) -> CausalLM:  # type: ignore[return-value]
     import mlflow.transformers
+    from mlflow.exceptions import MlflowException
 
     task = getattr(ctx.config, "task", None)
     if ctx.config is not None and task != "text-generation":
@@ -40,14 +41,22 @@ def load_text_generation(ctx: SourceContext) -> CausalLM:  # type: ignore[return
             f"set task: text-generation in registry/models/{ctx.version.name}.yaml",
         )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parts: dict[str, Any] = mlflow.transformers.load_model(ctx.uri, return_type="components")
+    hint = (
+        'log it with mlflow.transformers.log_model(transformers_model={"model": model, "tokenizer": tokenizer}, '
+        'task="text-generation", ...)'
+    )
+    if "tokenizer" not in (ctx.meta.flavors["transformers"].get("components") or []):
+        raise UnsupportedModel(f"{ctx.ref} has no tokenizer among its logged components", hint)
+    try:
+        parts: dict[str, Any] = mlflow.transformers.load_model(ctx.uri, return_type="components")
+    except (OSError, ValueError, KeyError, MlflowException) as exc:  # a component's files missing or unreadable offline
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedModel(
+            f"{ctx.ref}'s logged model and tokenizer cannot be loaded from its artifact (offline): {line}", hint
+        ) from None
     model, tokenizer = parts["model"], parts.get("tokenizer")
     if tokenizer is None:
-        raise UnsupportedModel(
-            f"{ctx.ref} has no tokenizer among its logged components",
-            'log it with mlflow.transformers.log_model(transformers_model={"model": model, "tokenizer": tokenizer}, '
-            'task="text-generation", ...)',
-        )
+        raise UnsupportedModel(f"{ctx.ref} has no tokenizer among its logged components", hint)
     if not hasattr(model, "get_input_embeddings") or not hasattr(model, "generate"):
         raise UnsupportedModel(
             f"{ctx.ref}'s model is a {type(model).__name__}, not a causal language model",
@@ -77,7 +86,9 @@ def check_lm_faithful(uri: str, lm: CausalLM, texts: list[str], what: str, max_t
     return compare_next_tokens(ref, lm, texts, what, max_tokens)
 
 
-def compare_next_tokens(ref: CausalLM, lm: CausalLM, texts: list[str], what: str, max_tokens: int = 32) -> dict[str, Any]:
+def compare_next_tokens(
+    ref: CausalLM, lm: CausalLM, texts: list[str], what: str, max_tokens: int = 32
+) -> dict[str, Any]:
     worst = 0.0
     positions = 0
     for i, text in enumerate(texts):

@@ -88,8 +88,9 @@ def load_lm_datasets(cfg: ModelConfig, settings: Settings | None = None) -> LMDa
         try:
             prompts = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
         except UnicodeDecodeError as exc:
-            raise DataError(f"prompts file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                            "save it as UTF-8") from None
+            raise DataError(
+                f"prompts file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8"
+            ) from None
         if not prompts:
             raise DataError(f"prompts file {p} holds no prompt", "write one prompt a line, or remove prompts:")
         paths["prompts"], digests["prompts"] = str(p), file_digest(p)
@@ -120,7 +121,7 @@ def load_lm_source(source: Source) -> CausalLM:
         raise ConfigError(
             f"{source.ref} is onboarded with task: text-generation but is not a transformers text-generation model "
             f"(flavors: {', '.join(sorted(meta.flavors))})",
-            "log it with mlflow.transformers.log_model(..., task=\"text-generation\"), or fix task: in the onboarding",
+            'log it with mlflow.transformers.log_model(..., task="text-generation"), or fix task: in the onboarding',
         )
     return loaded
 
@@ -272,10 +273,14 @@ def evaluate_lm_candidate(
     )
 
 
-def gate_lm(cfg: ModelConfig, policy: Policy, ev: LMEvaluation, res: LMQuantizationResult, size: dict[str, float]) -> Verdict:
+def gate_lm(
+    cfg: ModelConfig, policy: Policy, ev: LMEvaluation, res: LMQuantizationResult, size: dict[str, float]
+) -> Verdict:
     from quantgate.policy.verdict import gate_lm_candidate
 
-    return gate_lm_candidate(cfg.name, policy, ev, weight_bits=res.weight_bits, extra={"size_ratio": size["size_ratio"]})
+    return gate_lm_candidate(
+        cfg.name, policy, ev, weight_bits=res.weight_bits, extra={"size_ratio": size["size_ratio"]}
+    )
 
 
 @dataclass
@@ -414,8 +419,7 @@ def record_lm_candidate(
 
     import mlflow
 
-    from quantgate.cards.card import card_description
-    from quantgate.cards.lm_card import lm_card_json, render_lm_card
+    from quantgate.cards.lm_card import lm_card_description, lm_card_json, render_lm_card
     from quantgate.cards.provenance import gate_summary, materials_from_context, prefect_builder
     from quantgate.cards.trust import attach_provenance
     from quantgate.faults import fault_point
@@ -503,7 +507,7 @@ def record_lm_candidate(
             source=source.version,
             run_id=run.info.run_id,
             tags=tags,
-            description=card_description(card_md),
+            description=lm_card_description(card_md),
             passed=verdict.passed,
             settings=s,
         )

@@ -30,7 +30,11 @@ MIN_TOKENS = 2
 
 def _check(name: str, column: str | None, ok: bool, observed: str, expected: str, required: bool = True) -> CheckResult:
     return CheckResult(
-        name=name, column=column, status="passed" if ok else "failed", observed=observed, expected=expected,
+        name=name,
+        column=column,
+        status="passed" if ok else "failed",
+        observed=observed,
+        expected=expected,
         required=required,
     )
 
@@ -65,7 +69,11 @@ def gx_text_checks(frame: pd.DataFrame, role: str, text_column: str, slices: Seq
             if "unexpected_count" in res
             else ("present" if r.success else "missing")
         )
-        out.append(_check(f"GX: {name}", role, bool(r.success), observed, "all rows" if "unexpected_count" in res else "present"))
+        out.append(
+            _check(
+                f"GX: {name}", role, bool(r.success), observed, "all rows" if "unexpected_count" in res else "present"
+            )
+        )
     return out
 
 
@@ -89,7 +97,10 @@ def utf8_check(frame: pd.DataFrame, role: str, text_column: str) -> tuple[CheckR
         except UnicodeEncodeError:
             bad.append(i)
     return _check(
-        f"passages in '{text_column}' are UTF-8 text", role, not bad, f"{len(bad)} of {len(frame)} rows are not",
+        f"passages in '{text_column}' are UTF-8 text",
+        role,
+        not bad,
+        f"{len(bad)} of {len(frame)} rows are not",
         "every row",
     ), bad
 

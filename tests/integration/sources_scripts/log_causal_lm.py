@@ -53,15 +53,25 @@ def main() -> None:
     bpe.train_from_iterator(
         train["text"].tolist(),
         trainers.BpeTrainer(
-            vocab_size=512, special_tokens=[eos], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            vocab_size=512,
+            special_tokens=[eos],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         ),
     )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=eos, pad_token=eos, model_max_length=1024)
     conf = LlamaConfig(
-        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     model = LlamaForCausalLM(conf)
     ids = torch.tensor([t for text in train["text"] for t in tok(text + eos)["input_ids"]])
