@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -138,24 +139,11 @@ def test_language_model_governed_verified_promoted_and_served(world: World) -> N
     assert str(cl.get_model_version_by_alias(qname, "champion").version) == str(mv.version)
 
     # the champion loads and generates in a fresh process, as MLflow serves it
-    code = (
-        "import json, sys, mlflow, pandas as pd\n"
-        f"m = mlflow.pyfunc.load_model('models:/{qname}@champion')\n"
-        "out = m.predict(pd.DataFrame({'prompt': ['To be, or not to be', 'My lord']}))\n"
-        "w = m.unwrap_python_model().lm.module.model.layers[0].self_attn.q_proj.weight\n"
-        "print(json.dumps({'texts': out['generated_text'].tolist(), 'weight': type(w).__name__}))\n"
-    )
-    env = {**world.env, "MLFLOW_TRACKING_URI": f"sqlite:///{world.home / 'mlflow.db'}"}
-    p = subprocess.run(
-        [sys.executable, "-c", code], cwd=world.home, env=env, text=True, capture_output=True, timeout=600, check=False
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    served = json.loads(p.stdout.strip().splitlines()[-1])
-    assert len(served["texts"]) == 2 and all(isinstance(t, str) and t for t in served["texts"])
+    served = _generate_in_fresh_process(world, f"models:/{qname}@champion")
     assert served["weight"] == "Int8Tensor"  # the quantized weights came back as torchao's tensor subclass
 
 
-def test_int4_candidate_round_trips_or_is_refused_by_name(world: World) -> None:
+def test_int4_candidate_is_governed_and_round_trips(world: World) -> None:
     from quantgate.quantize.lm import int4_kernel_status
 
     ok, why = int4_kernel_status()
@@ -170,6 +158,28 @@ def test_int4_candidate_round_trips_or_is_refused_by_name(world: World) -> None:
     assert latest.tags["quantgate.recipe"].startswith("lm-int4-weight-only")
     proc = run_cli(world.env, "verify", f"{qname}/{latest.version}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    served = _generate_in_fresh_process(world, f"models:/{qname}/{latest.version}")
+    assert served["weight"] == "Int4OpaqueTensor"  # int4 round-trips through MLflow as torchao's tensor
+
+
+def _generate_in_fresh_process(world: World, uri: str) -> dict[str, Any]:
+    """Load ``uri`` with mlflow.pyfunc in a fresh process, generate for two prompts, and name the
+    tensor type of one quantized weight."""
+    code = (
+        "import json, mlflow, pandas as pd\n"
+        f"m = mlflow.pyfunc.load_model('{uri}')\n"
+        "out = m.predict(pd.DataFrame({'prompt': ['To be, or not to be', 'My lord']}))\n"
+        "w = m.unwrap_python_model().lm.module.model.layers[0].self_attn.q_proj.weight\n"
+        "print(json.dumps({'texts': out['generated_text'].tolist(), 'weight': type(w).__name__}))\n"
+    )
+    env = {**world.env, "MLFLOW_TRACKING_URI": f"sqlite:///{world.home / 'mlflow.db'}"}
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=world.home, env=env, text=True, capture_output=True, timeout=600, check=False
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    served: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(served["texts"]) == 2 and all(isinstance(t, str) and t for t in served["texts"])
+    return served
 
 
 def _refused(world: World, name: str, expected: str) -> None:
