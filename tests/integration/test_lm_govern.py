@@ -92,7 +92,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp / "data"
     _script(user_env, home, str(SCRIPTS / "log_causal_lm.py"), NAME, str(data))
     w = World(home, project, env, data)
-    _onboard(w, NAME)
+    # a prompts file (one a line): generation agreement is judged on these, not on passages' starts
+    prompts = ["To be, or not to be", "My lord, I", "What is the matter", "Good night, sweet", "O, speak again"]
+    (data / "prompts.txt").write_text("\n".join(prompts * 3) + "\n")
+    _onboard(w, NAME, prompts=str(data / "prompts.txt"))
     with prefect_server(tmp, env) as api:
         yield World(home, project, {**env, "PREFECT_API_URL": api}, data)
 
@@ -127,6 +130,9 @@ def test_language_model_governed_verified_promoted_and_served(world: World) -> N
     card_json = json.loads(Path(cl.download_artifacts(mv.run_id, "model_card.json", str(world.home))).read_text())
     assert card_json["evaluation"]["overall"]["passages"] == 160
     assert {s["column"] for s in card_json["evaluation"]["slices"]} == {"length"}
+    settings = card_json["evaluation"]["settings"]
+    assert settings["prompts_from"] == "prompts file" and settings["prompts"] == 15
+    assert card_json["evaluation"]["examples"][0]["prompt"].startswith("To be")
 
     proc = run_cli(world.env, "verify", f"{qname}/{mv.version}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -110,7 +110,7 @@ class CausalLM:
         # built on CPU (non-persistent buffers such as rotary frequencies are computed as usual),
         # cast to the saved dtype, then the saved tensors are assigned as they are
         module = model_cls(config).to(getattr(torch, str(spec["dtype"])))
-        import torchao.quantization  # noqa: F401  (registers its tensor subclasses as safe globals)
+        _register_safe_tensors(spec)
 
         state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
         module.load_state_dict(state, assign=True, strict=True)
@@ -118,3 +118,15 @@ class CausalLM:
             module.tie_weights()
         tokenizer = AutoTokenizer.from_pretrained(artifacts["tokenizer"], local_files_only=True)
         return cls(module, tokenizer, spec)
+
+
+def _register_safe_tensors(spec: dict[str, Any]) -> None:
+    """Import the torchao modules whose tensor subclasses the weights hold: importing them
+    registers those classes as safe globals for ``torch.load(weights_only=True)``. The int4
+    tensor (``Int4OpaqueTensor``) lives in torchao's prototype workflow, which
+    ``torchao.quantization`` does not import (a fresh process failed to load an int4 candidate
+    until it was imported here)."""
+    import torchao.quantization
+
+    if (spec.get("recipe") or {}).get("_type") == "lm-int4-weight-only":
+        import torchao.prototype.quantization.int4.inference_workflow  # noqa: F401
