@@ -109,6 +109,10 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
 
         return govern_regression(source, load_data(source), policy, recipe)
     policy_path = get_settings().path(policy or cfg.policy)
+    if cfg.task == "text-generation":  # a causal language model: its own sub-flow (quantgate.steps.lm)
+        from quantgate.flows.quantize_lm import quantize_lm_model
+
+        return quantize_lm_model(source.ref, str(policy_path), recipe)
     pol = load_policy(policy_path)
     rec = pipeline.resolve_recipe(recipe, cfg, pol)
     log.info("source %s, policy %s, recipe %s", source.ref, pol.name, rec.label if rec else "auto (search)")

@@ -210,7 +210,12 @@ def quantize(
         # fail fast, before a Prefect server starts, on what can be checked cheaply
         source = pipeline.discover_source(model)
         pol = load_policy(policy if policy else get_settings().path(source.config.policy))
-        pipeline.resolve_recipe(recipe, source.config, pol)
+        if source.config.task == "text-generation":
+            from quantgate.steps.lm import resolve_lm_recipe
+
+            resolve_lm_recipe(recipe, source.config)
+        else:
+            pipeline.resolve_recipe(recipe, source.config, pol)
         from quantgate.flows.quantize import quantize_model
 
         r = quantize_model(model=model, policy=str(policy) if policy else None, recipe=recipe)
@@ -242,6 +247,13 @@ def _verdict_table(r: dict[str, Any]) -> None:
             escape(rule["evidence"]),
         )
     console.print(t)
+    if r.get("task") == "text-generation":
+        console.print(
+            f"perplexity {r['perplexity_fp32']:.2f} → {r['perplexity_quantized']:.2f} (ratio "
+            f"{r['perplexity_ratio']:.4f}); size {r['size_fp32_mb']:.2f} → {r['size_quantized_mb']:.2f} MB; "
+            f"verdict [bold]{r['verdict']}[/]; aliases: {', '.join(r['aliases']) or 'none'}"
+        )
+        return
     console.print(
         (
             f"MAE {r['mae_fp32']:.4f} → {r['mae_quantized']:.4f}"  # a regressor (flows/quantize_regression.py)

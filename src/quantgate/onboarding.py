@@ -1,7 +1,8 @@
 """How a model is onboarded: ``registry/models/<name>.yaml`` or tags on the source version.
 
 Keys (both places): task, label, calibration_data, evaluation_data, reference_data,
-sensitive_attributes, slices, policy, recipe. On a source version the same keys are tags named
+sensitive_attributes, slices, policy, recipe; for ``task: text-generation`` (a causal language
+model) also text_column and prompts, and no label. On a source version the same keys are tags named
 ``quantgate.<key>`` (lists comma-separated). **The YAML file wins** key by key: a tag fills in
 only what the file leaves out, so a reviewed file in git can never be silently overridden by
 someone editing tags in the UI.
@@ -17,7 +18,7 @@ paths as they are (absolute, ``${QUANTGATE_HOME}``, ...).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -41,15 +42,20 @@ ONBOARDING_KEYS = (
     "classes",
     "output",
     "target",
+    "text_column",
+    "prompts",
 )
 LIST_KEYS = {"sensitive_attributes", "slices", "input_columns", "classes"}
 #: keys whose value names a file (``recipe`` only when it ends in ``.json``: else a recipe name)
-PATH_KEYS = ("policy", "calibration_data", "evaluation_data", "reference_data", "recipe")
+PATH_KEYS = ("policy", "calibration_data", "evaluation_data", "reference_data", "recipe", "prompts")
 #: how a tag names such a file, for the refusal's hint
 _PATH_EXAMPLES = {
     "policy": "policies/my-policy.yaml",
     "recipe": "recipes/my-recipe.json",
+    "prompts": "data/my-model/prompts.txt",
 }
+#: the task of a causal language model (the ``transformers`` flavor's ``text-generation``)
+TEXT_GENERATION = "text-generation"
 
 
 class ModelConfig(BaseModel):
@@ -65,12 +71,16 @@ class ModelConfig(BaseModel):
         "pyfunc-classification",
         "tabular-regression",
         "tensor-regression",
+        "text-generation",
     ] = Field(
         default="tensor-classification",
-        description="the source kind decides how it is read; a *-regression task reads one continuous value per row "
-        "and is judged by the policy's regression_rules (docs/regression.md)",
+        description="a classifier's task is informational (the source kind decides how it is read); a *-regression "
+        "task reads one continuous value per row and is judged by the policy's regression_rules "
+        "(docs/regression.md); text-generation governs a causal language model (no label)",
     )
-    label: str
+    label: str = Field(
+        default="", description="the label (or regression target) column; required but for text-generation"
+    )
     calibration_data: str
     evaluation_data: str
     reference_data: str | None = None
@@ -96,6 +106,46 @@ class ModelConfig(BaseModel):
     retrain: RetrainSpec | None = Field(
         default=None, description="how drift retrains the source model (file only, never from tags)"
     )
+    text_column: str = Field(default="text", description="text-generation: the column holding the passages")
+    prompts: str | None = Field(
+        default=None,
+        description="text-generation: a file of prompts (one a line) whose greedy continuations fp32 and the "
+        "candidate are compared on, beside the prompts cut from the evaluation passages",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _label_reported(cls, data: Any, handler: Any) -> Any:
+        """A classifier's missing label is named with the other missing keys (the check below
+        runs only once every field is valid)."""
+        needs_label = (
+            isinstance(data, dict)
+            and data.get("task", "tensor-classification") != TEXT_GENERATION
+            and not data.get("label")
+        )
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not needs_label or any(e["loc"] == ("label",) for e in exc.errors()):
+                raise
+            details = [{k: e[k] for k in ("type", "loc", "input", "ctx") if k in e} for e in exc.errors()]
+            details.append({"type": "missing", "loc": ("label",), "input": data})
+            raise ValidationError.from_exception_data(cls.__name__, details) from None  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _task_keys(self) -> ModelConfig:
+        if self.task == TEXT_GENERATION:
+            if self.label or self.sensitive_attributes or self.classes or self.input_columns:
+                raise ValueError(
+                    "a text-generation model has no label, sensitive_attributes, classes or input_columns: "
+                    "name its text_column and slices"
+                )
+        else:
+            if not self.label:
+                raise ValueError("label: Field required (the column holding the labels, or a regressor's target)")
+            if self.prompts:
+                raise ValueError("prompts: is for task: text-generation only")
+        return self
 
     @model_validator(mode="after")
     def _regression_has_no_classes(self) -> ModelConfig:

@@ -102,8 +102,8 @@ def test_a_recipe_file_is_a_path_and_a_recipe_name_is_not(project: Path) -> None
 
 
 def test_keys_that_name_no_file_are_not_checked(project: Path) -> None:
-    assert set(PATH_KEYS) == {"policy", "calibration_data", "evaluation_data", "reference_data", "recipe"}
-    for key in ("label", "task", "description", "sensitive_attributes", "target"):
+    assert set(PATH_KEYS) == {"policy", "calibration_data", "evaluation_data", "reference_data", "recipe", "prompts"}
+    for key in ("label", "task", "description", "sensitive_attributes", "target", "text_column"):
         assert tag_path_refusal(key, "/abs/${X}/../y", project) is None
 
 

@@ -509,6 +509,19 @@ def greedy_continuations(model: nn.Module, prompts: torch.Tensor, new_tokens: in
     return torch.cat(outs).numpy() if outs else np.zeros((0, new_tokens), dtype=np.int64)
 
 
+def _greedy_by_length(model: nn.Module, prompts: list[list[int]], new_tokens: int, batch_size: int) -> np.ndarray:
+    """:func:`greedy_continuations` on prompts of unequal lengths: batched by length (no padding),
+    returned in the prompts' order."""
+    import torch
+
+    out = np.zeros((len(prompts), new_tokens), dtype=np.int64)
+    for length in sorted({len(p) for p in prompts}):
+        rows = [i for i, p in enumerate(prompts) if len(p) == length]
+        ids = torch.tensor([prompts[i] for i in rows], dtype=torch.long)
+        out[rows] = greedy_continuations(model, ids, new_tokens, batch_size=batch_size)
+    return out
+
+
 def decode_ms_per_token(model: nn.Module, prompt: torch.Tensor, new_tokens: int = 32, repeats: int = 3) -> float:
     """Median wall-clock milliseconds per greedy decoded token at batch 1 (prefill excluded)."""
     import torch
@@ -552,11 +565,13 @@ def evaluate_lm(
     confidence: float = 0.95,
     seed: int = 0,
     examples: int = 3,
+    prompt_texts: Sequence[str] | None = None,
 ) -> LMEvaluation:
     """fp32 ``base`` vs ``cand`` on held-out passages ``texts`` (one slice label per passage in
     each ``slices`` column): teacher-forced figures, greedy-generation agreement on prompts cut
-    from the passages, per slice, with paired-bootstrap intervals."""
-    import torch
+    from the passages, per slice, with paired-bootstrap intervals. ``prompt_texts`` (a prompts
+    file) replaces the prompts cut from the passages: each is cut to ``prompt_tokens`` tokens;
+    such prompts belong to no passage, so the generation figures are overall only."""
 
     if not len(texts):
         raise ValueError("no passages to evaluate")
@@ -567,16 +582,21 @@ def evaluate_lm(
     scores.truncated = truncated
     t1 = time.perf_counter()
     gen = None
-    which = prompts_from(windows, prompt_tokens, max_prompts, seed)
+    if prompt_texts is not None:
+        cut = [list(tokenizer(str(p))["input_ids"][:prompt_tokens]) for p in prompt_texts]
+        prompt_ids = [ids for ids in cut if ids][:max_prompts] if max_prompts else []
+        which = np.full(len(prompt_ids), -1, dtype=np.int64)  # from a file: no passage, no slice
+    else:
+        which = prompts_from(windows, prompt_tokens, max_prompts, seed)
+        prompt_ids = [list(windows[i][:prompt_tokens]) for i in which]
     if len(which) and new_tokens > 0:
-        prompts = torch.tensor([list(windows[i][:prompt_tokens]) for i in which], dtype=torch.long)
-        gb = greedy_continuations(base, prompts, new_tokens, batch_size=2 * batch_size)
-        gc = greedy_continuations(cand, prompts, new_tokens, batch_size=2 * batch_size)
+        gb = _greedy_by_length(base, prompt_ids, new_tokens, 2 * batch_size)
+        gc = _greedy_by_length(cand, prompt_ids, new_tokens, 2 * batch_size)
         match, matched = generation_match(gb, gc)
         gen = GenerationScores(match, matched, new_tokens, which)
         gen.examples = [
             {
-                "prompt": tokenizer.decode(prompts[k].tolist(), skip_special_tokens=True),
+                "prompt": tokenizer.decode(prompt_ids[k], skip_special_tokens=True),
                 "fp32": tokenizer.decode(gb[k].tolist(), skip_special_tokens=True),
                 "candidate": tokenizer.decode(gc[k].tolist(), skip_special_tokens=True),
             }
@@ -592,6 +612,7 @@ def evaluate_lm(
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
         "prompts": len(which) if gen is not None else 0,
+        "prompts_from": "prompts file" if prompt_texts is not None else "the passages' first tokens",
         "passages": len(texts),
         "truncated_passages": truncated,
         "resamples": resamples,

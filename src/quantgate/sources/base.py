@@ -24,12 +24,14 @@ KIND_MODULES = (
     "quantgate.sources.quantgate_pyfunc",
     "quantgate.sources.python_model",
     "quantgate.sources.pytorch",
+    "quantgate.sources.text_generation",
     "quantgate.sources.transformers",
     "quantgate.sources.onnx",
 )
 
 SUPPORTED = (
-    "the 'pytorch' flavor (pt2 or pickle), the 'transformers' flavor (text-classification), 'onnx', "
+    "the 'pytorch' flavor (pt2 or pickle), the 'transformers' flavor (text-classification; "
+    "text-generation with task: text-generation), 'onnx', "
     "quantgate's pyfunc, or an mlflow.pyfunc.PythonModel holding torch nn.Module attributes"
 )
 
