@@ -10,11 +10,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from quantgate import pipeline
 from quantgate.faults import fault_point
-from quantgate.notify.emit import candidate_recorded, gate_failed_hook
+from quantgate.flows.recording import announce, run_builder
+from quantgate.notify.emit import gate_failed_hook
 from quantgate.policy import load_policy
 from quantgate.settings import configure_environment, get_settings
 from quantgate.transient import retry_condition
@@ -93,10 +93,8 @@ def _reading(spec: dict[str, Any]) -> dict[str, Any]:
 @flow(name="quantize-model", log_prints=True, on_failure=[gate_failed_hook])
 def quantize_model(model: str, policy: str | None = None, recipe: str | None = None) -> dict[str, Any]:
     """Validate -> quantize -> evaluate -> gate -> card -> register, for ``model`` (NAME[/VERSION|@ALIAS])."""
-    from prefect.runtime import deployment
 
     from quantgate.cards.card import render_model_card
-    from quantgate.cards.provenance import prefect_builder
     from quantgate.cards.trust import source_artifact_digest
 
     configure_environment()
@@ -171,14 +169,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))
     card_md, _ = render_model_card(ctx)
     fault_point("card")
-    run_id = str(flow_run.get_id() or "")
-    builder = prefect_builder(
-        flow_run_id=run_id or None,
-        flow_run_name=flow_run.get_name(),
-        flow_name=flow_run.get_flow_name(),
-        deployment_id=deployment.get_id(),
-        deployment_name=deployment.get_name(),
-    )
+    run_id, builder = run_builder()
     mv = record(
         source=source,
         candidate=candidate,
@@ -193,8 +184,7 @@ def quantize_model(model: str, policy: str | None = None, recipe: str | None = N
         policy_path=str(policy_path),
         builder=builder,
     )
-    notice = candidate_recorded(mv, verdict, source.ref, rec.label)  # candidate_pending or gate_failed
-    log.info("notified %s: %s", notice.alert.kind if notice.alert else "-", notice.deliveries)
+    announce(mv, verdict, source.ref, rec.label, log)
     cmp = ev.comparison
     return {
         "model": source.ref,

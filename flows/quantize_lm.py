@@ -8,9 +8,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from quantgate.faults import fault_point
+from quantgate.flows.recording import announce, run_builder
 from quantgate.steps import lm as steps
 from quantgate.steps.context import Source
 from quantgate.transient import retry_condition
@@ -67,10 +67,7 @@ def record(**kwargs: Any) -> Any:
 def quantize_lm_model(model: str, policy_path: str, recipe: str | None = None) -> dict[str, Any]:
     """Validate -> quantize -> evaluate per slice -> gate -> card -> sign -> register, for a causal
     LM; ``model`` is the resolved source version (NAME/VERSION)."""
-    from prefect.runtime import deployment
 
-    from quantgate.cards.provenance import prefect_builder
-    from quantgate.notify.emit import candidate_recorded
     from quantgate.policy import load_policy
     from quantgate.steps.discover import discover_source
 
@@ -104,14 +101,7 @@ def quantize_lm_model(model: str, policy_path: str, recipe: str | None = None) -
     ctx = steps.lm_card_context(
         source, lm, rec, res, ev, verdict, validation, data.data, pol, size, reading, trials=trials
     )
-    run_id = str(flow_run.get_id() or "")
-    builder = prefect_builder(
-        flow_run_id=run_id or None,
-        flow_run_name=flow_run.get_name(),
-        flow_name=flow_run.get_flow_name(),
-        deployment_id=deployment.get_id(),
-        deployment_name=deployment.get_name(),
-    )
+    run_id, builder = run_builder()
     mv = record(
         source=source,
         candidate=cand,
@@ -123,8 +113,7 @@ def quantize_lm_model(model: str, policy_path: str, recipe: str | None = None) -
         policy_path=policy_path,
         builder=builder,
     )
-    notice = candidate_recorded(mv, verdict, source.ref, rec.label)
-    log.info("notified %s: %s", notice.alert.kind if notice.alert else "-", notice.deliveries)
+    announce(mv, verdict, source.ref, rec.label, log)
     o = ev.overall
     return {
         "model": source.ref,

@@ -13,11 +13,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from quantgate import pipeline
 from quantgate.faults import fault_point
-from quantgate.notify.emit import candidate_recorded
+from quantgate.flows.recording import announce, run_builder
 from quantgate.policy import load_policy
 from quantgate.settings import get_settings
 from quantgate.steps import regression as reg
@@ -76,9 +75,7 @@ def govern_regression(
     source: pipeline.Source, data: pipeline.Datasets, policy: str | None, recipe: str | None
 ) -> dict[str, Any]:
     """Load -> faithful -> validate -> quantize -> evaluate -> gate -> card -> register, for a regressor."""
-    from prefect.runtime import deployment
 
-    from quantgate.cards.provenance import prefect_builder
     from quantgate.cards.regression_card import render_regression_card
     from quantgate.cards.trust import source_artifact_digest
     from quantgate.steps.regression_card import regression_card_context
@@ -112,14 +109,7 @@ def govern_regression(
     ctx["source"].update(source_artifact_digest(source.version.name, source.version.version))
     card_md, _ = render_regression_card(ctx)
     fault_point("card")
-    run_id = str(flow_run.get_id() or "")
-    builder = prefect_builder(
-        flow_run_id=run_id or None,
-        flow_run_name=flow_run.get_name(),
-        flow_name=flow_run.get_flow_name(),
-        deployment_id=deployment.get_id(),
-        deployment_name=deployment.get_name(),
-    )
+    run_id, builder = run_builder()
     mv = record(
         source=source,
         candidate=candidate,
@@ -134,8 +124,7 @@ def govern_regression(
         policy_path=str(policy_path),
         builder=builder,
     )
-    notice = candidate_recorded(mv, verdict, source.ref, rec.label)
-    log.info("notified %s: %s", notice.alert.kind if notice.alert else "-", notice.deliveries)
+    announce(mv, verdict, source.ref, rec.label, log)
     cmp = ev.comparison
     return {
         "model": source.ref,
