@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from huggingface_hub import ModelCard
 
-from quantgate.cards.card import card_description, card_json, render_card, render_model_card, wilson
+from quantgate.cards.card import card_description, card_json, render_card, render_model_card, share_interval
 from quantgate.errors import ConfigError
 from quantgate.settings import Settings
 
@@ -252,9 +252,9 @@ def test_template_errors_name_the_template(tmp_path: Path) -> None:
 
 
 def test_wilson_interval() -> None:
-    low, high = wilson(0.5, 100) or (0, 0)
+    low, high = share_interval(0.5, 100) or (0, 0)
     assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
-    assert wilson(float("nan"), 10) is None and wilson(0.5, 0) is None
+    assert share_interval(float("nan"), 10) is None and share_interval(0.5, 0) is None
 
 
 def test_a_long_card_fits_mlflows_description_limit(proj_settings: Settings) -> None:

@@ -63,25 +63,21 @@ def _f(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def wilson(p: Any, n: Any, z: float = Z95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion ``p`` observed on ``n`` rows (95% by default).
-
-    scipy's ``binomtest(k, n).proportion_ci(method="wilson")`` computes it; ``k = round(p * n)``
-    because ``p`` is a share of whole rows (an accuracy), and ``z`` becomes the two-sided
-    confidence level ``2 * Phi(z) - 1``.
-    """
+def share_interval(p: Any, n: Any, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson interval (:func:`quantgate.evaluate.intervals.wilson`) of a share ``p`` observed on
+    ``n`` rows, or None when either is not measured; ``k = round(p * n)`` because ``p`` is a share
+    of whole rows (an accuracy), and ``z`` becomes the two-sided confidence ``2 * Phi(z) - 1``."""
     pf, nf = _f(p), _f(n)
     if pf is None or nf is None or nf <= 0 or not 0.0 <= pf <= 1.0:
         return None
-    from scipy.stats import binomtest, norm
+    from scipy.stats import norm
+
+    from quantgate.evaluate.intervals import wilson as wilson_interval
 
     trials = round(nf)
     if trials < 1:
         return None
-    ci = binomtest(round(pf * trials), trials).proportion_ci(
-        confidence_level=float(2 * norm.cdf(z) - 1), method="wilson"
-    )
-    return float(ci.low), float(ci.high)
+    return wilson_interval(round(pf * trials), trials, float(2 * norm.cdf(z) - 1))
 
 
 def json_safe(x: Any) -> Any:
@@ -172,8 +168,8 @@ def _overall(ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "candidate": cnd,
                 "drop": worse,
                 "drop_ci": _interval(intervals.get(k)),
-                "baseline_ci": wilson(b, n) if k == "accuracy" else None,
-                "candidate_ci": wilson(cnd, n) if k == "accuracy" else None,
+                "baseline_ci": share_interval(b, n) if k == "accuracy" else None,
+                "candidate_ci": share_interval(cnd, n) if k == "accuracy" else None,
             }
         )
     return rows
@@ -194,8 +190,8 @@ def _groups(ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "drop": _f(g.get("drop"))
                 if g.get("drop") is not None
                 else (None if b is None or cnd is None else b - cnd),
-                "baseline_ci": wilson(b, g.get("n")),
-                "candidate_ci": wilson(cnd, g.get("n")),
+                "baseline_ci": share_interval(b, g.get("n")),
+                "candidate_ci": share_interval(cnd, g.get("n")),
                 "drop_ci": drop_ci,
             }
         )

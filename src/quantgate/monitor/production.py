@@ -10,8 +10,9 @@ evaluation rows (read from the candidate's ``model_card.json``):
   ``quantgate/eval_scores.parquet`` artifact), estimates accuracy from the served probabilities
   (binary and multi-class).
 
-The statistics (:func:`compare_rate`, :func:`compare_accuracy`, :func:`wilson`) are pure and take
-counts; the rest reads MLflow and the inference log.
+The statistics (:func:`compare_rate`, :func:`compare_accuracy`, with the project's one Wilson
+interval, :func:`quantgate.evaluate.intervals.wilson`) are pure and take counts; the rest reads
+MLflow and the inference log.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from quantgate.errors import DataError
+from quantgate.evaluate.intervals import wilson
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,16 +37,6 @@ CBPE_ASSUMPTIONS = (
 
 
 # --- pure statistics -------------------------------------------------------------------------
-
-
-def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion k/n (scipy.stats.binomtest)."""
-    from scipy.stats import binomtest
-
-    if n <= 0:
-        return (math.nan, math.nan)
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 def compare_rate(

@@ -181,3 +181,14 @@ def heaviest_kind(module: nn.Module, kinds: tuple[str, ...] = LAYER_KINDS[:-1]) 
     """The weight-layer kind (among ``kinds``) holding the most parameters (``other`` when none)."""
     cov = {k: v for k, v in module_coverage(module, ()).items() if k in kinds}
     return max(cov, key=lambda k: cov[k]["params"]) if cov else "other"
+
+
+def pickled_size(module: nn.Module) -> int:
+    """Bytes of ``torch.save(module)``: the size a candidate's module file will have."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(module, buf)
+    return buf.tell()

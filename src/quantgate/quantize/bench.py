@@ -16,7 +16,6 @@ recorded with the command that produced the report.
 
 from __future__ import annotations
 
-import io
 import platform
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from torch import nn
 
 from quantgate.evaluate.runtime import forward_latency
 from quantgate.models.wrapped import WrappedModel
-from quantgate.quantize.base import Recipe
+from quantgate.quantize.base import Recipe, pickled_size
 from quantgate.quantize.recipes import apply_recipe
 from quantgate.quantize.torch_backend import DynamicInt8Recipe, Int8WeightOnlyRecipe
 
@@ -51,12 +50,6 @@ class BenchRow:
     param_share: float = 0.0
     served: dict[str, Any] = field(default_factory=dict)
     """accuracy at batch 1 and 32 (served order) and the share of predictions that changed"""
-
-
-def _size(module: nn.Module) -> int:
-    buf = io.BytesIO()
-    torch.save(module, buf)
-    return buf.tell()
 
 
 def _models(quick: bool) -> dict[str, dict[str, Any]]:
@@ -230,7 +223,7 @@ def run_bench(
             acc, worst, worst_name = _accuracy(base.with_module(module), case["eval"], case["label"], case["groups"])
             lat = {f"p{p}_b{bs}_ms": times[bs][c][f"p{p}_ms"] for bs in (1, 32) for p in (50, 95)}
             row = BenchRow(
-                name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], _size(module), nq, nk, share
+                name, c, acc, worst, worst_name, lat, 32000.0 / lat["p50_b32_ms"], pickled_size(module), nq, nk, share
             )
             # quantized activations: does a prediction depend on the other rows of its batch? (weight-only
             # recipes quantize no activation, so they are not scored one row per call: the report says so)

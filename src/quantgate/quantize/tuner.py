@@ -13,7 +13,6 @@ not the end of the search).
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 import time
@@ -37,6 +36,7 @@ from quantgate.quantize.base import (
     Recipe,
     heaviest_kind,
     linear_names,
+    pickled_size,
     recipe_to_dict,
 )
 from quantgate.quantize.recipes import apply_recipe
@@ -178,12 +178,6 @@ def _group_drops(
             if idx.sum() >= min_rows:
                 drops[f"{col}={v}"] = _accuracy(base[idx], y[idx]) - _accuracy(cand[idx], y[idx])
     return drops
-
-
-def _size(module: nn.Module) -> int:
-    buf = io.BytesIO()
-    torch.save(module, buf)
-    return buf.tell()
 
 
 def _p50(module: nn.Module, batch: tuple[torch.Tensor, ...], repeats: int = 5) -> float:
@@ -330,7 +324,7 @@ def tune(
     base_ms = _p50(baseline.module, lat_batch)
     base_acc = _accuracy(base_proba, y)
     result = TuneResult(
-        None, None, None, baseline={"accuracy": base_acc, "p50_ms": base_ms, "bytes": _size(baseline.module)}
+        None, None, None, baseline={"accuracy": base_acc, "p50_ms": base_ms, "bytes": pickled_size(baseline.module)}
     )
     queue = (
         list(candidates)
@@ -377,7 +371,7 @@ def tune(
             "compute_param_share": res.compute_param_share,
             "agreement": float((proba.argmax(1) == base_proba.argmax(1)).mean()),
             "max_prob_diff": float(np.abs(proba - base_proba).max()),
-            "bytes": float(_size(res.module)),
+            "bytes": float(pickled_size(res.module)),
         }
         # baseline and candidate interleaved call by call, so load on a shared host hits both
         times = paired_times({"baseline": baseline.module, "candidate": res.module}, lat_batch, min_rounds=6)
