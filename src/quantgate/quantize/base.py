@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-LAYER_KINDS = ("Linear", "Conv1d", "Conv2d", "Embedding", "other")
+LAYER_KINDS = ("Linear", "Conv1d", "Conv2d", "Recurrent", "Embedding", "other")
 """The layer kinds coverage is reported by; "other" holds every remaining parameter (biases,
 norms, position tables of unusual layers, ...)."""
-COMPUTE_KINDS = ("Linear", "Conv1d", "Conv2d")
+COMPUTE_KINDS = ("Linear", "Conv1d", "Conv2d", "Recurrent")
 """Kinds whose weights are multiplied (where int8 saves time); an embedding is a lookup: its
-quantization saves bytes, not time."""
+quantization saves bytes, not time. ``Recurrent`` is ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``, whose
+weights are ``weight_ih_l*`` / ``weight_hh_l*``."""
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,17 @@ def layer_kind(module: nn.Module) -> str:
         return "Conv1d"
     if isinstance(module, nn.Conv2d):
         return "Conv2d"
+    if isinstance(module, nn.LSTM | nn.GRU | nn.RNN):
+        return "Recurrent"
     if isinstance(module, nn.Embedding | nn.EmbeddingBag):
         return "Embedding"
     return "other"
+
+
+def is_layer_weight(kind: str, param_name: str) -> bool:
+    """Whether a module's own parameter is the weight its kind is counted by (a recurrent layer
+    has several: ``weight_ih_l0``, ``weight_hh_l0``, ...; biases and norms are "other")."""
+    return param_name.startswith("weight_") if kind == "Recurrent" else param_name == "weight"
 
 
 def weight_layers(module: nn.Module, kinds: tuple[str, ...] = ("Linear",)) -> list[str]:
@@ -170,7 +179,7 @@ def module_coverage(module: nn.Module, quantized: list[str] | set[str]) -> dict[
             if id(p) in seen:
                 continue
             seen.add(id(p))
-            k = kind if p_name == "weight" else "other"
+            k = kind if is_layer_weight(kind, p_name) else "other"
             out[k]["params"] += p.numel()
             if k != "other" and name in done:
                 out[k]["quantized"] += p.numel()

@@ -18,12 +18,14 @@ from quantgate.quantize.base import (
     excluded,
     linear_names,
     register_handler,
+    weight_layers,
 )
 
 
 @dataclass(frozen=True)
 class DynamicInt8Recipe(Recipe):
-    """int8 weights (per-channel) with activations quantized on the fly, on every nn.Linear.
+    """int8 weights (per-channel) with activations quantized on the fly, on every nn.Linear, and
+    on every nn.LSTM / nn.GRU (per-tensor: torch's dynamic recurrent kernels).
 
     Backend: PyTorch's x86 (fbgemm) dynamic-quantized Linear kernels. torchao's
     ``Int8DynamicActivationInt8WeightConfig`` is the maintained API, but in eager mode on this
@@ -36,7 +38,10 @@ class DynamicInt8Recipe(Recipe):
     target: str = "auto"
     TYPE: ClassVar[str] = "dynamic-int8"
     BACKEND: ClassVar[str] = "torch-fbgemm"
-    SUMMARY: ClassVar[str] = "int8 weights per channel + dynamic int8 activations on every Linear"
+    SUMMARY: ClassVar[str] = (
+        "int8 weights per channel + dynamic int8 activations on every Linear (and LSTM/GRU, per tensor)"
+    )
+    LAYER_KINDS: ClassVar[tuple[str, ...]] = ("Linear", "Recurrent")
 
     def __post_init__(self) -> None:
         from quantgate.errors import ConfigError
@@ -87,7 +92,9 @@ def _dynamic_int8_on(module: nn.Module, recipe: DynamicInt8Recipe) -> Quantizati
     from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
 
     linears = linear_names(module)
+    recurrent = weight_layers(module, ("Recurrent",))
     targets = [n for n in linears if not excluded(n, recipe.exclude)]
+    rnn_targets = [n for n in recurrent if n and not excluded(n, recipe.exclude)]
     qconfig = per_channel_dynamic_qconfig if recipe.per_channel else default_dynamic_qconfig
     if isinstance(module, nn.Linear):  # quantize_dynamic swaps children only, never the root
         if not targets:
@@ -100,12 +107,13 @@ def _dynamic_int8_on(module: nn.Module, recipe: DynamicInt8Recipe) -> Quantizati
         return QuantizationResult(q_root, recipe, [""], [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
-        q = torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(module), {n: qconfig for n in targets}, dtype=torch.qint8
-        )
-    dyn_linear = torch.ao.nn.quantized.dynamic.Linear
-    done = [n for n, m in q.named_modules() if isinstance(m, dyn_linear)]
-    return QuantizationResult(q, recipe, done, [n for n in linears if n not in done])
+        # LSTM/GRU weights take torch's per-tensor dynamic qconfig (its dynamic LSTM/GRU kernels)
+        spec = {n: qconfig for n in targets} | {n: default_dynamic_qconfig for n in rnn_targets}
+        q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), spec, dtype=torch.qint8)
+    dyn = torch.ao.nn.quantized.dynamic
+    done = [n for n, m in q.named_modules() if isinstance(m, dyn.Linear | dyn.LSTM | dyn.GRU)]
+    layers = [*linears, *(n for n in recurrent if n)]
+    return QuantizationResult(q, recipe, done, [n for n in layers if n not in done])
 
 
 class TorchaoModule(nn.Module):
