@@ -20,7 +20,7 @@ done
 workers="${QUANTGATE_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != "0" ]; then
-  parallel=(-n "$workers" --dist loadgroup)
+  parallel=(-n "$workers" --dist loadscope)
 fi
 
 .venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 "${parallel[@]}" "$@"

@@ -118,14 +118,19 @@ def in_project(project: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) ->
     reset_settings()
 
 
-# --- running the suite on two workers (pytest-xdist, ``--dist loadgroup``; scripts/run-tests.sh) ---
+# --- running the suite on two workers (pytest-xdist; scripts/run-tests.sh) ---
 #
 # Every test goes to a worker with its whole file (module fixtures are built once). Files that
-# share an expensive session fixture *and* rely on one another's state form one group, so they
+# share an expensive session fixture *and* build on one another's state form one group, so they
 # run on one worker, in collection order: the demo run (``demo_home``, ~200 s) is shared by the
 # demo loop and the UI approval that follows it, and the ``quantgate_server`` of the server-app
 # tests is one server whose state those tests build on. Other session fixtures (the governed
 # adult-income store, the Prefect harness) are cheap enough to build once per worker.
+#
+# The grouping is a scheduler of our own (:func:`pytest_xdist_make_scheduler`), not xdist's
+# ``xdist_group`` marker: xdist 3.8 applies that marker by rewriting ``item._nodeid``, which
+# pytest 9.2's node ids (``Node._id``) no longer read, so with pytest 9.2 ``--dist loadgroup``
+# silently schedules test by test.
 SHARED_GROUPS = {
     "demo-and-server": (
         "e2e/test_demo_loop.py",
@@ -139,21 +144,34 @@ SHARED_GROUPS = {
 _GROUP_OF = {f: g for g, files in SHARED_GROUPS.items() for f in files}
 
 
-def xdist_group_of(path: Path) -> str:
-    """The worker group of a test file (path relative to tests/): its shared group, else the file."""
-    rel = path.resolve().relative_to(ROOT / "tests").as_posix()
+def xdist_group_of(nodeid: str) -> str:
+    """The worker group of a test (its node id, ``tests/<file>::<name>``): its file's shared group,
+    else the file."""
+    rel = nodeid.split("::", 1)[0].removeprefix("tests/")
     return _GROUP_OF.get(rel, rel)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and unused) without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Scopes are :func:`xdist_group_of` the node id: whole files or whole shared groups, handed
+    out in collection order (slowest first: :func:`pytest_collection_modifyitems`)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its worker group; the slowest groups first, so that two workers finish
-    together (longest-first scheduling) instead of one starting the demo run last."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(Path(str(item.path)))))
-    if not config.pluginmanager.hasplugin("xdist") or not getattr(config.option, "numprocesses", None):
+    """On an xdist worker, the slowest groups first, so that two workers finish together
+    (longest-first) instead of one starting the demo run last; a run in one process keeps the
+    files' own order."""
+    if not hasattr(config, "workerinput"):
         return
     order = {g: i for i, g in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda it: order.get(xdist_group_of(Path(str(it.path))), len(order)))  # stable within a group
+    items.sort(key=lambda it: order.get(xdist_group_of(it.nodeid), len(order)))  # stable within a group
 
 
 #: groups by measured time, slowest first (`make test PYTEST_ARGS=--durations=0`, docs/testing.md)
