@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
@@ -32,6 +33,7 @@ def test_default_and_requested_lengths() -> None:
     assert generation_length(lm, _prompts("To be"), None) == 16
     assert generation_length(lm, _prompts("To be"), {}) == 16
     assert generation_length(lm, _prompts("To be", "or not"), {"max_new_tokens": 4}) == 4
+    assert generation_length(lm, _prompts("To be"), {"max_new_tokens": np.int64(5)}) == 5
     assert (
         generation_length(FakeLM(context_length=None), _prompts("x " * 1000), {"max_new_tokens": MAX_NEW_TOKENS})
         == MAX_NEW_TOKENS

@@ -11,6 +11,8 @@ MLflow's server answers with a 400 and this module's one-line message.
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from typing import Any
 
 import mlflow.pyfunc
@@ -50,8 +52,9 @@ def generation_length(lm: CausalLM, prompts: pd.DataFrame, params: dict[str, Any
     naming the bound that was crossed (a 400 from MLflow's scoring server)."""
     raw = (params or {}).get(MAX_NEW_TOKENS_PARAM)
     n = lm.default_new_tokens if raw is None else raw
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise _refuse(f"{MAX_NEW_TOKENS_PARAM} must be a whole number, got {raw!r}")
+    n = int(n)
     if not 1 <= n <= MAX_NEW_TOKENS:
         raise _refuse(f"{MAX_NEW_TOKENS_PARAM}={n} is outside 1..{MAX_NEW_TOKENS}: ask for at most {MAX_NEW_TOKENS}")
     if PROMPT_COLUMN not in prompts.columns:
@@ -82,11 +85,14 @@ def log_causal_lm(lm: CausalLM, artifacts: dict[str, str], prompts: list[str]) -
     from quantgate.environment import requirements
 
     example = pd.DataFrame({PROMPT_COLUMN: prompts})
+    with warnings.catch_warnings():  # token counts are never missing: MLflow's integer-column hint does not apply
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        signature = infer_signature(example, lm.predict(example), params={MAX_NEW_TOKENS_PARAM: lm.default_new_tokens})
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=QuantgateLMPyfunc(),
         artifacts=artifacts,
-        signature=infer_signature(example, lm.predict(example), params={MAX_NEW_TOKENS_PARAM: lm.default_new_tokens}),
+        signature=signature,
         input_example=example,
         pip_requirements=requirements(),
     )
