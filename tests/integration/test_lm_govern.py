@@ -203,6 +203,10 @@ def test_champion_served_with_every_generation_logged(world: World) -> None:
                 "max_new_tokens",
             ),
             "empty prompt": ({"dataframe_records": [{"prompt": "  "}]}, "prompt 0 is empty"),
+            "over the context": (
+                {"dataframe_records": [{"prompt": "To be, or not to be " * 60}], "params": {"max_new_tokens": 200}},
+                "over the model's context",
+            ),
         }
         for what, (body, expected) in bad.items():
             r = http.post("/invocations", json=body)
