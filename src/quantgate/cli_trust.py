@@ -237,7 +237,7 @@ def resolve_for_verify(ref: str, settings: Settings | None = None) -> ModelVersi
 
 def verify(
     ref: str | None = typer.Argument(
-        None, help="NAME[/VERSION|@ALIAS] of a quantized version, e.g. adult-income@candidate."
+        None, help="NAME\\[/VERSION|@ALIAS] of a quantized version, e.g. adult-income@candidate."
     ),
     ledger: str | None = typer.Option(
         None, "--ledger", help="Instead: check the promotion ledger of this model (hash chain, removed/edited entries)."
