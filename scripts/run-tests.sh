@@ -15,12 +15,15 @@ for arg in "$@"; do
 done
 
 # Two workers (pytest-xdist): each file runs on one worker, files that share state as one group
-# (tests/conftest.py::SHARED_GROUPS), slowest groups first. QUANTGATE_TEST_WORKERS=0 runs in one
+# (tests/suite_schedule.py::SHARED_GROUPS), slowest groups first. QUANTGATE_TEST_WORKERS=0 runs in one
 # process (for a debugger or -x).
 workers="${QUANTGATE_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != "0" ]; then
   parallel=(-n "$workers" --dist loadscope)
+  # one torch/ONNX Runtime thread per worker (and per process a test starts): two workers with a
+  # pool each per core would oversubscribe the cores, and idle pools spin (docs/benchmarks.md)
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 fi
 
 .venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 "${parallel[@]}" "$@"

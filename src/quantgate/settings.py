@@ -38,7 +38,12 @@ class Settings(BaseSettings):
         default=None,
         description="MLflow UI base URL for links in alerts (default: an http(s) tracking URI, else quantgate ui's).",
     )
-    torch_threads: int = Field(default=2, ge=1, description="Threads for torch inference.")
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Threads for torch inference (and ONNX Runtime's intra-op pool); unset: torch's own "
+        "default, OMP_NUM_THREADS if it is set, else one per core.",
+    )
     serve_max_body_mb: int = Field(
         default=128,
         ge=1,
@@ -103,6 +108,16 @@ class Settings(BaseSettings):
         """Resolve a path from a config file (:meth:`expand`); relative paths are from the project dir."""
         p = Path(self.expand(str(rel))).expanduser()
         return p if p.is_absolute() else (self.project_dir / p).resolve()
+
+
+def apply_torch_threads(settings: Settings | None = None) -> None:
+    """Set torch's intra-op threads to ``QUANTGATE_TORCH_THREADS`` when it is set; otherwise leave
+    torch's own default (``OMP_NUM_THREADS``, else one per core)."""
+    threads = (settings or get_settings()).torch_threads
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""The suite's worker groups (tests/conftest.py): every file a shared group or the slowest-first
+"""The suite's worker groups (tests/suite_schedule.py): every file a shared group or the slowest-first
 list names exists, so a renamed test file cannot silently fall out of its group (and run its
 shared session fixture, the demo run, on both workers)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SHARED_GROUPS, SLOWEST_FIRST, xdist_group_of
+from suite_schedule import SHARED_GROUPS, SLOWEST_FIRST, xdist_group_of
 
 TESTS = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from quantgate.data.datasets import (
     load_adult,
     load_rotten_tomatoes,
 )
-from quantgate.settings import Settings, get_settings
+from quantgate.settings import Settings, apply_torch_threads, get_settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -183,7 +183,6 @@ def train_adult(
     ``extra`` rows (labelled served traffic, for retraining) are added to the training rows;
     ``tags``/``note`` go onto the version; ``reuse=False`` registers a new version even when the
     same training data already produced one (a retraining is always its own version)."""
-    import torch
 
     from quantgate.models.tabular import TabularPreprocessor, train_mlp
     from quantgate.models.wrapped import WrappedModel
@@ -196,7 +195,7 @@ def train_adult(
     digest = frame_digest(train)
     if reuse and (mv := _existing("adult-income", digest, s)) is not None:
         return mv
-    torch.set_num_threads(s.torch_threads)
+    apply_torch_threads(s)
     pre = TabularPreprocessor.fit(train, ADULT_NUMERIC, ADULT_CATEGORICAL)
     model = train_mlp(pre.transform(train), train[ADULT_LABEL].to_numpy(), seed=SEED)
     spec = {"task": "tabular-classification", "preprocessor": pre.to_dict(), "classes": [0, 1]}
@@ -247,7 +246,7 @@ def train_rt(
     digest = frame_digest(train)
     if reuse and (mv := _existing("rt-sentiment", digest, s)) is not None:
         return mv
-    torch.set_num_threads(s.torch_threads)
+    apply_torch_threads(s)
     torch.manual_seed(SEED)
     encoder, tokenizer = load_encoder()
     model = SentenceClassifier(encoder)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from quantgate.errors import DataError
 from quantgate.onboarding import ModelConfig
-from quantgate.settings import get_settings
+from quantgate.settings import apply_torch_threads
 from quantgate.steps.context import Datasets, Evaluation, group_columns
 
 if TYPE_CHECKING:
@@ -24,12 +24,11 @@ def evaluate_candidate(
     """fp32 and candidate on the same held-out rows: metrics with paired-bootstrap intervals,
     per-group and intersectional accuracy, fairness gaps, the flip audit; the candidate at each
     served batch size (``policy.serving``) and its batch dependence; latency side by side."""
-    import torch
 
     from quantgate.evaluate.audit import flip_audit
     from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
 
-    torch.set_num_threads(get_settings().torch_threads)
+    apply_torch_threads()
     ev = data.evaluation
     from quantgate.models.outputs import class_index
 

@@ -111,13 +111,12 @@ def evaluate_regression(
 ) -> RegressionEvaluation:
     """fp32 and candidate on the same held-out rows: errors with paired-bootstrap intervals on every
     change, per-group MAE (and intersections), large deviations; latency and size side by side."""
-    import torch
 
     from quantgate.evaluate.regression import compare_regression
     from quantgate.evaluate.runtime import artifact_size, side_by_side_latency
-    from quantgate.settings import get_settings
+    from quantgate.settings import apply_torch_threads
 
-    torch.set_num_threads(get_settings().torch_threads)
+    apply_torch_threads()
     ev = data.evaluation
     groups = declared_group_columns(cfg, policy)
     missing = [g for g in groups if g not in ev.columns]
