@@ -211,9 +211,10 @@ def quantize(
         source = pipeline.discover_source(model)
         pol = load_policy(policy if policy else get_settings().path(source.config.policy))
         if source.config.task == "text-generation":
-            from quantgate.steps.lm import resolve_lm_recipe
+            from quantgate.steps.lm import load_lm_datasets, resolve_lm_recipe
 
             resolve_lm_recipe(recipe, source.config)
+            load_lm_datasets(source.config)  # the text tables and prompts file: read again by the flow
         else:
             pipeline.resolve_recipe(recipe, source.config, pol)
         from quantgate.flows.quantize import quantize_model

@@ -149,6 +149,90 @@ def test_language_model_governed_verified_promoted_and_served(world: World) -> N
     assert served["weight"] == "Int8Tensor"  # the quantized weights came back as torchao's tensor subclass
 
 
+def test_champion_served_with_every_generation_logged(world: World) -> None:
+    """`quantgate serve NAME` on the champion promoted above, in its own process on a loopback
+    port: prompts in MLflow's input formats get generated text and token counts; max_new_tokens is
+    an MLflow param, bounded; bad requests get a short 400 and the server keeps answering; after a
+    SIGTERM the Parquet inference log holds prompt, text, token counts and latency per row."""
+    import httpx
+    from helpers import free_port, start_logged, stop_group, wait_http
+
+    from quantgate.monitor.inference_log import model_log_dir, read_inferences
+
+    qname = f"{NAME}-quantized"
+    version = str(client(world.home).get_model_version_by_alias(qname, "champion").version)
+    port, log_dir, out = free_port(), world.home / "inference", world.home / "serve-lm.out"
+    cmd = [sys.executable, "-m", "quantgate.cli", "serve", NAME, "--port", str(port), "--inference-log", str(log_dir)]
+    proc = start_logged(cmd, world.env, out)
+    sent: dict[str, list[tuple[str, int]]] = {}  # acknowledged request id -> (prompt, tokens asked)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc, out)
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+        def ask(body: dict[str, Any], expect: list[tuple[str, int]]) -> list[dict[str, Any]]:
+            r = http.post("/invocations", json=body)
+            assert r.status_code == 200, r.text
+            answers: list[dict[str, Any]] = r.json()["predictions"]
+            assert len(answers) == len(expect)
+            for a, (_, n) in zip(answers, expect, strict=True):
+                assert isinstance(a["generated_text"], str) and a["generated_text"]
+                assert a["prompt_tokens"] >= 1 and a["output_tokens"] == n
+            sent[r.headers["x-request-id"]] = expect
+            return answers
+
+        first = ask({"dataframe_records": [{"prompt": "To be, or not to be"}]}, [("To be, or not to be", 16)])
+        ask(
+            {
+                "dataframe_records": [{"prompt": "My lord, I"}, {"prompt": "O, speak again"}],
+                "params": {"max_new_tokens": 4},
+            },
+            [("My lord, I", 4), ("O, speak again", 4)],
+        )
+        ask({"inputs": {"prompt": ["Good night, sweet"]}, "params": {"max_new_tokens": 3}}, [("Good night, sweet", 3)])
+        again = ask({"instances": [{"prompt": "To be, or not to be"}]}, [("To be, or not to be", 16)])
+        assert again[0]["generated_text"] == first[0]["generated_text"]  # greedy: the same text
+
+        bad = {
+            "no prompt column": ({"dataframe_records": [{"text": "To be"}]}, "prompt"),
+            "too many tokens": (
+                {"dataframe_records": [{"prompt": "To be"}], "params": {"max_new_tokens": 100000}},
+                "max_new_tokens=100000 is outside 1..256",
+            ),
+            "not a number": (
+                {"dataframe_records": [{"prompt": "To be"}], "params": {"max_new_tokens": "many"}},
+                "max_new_tokens",
+            ),
+            "empty prompt": ({"dataframe_records": [{"prompt": "  "}]}, "prompt 0 is empty"),
+            "over the context": (
+                {"dataframe_records": [{"prompt": "To be, or not to be " * 60}], "params": {"max_new_tokens": 200}},
+                "over the model's context",
+            ),
+        }
+        for what, (body, expected) in bad.items():
+            r = http.post("/invocations", json=body)
+            assert r.status_code == 400, (what, r.status_code, r.text[:500])
+            message = r.json()["message"]
+            assert expected in message and len(message) <= 2100, (what, message[:500])
+        assert http.get("/ping").status_code == 200
+        ask({"dataframe_records": [{"prompt": "What is the matter"}]}, [("What is the matter", 16)])  # still serving
+        http.close()
+    finally:
+        stop_group(proc)
+    text = out.read_text()
+    assert f"serving {qname}/{version} (@champion)" in text, text[-3000:]
+    assert f"{len(sent)} request(s) logged: {len(sent)} written" in text and ", 0 lost" in text, text[-3000:]
+
+    logged = read_inferences(model_log_dir(qname, log_dir))
+    assert set(logged["request_id"]) == set(sent)  # the refused requests are not logged
+    assert set(logged["version"]) == {version}
+    for rid, expect in sent.items():
+        rows = logged[logged["request_id"] == rid].sort_values("request_row")
+        assert rows["prompt"].tolist() == [p for p, _ in expect]
+        assert rows["output_tokens"].tolist() == [n for _, n in expect]
+        assert (rows["prompt_tokens"] >= 1).all() and (rows["latency_ms"] > 0).all()
+        assert rows["generated_text"].map(lambda t: isinstance(t, str) and len(t) > 0).all()
+
+
 def test_int4_candidate_is_governed_and_round_trips(world: World) -> None:
     from quantgate.quantize.lm import int4_kernel_status
 

@@ -175,3 +175,34 @@ def test_writer_summary_reads_back() -> None:
         "lost": 1,
     }
     assert WriterStats.counts_in("no summary here") is None
+
+
+def test_language_model_rows_keep_prompt_text_token_counts_and_latency(tmp_path: Path) -> None:
+    """A served LM request (a ``prompt`` column in; ``generated_text``, ``prompt_tokens``,
+    ``output_tokens`` out, as the LM pyfunc answers) is one row per prompt, with its types kept."""
+    stamp = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
+    outputs = pd.DataFrame(
+        {
+            "generated_text": [" the question", " am here"],
+            "prompt_tokens": pd.Series([6, 3], dtype="int64"),
+            "output_tokens": pd.Series([4, 4], dtype="int64"),
+        }
+    )
+    record = InferenceRecord(
+        "lm-1",
+        "tiny-lm-quantized",
+        "2",
+        stamp,
+        812.5,
+        pd.DataFrame({"prompt": ["To be, or not to be", "My lord"]}),
+        outputs,
+    )
+    writer = InferenceLogWriter(ParquetSink(tmp_path), flush_interval=30).start()
+    writer.submit(record)
+    assert writer.close().lost == 0
+    df = read_inferences(model_log_dir("tiny-lm-quantized", tmp_path))
+    assert df["prompt"].tolist() == ["To be, or not to be", "My lord"]
+    assert df["generated_text"].tolist() == [" the question", " am here"]
+    assert df["prompt_tokens"].tolist() == [6, 3] and df["output_tokens"].tolist() == [4, 4]
+    assert str(df["output_tokens"].dtype) == "int64"
+    assert df["request_row"].tolist() == [0, 1] and df["latency_ms"].tolist() == [812.5, 812.5]

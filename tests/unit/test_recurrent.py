@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe
+from quantgate.errors import UnsupportedModel
+from quantgate.quantize.onnx_backend import OrtDynamicInt8Recipe, OrtFp32Recipe
 from quantgate.quantize.recipes import apply_recipe
 from quantgate.quantize.torch_backend import DynamicInt8Recipe
 
@@ -69,3 +70,14 @@ def test_ort_dynamic_int8_reports_the_lstm_as_float(calibration: list[tuple[torc
     assert res.coverage["Recurrent"]["params"] == 4 * 32 * (8 + 32)
     assert res.coverage["Recurrent"]["quantized"] == 0
     assert res.compute_param_share < 0.1  # only the head's 320 of 5,440 compute weights
+
+
+def test_an_export_with_a_traced_batch_is_refused_at_the_batch_it_fails(
+    calibration: list[tuple[torch.Tensor, ...]],
+) -> None:
+    with pytest.raises(UnsupportedModel, match=r"fails at batch 1 \(exported at batch 16\)"):
+        apply_recipe(RowLSTM(baked=True).eval(), OrtFp32Recipe(), calibration)
+    res = apply_recipe(RowLSTM().eval(), OrtFp32Recipe(), calibration)  # a dynamic batch passes
+    with torch.inference_mode():
+        assert res.module(torch.randn(1, 64)).shape == (1, 10)
+        assert res.module(torch.randn(40, 64)).shape == (40, 10)

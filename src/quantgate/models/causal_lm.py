@@ -26,6 +26,8 @@ from torch import nn
 #: the column a served request's prompts are read from, and the answer's column
 PROMPT_COLUMN = "prompt"
 OUTPUT_COLUMN = "generated_text"
+#: token counts answered (and logged) beside each generated text
+PROMPT_TOKENS_COLUMN, OUTPUT_TOKENS_COLUMN = "prompt_tokens", "output_tokens"
 
 
 @dataclass
@@ -66,21 +68,47 @@ class CausalLM:
     @torch.inference_mode()
     def generate(self, prompts: list[str], new_tokens: int | None = None) -> list[str]:
         """Greedy continuations (the evaluation's own loop, KV cache, no generation config)."""
+        return [text for text, _, _ in self.generate_counted(prompts, new_tokens)]
+
+    @torch.inference_mode()
+    def generate_counted(self, prompts: list[str], new_tokens: int | None = None) -> list[tuple[str, int, int]]:
+        """Per prompt: (greedy continuation, prompt tokens, generated tokens)."""
         from quantgate.evaluate.lm import greedy_continuations
 
-        n = int(new_tokens or self.spec.get("new_tokens", 16))
+        n = int(new_tokens or self.default_new_tokens)
         outs = []
         for prompt in prompts:
             ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
             if ids.shape[1] == 0:
                 raise ValueError("an empty prompt has no token to continue from")
             toks = greedy_continuations(self.module, ids, n, batch_size=1)[0]
-            outs.append(self.tokenizer.decode(toks.tolist(), skip_special_tokens=True))
+            outs.append((self.tokenizer.decode(toks.tolist(), skip_special_tokens=True), int(ids.shape[1]), len(toks)))
         return outs
 
-    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+    @property
+    def default_new_tokens(self) -> int:
+        """Tokens generated when a request does not say: the evaluation's ``new_tokens`` (what the
+        gate judged generation agreement on)."""
+        return int(self.spec.get("new_tokens", 16))
+
+    @property
+    def context_length(self) -> int | None:
+        """The most positions the model takes (prompt + generated), from its config; None if unknown."""
+        n = getattr(self.module.config, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def predict(self, df: pd.DataFrame, new_tokens: int | None = None) -> pd.DataFrame:
+        """``prompt`` column in; ``generated_text`` and the token counts (``prompt_tokens``,
+        ``output_tokens``) out, one row per prompt."""
         col = PROMPT_COLUMN if PROMPT_COLUMN in df.columns else self.text_column
-        return pd.DataFrame({OUTPUT_COLUMN: self.generate([str(x) for x in df[col]])})
+        rows = self.generate_counted([str(x) for x in df[col]], new_tokens)
+        return pd.DataFrame(
+            {
+                OUTPUT_COLUMN: [r[0] for r in rows],
+                PROMPT_TOKENS_COLUMN: pd.Series([r[1] for r in rows], dtype="int64"),
+                OUTPUT_TOKENS_COLUMN: pd.Series([r[2] for r in rows], dtype="int64"),
+            }
+        )
 
     # --- persistence -------------------------------------------------------------------
     def save(self, directory: Path) -> dict[str, str]:
