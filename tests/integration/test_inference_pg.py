@@ -49,3 +49,37 @@ def test_writer_round_trip_through_postgresql() -> None:
 def test_unreachable_database_is_one_readable_error() -> None:
     with pytest.raises(ConfigError, match="cannot open the inference log database"):
         PostgresSink("postgresql://postgres@127.0.0.1:1/test")
+
+
+def test_rows_served_unapproved_are_marked_and_an_older_table_reads_as_approved() -> None:
+    """Issue 26: rows answered by a version served with ``--allow-unapproved`` say so in the log. A
+    table created before the column existed reads as approved until a server opens it (and adds the
+    column); then the new rows carry the mark and the old ones stay approved."""
+    import psycopg
+    from helpers import pg_database
+
+    if reason := pg_down():
+        pytest.skip(reason)
+    with pg_database("qg_unapproved") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE quantgate_inference (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, "
+                "model text NOT NULL, version text NOT NULL, request_id text NOT NULL, request_row integer "
+                "NOT NULL, latency_ms double precision NOT NULL, inputs jsonb NOT NULL, outputs jsonb NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO quantgate_inference (ts, model, version, request_id, request_row, latency_ms, inputs, "
+                "outputs) VALUES (now() - interval '1 minute', 'm', '1', 'old', 0, 1.0, "
+                """'{"age": 30}', '{"label": 0}')"""
+            )
+        old = read_inferences_pg(url, model="m")
+        assert old["served_unapproved"].tolist() == [False]
+        writer = InferenceLogWriter(open_sink(url), max_batch=4, flush_interval=30).start()
+        for rid, unapproved in (("staged", True), ("approved", False)):
+            inputs, outputs = pd.DataFrame({"age": [41, 42]}), pd.DataFrame({"label": [1, 0]})
+            writer.submit(InferenceRecord(rid, "m", "2", datetime.now(UTC), 2.0, inputs, outputs, unapproved))
+        assert writer.close().lost == 0
+        df = read_inferences_pg(url, model="m")
+        assert df["request_id"].tolist() == ["old", "staged", "staged", "approved", "approved"]
+        assert df["served_unapproved"].tolist() == [False, True, True, False, False]
+        assert df["served_unapproved"].dtype == bool

@@ -206,13 +206,17 @@ def test_serve_without_champion_exits_2(adult_result: dict[str, Any], settings: 
             cl.set_registered_model_alias(name, "champion", previous)
 
 
-def test_serve_verifies_before_loading(adult_result: dict[str, Any], settings: Any) -> None:
+def test_serve_verifies_before_loading(
+    adult_result: dict[str, Any], settings: Any, adult_test_rows: pd.DataFrame, tmp_path: Path
+) -> None:
     """Issue 26: after a one-byte change to a candidate's spec.json `quantgate serve` served it and
     every prediction changed, and a version pending approval was served with a log warning only.
     Now both are refused before anything is loaded (exit 2, the reason named), and
-    --allow-unapproved serves a verified version loudly and records it on the version."""
+    --allow-unapproved serves a verified version loudly and records it on the version and on every
+    row of the inference log."""
     from urllib.parse import unquote, urlparse
 
+    from quantgate.monitor.inference_log import read_inferences
     from quantgate.registry import contract as c
     from quantgate.registry.mlflow_registry import client
 
@@ -241,10 +245,15 @@ def test_serve_verifies_before_loading(adult_result: dict[str, Any], settings: A
     assert "failed verification" in altered.stderr and target.name in altered.stderr
     assert c.TAG_SERVED_UNAPPROVED not in cl.get_model_version(name, version).tags  # refused before anything
 
-    server = Server(settings, f"{name}/{version}", "--allow-unapproved", "--inference-log", "off")
+    log = tmp_path / "inference"
+    server = Server(settings, f"{name}/{version}", "--allow-unapproved", "--inference-log", str(log))
     try:
+        body = {"dataframe_records": json.loads(adult_test_rows.head(3).to_json(orient="records"))}
+        assert server.http.post("/invocations", json=body).status_code == 200
         _, out = server.stop()
         assert "NOT APPROVED" in out and "--allow-unapproved" in out, out
         assert "not approved" in cl.get_model_version(name, version).tags[c.TAG_SERVED_UNAPPROVED]
+        rows = read_inferences(log)
+        assert len(rows) == 3 and rows["served_unapproved"].tolist() == [True] * 3
     finally:
         cl.delete_model_version_tag(name, version, c.TAG_SERVED_UNAPPROVED)

@@ -206,3 +206,19 @@ def test_language_model_rows_keep_prompt_text_token_counts_and_latency(tmp_path:
     assert df["prompt_tokens"].tolist() == [6, 3] and df["output_tokens"].tolist() == [4, 4]
     assert str(df["output_tokens"].dtype) == "int64"
     assert df["request_row"].tolist() == [0, 1] and df["latency_ms"].tolist() == [812.5, 812.5]
+
+
+def test_rows_served_unapproved_are_marked_and_older_files_read_as_approved(tmp_path: Path) -> None:
+    """Issue 26: a version served with --allow-unapproved marks every row it answered; files
+    written before the column existed (no such column) read as approved."""
+    hour = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    inputs, preds = _batch(2)
+    append_inferences(tmp_path, inputs, preds, model="m", version="1", timestamp=hour)  # no mark: an older file
+    sink = ParquetSink(tmp_path)
+    sink.write([InferenceRecord("staged", "m", "2", hour + timedelta(minutes=1), 1.0, inputs, preds, unapproved=True)])
+    sink.write([InferenceRecord("approved", "m", "2", hour + timedelta(minutes=2), 1.0, inputs, preds)])
+    df = read_inferences(tmp_path)
+    assert df["served_unapproved"].tolist() == [False, False, True, True, False, False]
+    assert df["served_unapproved"].dtype == bool
+    with pytest.raises(DataError, match="reserved by the inference log: served_unapproved"):
+        append_inferences(tmp_path, inputs.assign(served_unapproved=1), preds, model="m", version="1")

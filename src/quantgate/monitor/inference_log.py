@@ -1,7 +1,8 @@
 """Inference log: what the served model saw and answered.
 
 Two stores, one record shape (timestamp, model, version, request_id, request_row, latency_ms,
-then the input columns and the prediction columns):
+served_unapproved, then the input columns and the prediction columns; ``served_unapproved`` is
+true on rows answered by a version served with ``quantgate serve --allow-unapproved``):
 
 - **Parquet** (embedded default): ``$QUANTGATE_HOME/inference/model=<name>/hour=<YYYYMMDDHH>/``.
   Each write is its own file (``part-<UTC time>-<uuid>.parquet``) instead of an append to one
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 #: columns that every row gets; inputs/predictions may not use these names
 TIMESTAMP, MODEL, VERSION, REQUEST_ID = "timestamp", "model", "version", "request_id"
 REQUEST_ROW, LATENCY_MS = "request_row", "latency_ms"
-RESERVED = (TIMESTAMP, MODEL, VERSION, REQUEST_ID, REQUEST_ROW, LATENCY_MS)
+#: true on the rows a version served with ``--allow-unapproved`` answered (staging only)
+SERVED_UNAPPROVED = "served_unapproved"
+RESERVED = (TIMESTAMP, MODEL, VERSION, REQUEST_ID, REQUEST_ROW, LATENCY_MS, SERVED_UNAPPROVED)
+_EXTRA_DTYPES = {REQUEST_ROW: "int64", LATENCY_MS: "float64", SERVED_UNAPPROVED: "bool"}
 PART_GLOB = "part-*.parquet"
 
 
@@ -67,7 +71,7 @@ def append_inferences(
     Rows are matched by position. Every row gets a UTC ``timestamp`` (one for all rows, one per
     row, or now), ``model``, ``version`` and a ``request_id`` (a fresh UUID per row unless
     given, so ground truth can be joined later). ``extra`` adds reserved per-row columns
-    (``request_row``, ``latency_ms``) that the server records.
+    (``request_row``, ``latency_ms``, ``served_unapproved``) that the server records.
     """
     if len(inputs) != len(predictions):
         raise DataError(
@@ -89,7 +93,7 @@ def append_inferences(
     n = len(inputs)
     if request_ids is not None and len(request_ids) != n:
         raise DataError(f"got {len(request_ids)} request_ids for {n} rows")
-    unknown = sorted(set(extra or {}) - {REQUEST_ROW, LATENCY_MS})
+    unknown = sorted(set(extra or {}) - set(_EXTRA_DTYPES))
     if unknown:
         raise DataError(f"unknown inference log column(s): {', '.join(unknown)}")
 
@@ -109,7 +113,7 @@ def append_inferences(
     for i, (name, values) in enumerate((extra or {}).items()):
         if len(values) != n:
             raise DataError(f"got {len(values)} values of {name} for {n} rows")
-        rows.insert(4 + i, name, pd.Series(list(values), dtype="int64" if name == REQUEST_ROW else "float64"))
+        rows.insert(4 + i, name, pd.Series(list(values), dtype=_EXTRA_DTYPES[name]))
 
     directory = Path(path)
     if directory.exists() and not directory.is_dir():
@@ -157,6 +161,8 @@ def read_inferences(path: Path, since: datetime | None = None, until: datetime |
     if not frames:
         return empty
     df = pd.concat(frames, ignore_index=True)
+    if SERVED_UNAPPROVED in df.columns:  # files written before the column existed were all approved
+        df[SERVED_UNAPPROVED] = df[SERVED_UNAPPROVED].astype("boolean").fillna(False).astype(bool)
     if since is not None:
         df = df[df[TIMESTAMP] >= pd.Timestamp(_utc(since))]
     if until is not None:
@@ -211,6 +217,8 @@ class InferenceRecord:
     latency_ms: float
     inputs: Any
     outputs: Any
+    unapproved: bool = False
+    """answered by a version served with ``--allow-unapproved`` (its approval does not hold)"""
 
 
 def _as_frame(value: Any, prefix: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -246,7 +254,7 @@ def _batch_frames(records: Sequence[InferenceRecord]) -> tuple[pd.DataFrame, pd.
     """
     ins = [r.inputs if isinstance(r.inputs, pd.DataFrame) else _as_frame(r.inputs, "input") for r in records]
     outs = [r.outputs if isinstance(r.outputs, pd.DataFrame) else _as_frame(r.outputs, "prediction") for r in records]
-    meta: dict[str, list[Any]] = {k: [] for k in (TIMESTAMP, MODEL, VERSION, REQUEST_ID, REQUEST_ROW, LATENCY_MS)}
+    meta: dict[str, list[Any]] = {k: [] for k in RESERVED}
     for k, (r, i) in enumerate(zip(records, ins, strict=True)):
         n = len(i)
         if len(outs[k]) != n:  # a model answering one row per request (or none) is logged as is
@@ -257,6 +265,7 @@ def _batch_frames(records: Sequence[InferenceRecord]) -> tuple[pd.DataFrame, pd.
         meta[REQUEST_ID] += [r.request_id] * n
         meta[REQUEST_ROW] += range(n)
         meta[LATENCY_MS] += [r.latency_ms] * n
+        meta[SERVED_UNAPPROVED] += [r.unapproved] * n
     inputs = pd.concat(ins, ignore_index=True)
     outputs = pd.concat(outs, ignore_index=True)
     inputs.columns = [str(c) for c in inputs.columns]
@@ -295,7 +304,7 @@ class ParquetSink:
                 version=version,
                 request_ids=meta[REQUEST_ID],
                 timestamp=meta[TIMESTAMP],
-                extra={REQUEST_ROW: meta[REQUEST_ROW], LATENCY_MS: meta[LATENCY_MS]},
+                extra={k: meta[k] for k in _EXTRA_DTYPES},
             )
             rows += len(inputs)
         return rows
@@ -319,8 +328,11 @@ CREATE TABLE IF NOT EXISTS {PG_TABLE} (
     request_row integer NOT NULL,
     latency_ms  double precision NOT NULL,
     inputs      jsonb NOT NULL,
-    outputs     jsonb NOT NULL
+    outputs     jsonb NOT NULL,
+    served_unapproved boolean NOT NULL DEFAULT false
 );
+-- a table created before the column existed: its rows were all served approved
+ALTER TABLE {PG_TABLE} ADD COLUMN IF NOT EXISTS served_unapproved boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS {PG_TABLE}_model_ts ON {PG_TABLE} (model, ts);
 CREATE INDEX IF NOT EXISTS {PG_TABLE}_request ON {PG_TABLE} (request_id);
 """
@@ -349,8 +361,8 @@ class PostgresSink:
         in_json = inputs.to_json(orient="records", lines=True, date_format="iso").splitlines()
         out_json = outputs.to_json(orient="records", lines=True, date_format="iso").splitlines()
         rows = [
-            (_utc(ts), m, v, rid, k, lat, i, o)
-            for ts, m, v, rid, k, lat, i, o in zip(
+            (_utc(ts), m, v, rid, k, lat, i, o, bool(u))
+            for ts, m, v, rid, k, lat, i, o, u in zip(
                 meta[TIMESTAMP],
                 meta[MODEL],
                 meta[VERSION],
@@ -359,12 +371,13 @@ class PostgresSink:
                 meta[LATENCY_MS],
                 in_json,
                 out_json,
+                meta[SERVED_UNAPPROVED],
                 strict=True,
             )
         ]
         sql = (
-            f"INSERT INTO {PG_TABLE} (ts, model, version, request_id, request_row, latency_ms, inputs, outputs) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)"
+            f"INSERT INTO {PG_TABLE} (ts, model, version, request_id, request_row, latency_ms, inputs, outputs, "
+            "served_unapproved) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9)"
         )
         self._loop.run_until_complete(self._conn.executemany(sql, rows))
         return len(rows)
@@ -391,8 +404,11 @@ def read_inferences_pg(
     found = fetch(
         url,
         None,  # read only (no CREATE right needed); a log nobody has written yet reads as empty
-        f"SELECT ts, model, version, request_id, request_row, latency_ms, inputs::text AS i, "
-        f"outputs::text AS o FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) "
+        # served_unapproved read through to_jsonb: a table no server of this version has opened yet
+        # (no ALTER run) has no such column, and its rows were all served approved
+        f"SELECT ts, model, version, request_id, request_row, latency_ms, "
+        f"COALESCE((to_jsonb({PG_TABLE}) ->> 'served_unapproved')::boolean, false) AS served_unapproved, "
+        f"inputs::text AS i, outputs::text AS o FROM {PG_TABLE} WHERE ($1::text IS NULL OR model = $1) "
         "AND ($2::timestamptz IS NULL OR ts >= $2) AND ($3::timestamptz IS NULL OR ts < $3) "
         "ORDER BY ts, id",
         model,
@@ -409,6 +425,7 @@ def read_inferences_pg(
             REQUEST_ID: pd.Series([r["request_id"] for r in found], dtype="string"),
             REQUEST_ROW: pd.Series([r["request_row"] for r in found], dtype="int64"),
             LATENCY_MS: pd.Series([r["latency_ms"] for r in found], dtype="float64"),
+            SERVED_UNAPPROVED: pd.Series([r["served_unapproved"] for r in found], dtype="bool"),
         }
     )
     if not found:

@@ -230,6 +230,7 @@ class InferenceLogMiddleware:
             latency_ms=latency_ms,
             inputs=cap.inputs,
             outputs=cap.outputs,
+            unapproved=self.served.unapproved,
         )
         if not self.writer.try_submit(record):  # queue full: wait for room off the event loop
             await asyncio.to_thread(self.writer.submit, record)
