@@ -198,8 +198,8 @@ def render(rows: list[dict[str, Any]], session: dict[str, Any], command: str) ->
         "## Not in this page",
         "",
         "The other parts of the issue-26 sweep (`kill -9` at every step of the quantize flow and of promote, "
-        "the MLflow server stopping or answering slowly, a full disk, serving load, keys at rest) are not "
-        "built here; `quantgate verify` of tampered versions and the server app's refusals have their own "
+        "the MLflow server down or hung, a full disk, serving load) are in "
+        "[Reliability: faults](reliability-faults.md); `quantgate verify` of tampered versions and the server app's refusals have their own "
         "tests (see [Cards and trust](trust.md) and [Server mode](server-mode.md)).",
         "",
     ]

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 EXIT_USER = 2  # bad input, refused move
 EXIT_GATE = 3  # a candidate failed its gate / validation failed
-EXIT_UNAVAILABLE = 4  # a store or server did not answer, after bounded retries
+EXIT_UNAVAILABLE = 4  # a store or server did not answer (after bounded retries), or its disk is full
 
 # piped output (logs, CI) gets a wide fixed width instead of an 80-column default
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -55,6 +55,9 @@ def run(fn: Callable[[], T], *, configure: bool = True) -> T:
         if is_transient(exc):
             err.print(f"[bold red]error:[/] {escape(unavailable_line(exc))}", highlight=False)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
+        if (full := disk_full_line(exc)) is not None:
+            err.print(f"[bold red]error:[/] {escape(full)}", highlight=False)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
         first = (str(exc).strip().splitlines() or [""])[0]
         err.print(
             f"[bold red]error:[/] {type(exc).__name__}: {escape(first)} (run with --debug for the traceback)",
@@ -83,6 +86,25 @@ def unavailable_line(exc: BaseException) -> str:
     )
 
 
+def disk_full_line(exc: BaseException) -> str | None:
+    """One line for a write that found its filesystem full (or over quota), naming the file; None
+    for any other error. Nothing after the failed write ran: a governance run registers a version
+    only after its artifacts are stored."""
+    import errno
+
+    from quantgate.transient import exception_chain
+
+    for e in exception_chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {e.filename}" if e.filename else ""
+            return (
+                f"no space left on the device{where} ({e.strerror or 'ENOSPC'}); the command stopped there and "
+                "what was stored before is intact — free space on that filesystem (or point QUANTGATE_HOME, "
+                "the artifact store or the inference log elsewhere), then run the command again"
+            )
+    return None
+
+
 def quiet_libraries(configure: bool = True) -> None:
     """Point MLflow/Prefect at the configured stores (once) and, without --debug, quiet the libraries."""
     import logging
@@ -109,12 +131,14 @@ def quiet_libraries(configure: bool = True) -> None:
 
 class _NoTracebackForUserErrors:
     """Prefect logs a failed run's exception with its traceback. For a :class:`QuantgateError` (bad
-    input, a refused move: the CLI prints it as one line) the log keeps its message line and drops
-    the traceback; any other exception keeps it. ``--debug`` installs no filter."""
+    input, a refused move) and for a full disk (the CLI prints each as one line) the log keeps its
+    message line and drops the traceback; any other exception keeps it. ``--debug`` installs no
+    filter."""
 
     def filter(self, record: Any) -> bool:
         from quantgate.errors import QuantgateError
 
-        if record.exc_info and isinstance(record.exc_info[1], QuantgateError):
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (isinstance(exc, QuantgateError) or disk_full_line(exc) is not None):
             record.exc_info, record.exc_text = None, None
         return True

@@ -83,3 +83,23 @@ def test_the_flow_retry_condition_asks_is_transient() -> None:
     assert _transient(None, None, State(ConnectionResetError("reset")))
     assert not _transient(None, None, State(ZeroDivisionError("a bug")))
     assert not _transient(None, None, State(None))
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_nothing_else_is() -> None:
+    import errno
+
+    from quantgate.cli_base import disk_full_line
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/artifacts/model.onnx")
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("log_artifact failed") from inner  # as a library wraps it
+    except RuntimeError as wrapped:
+        line = disk_full_line(wrapped)
+    assert line is not None and "\n" not in line
+    assert line.startswith("no space left on the device writing /data/artifacts/model.onnx (No space left on device)")
+    assert disk_full_line(OSError(errno.EDQUOT, "Disk quota exceeded")) is not None
+    assert disk_full_line(OSError(errno.EACCES, "Permission denied", "/x")) is None
+    assert disk_full_line(ValueError("no space")) is None
