@@ -137,5 +137,6 @@ def host_mismatch(recorded_target: str) -> str | None:
         return None
     return (
         f"this candidate was built and gated for {recorded_target}, but this host is {host['isa']} "
-        f"({host['cpu_model']}): int8 accuracy and speed may differ from the verdict"
+        f"({host['cpu_model']}): its accuracy and speed may differ from the verdict "
+        "(int8 and int4 kernels are chosen by the ISA)"
     )

@@ -121,9 +121,18 @@ def test_language_model_governed_verified_promoted_and_served(world: World) -> N
     assert tags["quantgate.verdict"] == "pass" and tags["quantgate.approval"] == "pending"
     assert tags["quantgate.task"] == "text-generation"
     assert float(tags["quantgate.perplexity_ratio"]) == pytest.approx(1.0, abs=0.02)
+    from quantgate.hardware import host_info
+
+    assert tags["quantgate.target"] == host_info()["isa"]  # the ISA the verdict was measured on (signed)
     assert "## Verdict" in (mv.description or "") and "### Overall" in (mv.description or "")
     card = Path(cl.download_artifacts(mv.run_id, "model_card.md", str(world.home))).read_text()
-    for heading in ("## Verdict", "### By slice", "### Sample generations, fp32 vs candidate", "## Data checks"):
+    for heading in (
+        "## Verdict",
+        "### By slice",
+        "### Sample generations, fp32 vs candidate",
+        "## Data checks",
+        "## Hardware",
+    ):
         assert heading in card, heading
     assert "length=long" in card and "length=short" in card
     assert "not_run" in card and "GX: text column 'text' exists" in card

@@ -197,6 +197,10 @@ def render_lm_card(ctx: Mapping[str, Any]) -> str:
         f"log-probabilities within {_num(ctx['reading']['max_logprob_diff'])} (bound {ctx['reading']['bound']:g}), "
         "same token ids. The logged candidate passed the same check against the candidate gated here.",
         "",
+        "## Hardware",
+        "",
+        *_hardware(ctx.get("hardware") or {}),
+        "",
         "## Not measured here",
         "",
         "- speed (prefill tokens/s, decode ms/token): not part of this evaluation yet "
@@ -212,6 +216,19 @@ def render_lm_card(ctx: Mapping[str, Any]) -> str:
     if ctx.get("warnings"):
         lines += ["", "## Warnings", "", *[f"- {w}" for w in ctx["warnings"]]]
     return "\n".join(lines) + "\n"
+
+
+def _hardware(hw: Mapping[str, Any]) -> list[str]:
+    """Where the verdict was measured, and the ISA it is recorded for."""
+    host = hw.get("host") or {}
+    if not hw.get("target"):
+        return ["Not recorded."]
+    return [
+        f"Measured and gated on **{hw['target']}** ({host.get('cpu_model', '?')}, {host.get('cpu_count', '?')} CPUs, "
+        f"{host.get('torch_threads', '?')} torch threads): the weight-only and bf16 CPU kernels are chosen by "
+        "the ISA, so the verdict is recorded for this one (`quantgate.target`); `quantgate serve` on another "
+        "ISA warns."
+    ]
 
 
 #: what the registered version's description keeps first when the card is over MLflow's limit

@@ -352,8 +352,10 @@ def lm_card_context(
     trials: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     from quantgate.environment import versions
+    from quantgate.hardware import host_info
     from quantgate.quantize.base import recipe_to_dict
 
+    host = host_info()
     summary = res.summary()
     warnings = [f"quantization note: {n}" for n in res.notes]
     warnings += [f"{r.rule_id}: {r.evidence}" for r in verdict.results if r.outcome == "warn"]
@@ -396,6 +398,10 @@ def lm_card_context(
         "policy": {"name": policy.name, "digest": policy.digest},
         "warnings": warnings,
         "environment": {"python": platform.python_version(), **versions()},
+        # the LM recipes' CPU kernels (torchao's int4/int8 weight-only, bf16) are chosen by the ISA:
+        # the verdict holds for the ISA it was measured on, recorded as the target (serving on
+        # another ISA warns, as for an int8 classifier built for one)
+        "hardware": {"target": host["isa"], "requested_target": "auto", "host": host, "matches_host": True},
     }
 
 
@@ -482,6 +488,7 @@ def record_lm_candidate(
             "quantgate.perplexity_quantized": f"{overall['candidate_perplexity']:.4f}",
             "quantgate.perplexity_ratio": f"{overall['perplexity_ratio']:.5f}",
             "quantgate.param_share": f"{card_ctx['quantization'].get('quantized_param_share', float('nan')):.3f}",
+            c.TAG_TARGET: str(card_ctx["hardware"]["target"]),
         }
         if not verdict.passed:
             tags["quantgate.failed_rules"] = ",".join(verdict.failed_rules)
