@@ -199,8 +199,9 @@ def render(rows: list[dict[str, Any]], session: dict[str, Any], command: str) ->
         "",
         "The other parts of the issue-26 sweep (`kill -9` at every step of the quantize flow and of promote, "
         "the MLflow server down or hung, a full disk, serving load) are in "
-        "[Reliability: faults](reliability-faults.md); `quantgate verify` of tampered versions and the server app's refusals have their own "
-        "tests (see [Cards and trust](trust.md) and [Server mode](server-mode.md)).",
+        "[Reliability: faults](reliability-faults.md); `quantgate verify` of tampered versions and the "
+        "server app's refusals have their own tests (see [Cards and trust](trust.md) and "
+        "[Server mode](server-mode.md)).",
         "",
     ]
     return "\n".join(out)

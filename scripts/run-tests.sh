@@ -20,7 +20,9 @@ done
 workers="${QUANTGATE_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != "0" ]; then
-  parallel=(-n "$workers" --dist loadscope)
+  # --no-loadscope-reorder: xdist otherwise hands out the files with the most tests first, which
+  # puts the few-test slow files (the governing runs) last, on one worker, after everything else
+  parallel=(-n "$workers" --dist loadscope --no-loadscope-reorder)
   # one torch/ONNX Runtime thread per worker (and per process a test starts): two workers with a
   # pool each per core would oversubscribe the cores, and idle pools spin (docs/benchmarks.md)
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
