@@ -40,6 +40,36 @@ def run_cli(env: dict[str, str], *args: str, timeout: int = 900) -> subprocess.C
     )
 
 
+_TRAIN_ADULT = """
+from quantgate.data import demo_models as dm
+from quantgate.settings import get_settings
+s = get_settings()
+mv = dm.train_adult(dm.prepare_adult(dm.DemoSize.small(), s), s)
+print("SOURCE", f"{mv.name}/{mv.version}")
+"""
+
+
+def trained_adult_project(tmp: Path, home: Path) -> tuple[dict[str, str], str]:
+    """A project under ``tmp`` (the shipped policies and the adult-income onboarding) and the small
+    adult-income MLP trained and registered into ``home`` by a user's process. Returns the CLI's
+    environment (only QUANTGATE_HOME/PROJECT_DIR set, no MLflow or Prefect variables) and the
+    source's ``name/version``."""
+    import os
+    import shutil
+
+    project = tmp / "project"
+    (project / "registry" / "models").mkdir(parents=True)
+    shutil.copytree(ROOT / "policies", project / "policies")
+    shutil.copy(ROOT / "registry" / "models" / "adult-income.yaml", project / "registry" / "models")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTGATE_", "MLFLOW_", "PREFECT_"))}
+    env |= {"QUANTGATE_HOME": str(home), "QUANTGATE_PROJECT_DIR": str(project), "COLUMNS": "200"}
+    trained = subprocess.run(
+        [sys.executable, "-c", _TRAIN_ADULT], env=env, cwd=tmp, text=True, capture_output=True, timeout=900, check=False
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return env, trained.stdout.split("SOURCE", 1)[1].split()[0]
+
+
 def client(home: Path) -> Any:
     """An MlflowClient on the SQLite store of a QUANTGATE_HOME."""
     from mlflow.tracking import MlflowClient

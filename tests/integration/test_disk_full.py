@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import ROOT, prefect_server
+from helpers import prefect_server, trained_adult_project
 from test_serve import Server
 from test_serve import adult_test_rows as adult_test_rows  # a fixture, requested by name below
 
@@ -141,39 +141,19 @@ def test_a_full_disk_under_the_inference_log_loses_only_what_it_reports(
     assert not [p for p in log.rglob(".*") if p.is_file()], "a half-written temporary file was left"
 
 
-TRAIN = """
-from quantgate.data import demo_models as dm
-from quantgate.settings import get_settings
-s = get_settings()
-mv = dm.train_adult(dm.prepare_adult(dm.DemoSize.small(), s), s)
-print("SOURCE", f"{mv.name}/{mv.version}")
-"""
-
-
 def test_a_full_artifact_store_stops_the_run_in_one_line_and_registers_nothing(tmp_path: Path, small_disk: Any) -> None:
     """The artifact store (``$QUANTGATE_HOME/artifacts``) on a 64 MB tmpfs holding the source model,
     then filled: ``quantgate quantize`` stops with one line naming the full device (exit 4), no
     version or alias is registered, and the source model still loads."""
-    import shutil
-
     from quantgate.registry.mlflow_registry import registry_snapshot
     from quantgate.settings import Settings
 
-    home, project = tmp_path / "home", tmp_path / "project"
+    home = tmp_path / "home"
     home.mkdir()
     artifacts = small_disk("home/artifacts", "64m")
-    (project / "registry" / "models").mkdir(parents=True)
-    shutil.copytree(ROOT / "policies", project / "policies")
-    shutil.copy(ROOT / "registry" / "models" / "adult-income.yaml", project / "registry" / "models")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTGATE_", "MLFLOW_", "PREFECT_"))}
-    env |= {"QUANTGATE_HOME": str(home), "QUANTGATE_PROJECT_DIR": str(project), "COLUMNS": "200"}
-    trained = subprocess.run(
-        [sys.executable, "-c", TRAIN], env=env, cwd=tmp_path, text=True, capture_output=True, timeout=900, check=False
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    source = trained.stdout.split("SOURCE", 1)[1].split()[0]
+    env, source = trained_adult_project(tmp_path, home)
     assert any(artifacts.rglob("MLmodel")), "the source model's artifacts are not on the small disk"
-    settings = Settings(home=home, project_dir=project)
+    settings = Settings(home=home, project_dir=Path(env["QUANTGATE_PROJECT_DIR"]))
     before = registry_snapshot(settings)
     _fill(artifacts, leave_bytes=16 * 1024)
     with prefect_server(tmp_path, env) as api:

@@ -9,15 +9,13 @@ temporary QUANTGATE_HOME), its own project copy and one Prefect server for the m
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import ROOT, prefect_server
+from helpers import prefect_server, trained_adult_project
 
 from quantgate.registry import contract as c
 
@@ -29,30 +27,12 @@ RECIPE = "ort-fp32"  # lossless: the verdict is pass on any host, so every step 
 #: the steps killed here, in the order the run reaches them (quantgate.faults.POINTS)
 GOVERN_KILLS = ("discover", "validate", "quantize", "evaluate", "card", "sign", "register", "alias")
 
-TRAIN = """
-from quantgate.data import demo_models as dm
-from quantgate.settings import get_settings
-s = get_settings()
-size = dm.DemoSize.small()
-mv = dm.train_adult(dm.prepare_adult(size, s), s)
-print("SOURCE", f"{mv.name}/{mv.version}")
-"""
-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("kill")
-    home, project = tmp / "home", tmp / "project"
-    (project / "registry" / "models").mkdir(parents=True)
-    shutil.copytree(ROOT / "policies", project / "policies")
-    shutil.copy(ROOT / "registry" / "models" / f"{SOURCE}.yaml", project / "registry" / "models")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUANTGATE_", "MLFLOW_", "PREFECT_"))}
-    env |= {"QUANTGATE_HOME": str(home), "QUANTGATE_PROJECT_DIR": str(project), "COLUMNS": "200"}
-    trained = subprocess.run(
-        [sys.executable, "-c", TRAIN], env=env, cwd=tmp, text=True, capture_output=True, timeout=900, check=False
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    source = trained.stdout.split("SOURCE", 1)[1].split()[0]
+    home = tmp / "home"
+    env, source = trained_adult_project(tmp, home)
     with prefect_server(tmp, env) as api:
         yield {"env": env | {"PREFECT_API_URL": api}, "home": home, "source": source, "tmp": tmp}
 
